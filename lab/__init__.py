@@ -1,0 +1,45 @@
+"""lab: the interactive layer of the latent lab (ipywidgets apps built on latentlib).
+
+Holds UI state only; every computation is a call into ``latentlib``. The apps
+(Explorer, Interpolator, PromptMixer, EmbeddingMap) arrive with the lab work;
+until then this package provides :func:`show`, a plain image strip for notebooks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["show"]
+
+
+def show(images, *, labels=None, scale: int = 1):
+    """Display PIL images side by side in a notebook (an ``ipywidgets.HBox`` of ``Image`` widgets).
+
+    Args:
+        images: a PIL image or a list of them.
+        labels: optional caption per image.
+        scale: integer upscaling for display only (nearest neighbour, pixels stay visible).
+    """
+    import io
+
+    import ipywidgets as widgets
+    import PIL.Image
+
+    if isinstance(images, PIL.Image.Image):
+        images = [images]
+    images = list(images)
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"`labels` has {len(labels)} entries for {len(images)} images.")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"`scale` must be an integer >= 1, got {scale!r}.")
+    cells = []
+    for k, image in enumerate(images):
+        if not isinstance(image, PIL.Image.Image):
+            raise TypeError(f"`images[{k}]` must be a PIL image, got {type(image).__name__}.")
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        view = widgets.Image(value=buffer.getvalue(), format="png",
+                             width=image.width * scale, height=image.height * scale)
+        view.layout.object_fit = "contain"
+        view.add_class("latentlib-pixelated")
+        caption = widgets.Label(labels[k] if labels is not None else "")
+        cells.append(widgets.VBox([view, caption]))
+    return widgets.HBox(cells)

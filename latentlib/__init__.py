@@ -1,0 +1,34 @@
+"""latentlib: explore and control the latent spaces of latent diffusion models.
+
+Pure compute, no UI (the interactive apps live in the ``lab`` package).
+
+Example:
+    >>> import latentlib as ll
+    >>> model = ll.load("path/to/diffusers/folder")          # or a hub id; CPU float32 by default
+    >>> z = model.encode(images)                              # (B, 4, H/8, W/8) scaled latents
+    >>> x = model.noise(seed=0, n=2)                          # item i from seed i
+    >>> e = model.embed("a red circle") + 0.5 * model.embed("blue")
+    >>> frames = model.generate(prompt=e, latents=ll.slerp(x[0], x[1], [0, 0.5, 1]), steps=20)
+"""
+
+from .interpolate import lerp, slerp
+from .model import DEFAULT_MODEL, Model, ModelNotFoundError, load
+from .prompts import PromptEmbedding, mix
+from .sampling import Step
+from .schedulers import SCHEDULERS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Model",
+    "ModelNotFoundError",
+    "PromptEmbedding",
+    "SCHEDULERS",
+    "Step",
+    "__version__",
+    "lerp",
+    "load",
+    "mix",
+    "slerp",
+]

@@ -1,0 +1,218 @@
+"""Images <-> VAE latents.
+
+Ranges, named once: *images* are floats in ``[0, 1]`` (or uint8 in ``[0, 255]``);
+the VAE sees ``[-1, 1]``; *latents* are the VAE's scaled latents, i.e.
+``(mean - shift_factor) * scaling_factor`` with both factors read from
+``vae.config`` (or ``(mean - latents_mean) * scaling_factor / latents_std`` for
+VAEs that carry per-channel statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+
+from ._checks import check_choice, check_finite, check_int
+
+__all__ = ["to_pixels", "encode_pixels", "decode_latents", "pixels_to_output", "latent_to_vae", "vae_to_latent"]
+
+OUTPUTS = ("pil", "pt", "np")
+
+
+def _pil_to_array(image: PIL.Image.Image, where: str) -> np.ndarray:
+    if image.mode != "RGB":
+        raise ValueError(
+            f"`{where}` is a PIL image of mode {image.mode!r}; only 'RGB' is accepted "
+            f"(convert it explicitly, e.g. image.convert('RGB'), so that nothing is dropped silently)."
+        )
+    return np.asarray(image, dtype=np.uint8)
+
+
+def to_pixels(images, *, multiple: int = 8, name: str = "images") -> torch.Tensor:
+    """Convert images to a float32 tensor ``(B, 3, H, W)`` in ``[0, 1]`` on the CPU.
+
+    Accepts a PIL image, a list of PIL images, a uint8 array ``(H, W, 3)`` or
+    ``(B, H, W, 3)``, a list of such arrays, or a float tensor ``(B, 3, H, W)`` /
+    ``(3, H, W)`` in ``[0, 1]``. Nothing is resized, converted or clipped: sizes
+    must be divisible by ``multiple`` and values must be in range.
+    """
+    if isinstance(images, (PIL.Image.Image, np.ndarray, torch.Tensor)):
+        items, listed = [images], False
+    elif isinstance(images, Sequence) and not isinstance(images, (str, bytes)) and len(images) > 0:
+        items, listed = list(images), True
+    else:
+        raise TypeError(
+            f"`{name}` must be a PIL image, a uint8 array (H, W, 3) / (B, H, W, 3), a float tensor "
+            f"(B, 3, H, W) in [0, 1], or a non-empty list of these; got {type(images).__name__}."
+        )
+    batches = []
+    for k, item in enumerate(items):
+        where = f"{name}[{k}]" if listed else name
+        if isinstance(item, PIL.Image.Image):
+            item = _pil_to_array(item, where)
+        if isinstance(item, np.ndarray):
+            if item.dtype != np.uint8:
+                raise TypeError(
+                    f"`{where}` is a numpy array of dtype {item.dtype}; arrays must be uint8 (H, W, 3) or "
+                    f"(B, H, W, 3). Pass float images as a torch tensor (B, 3, H, W) in [0, 1]."
+                )
+            if item.ndim == 3:
+                item = item[None]
+            if item.ndim != 4 or item.shape[-1] != 3:
+                raise ValueError(
+                    f"`{where}` has shape {item.shape}; uint8 arrays must be (H, W, 3) or (B, H, W, 3) "
+                    f"with 3 (RGB) channels."
+                )
+            pixels = torch.from_numpy(np.ascontiguousarray(item)).permute(0, 3, 1, 2).float() / 255.0
+        elif isinstance(item, torch.Tensor):
+            if not item.is_floating_point():
+                raise TypeError(
+                    f"`{where}` is a tensor of dtype {item.dtype}; tensors must be float (B, 3, H, W) in [0, 1]."
+                )
+            if item.ndim == 3:
+                item = item[None]
+            if item.ndim != 4 or item.shape[1] != 3:
+                raise ValueError(
+                    f"`{where}` has shape {tuple(item.shape)}; float tensors must be (B, 3, H, W) or (3, H, W) "
+                    f"with 3 (RGB) channels."
+                )
+            check_finite(where, item)
+            lo, hi = float(item.min()), float(item.max())
+            if lo < 0.0 or hi > 1.0:
+                raise ValueError(
+                    f"`{where}` has values in [{lo:.4g}, {hi:.4g}]; float images must be in [0, 1] "
+                    f"(nothing is clipped for you)."
+                )
+            pixels = item.detach().to("cpu", torch.float32)
+        else:
+            raise TypeError(f"`{where}` must be a PIL image, uint8 array or float tensor; got {type(item).__name__}.")
+        height, width = pixels.shape[-2:]
+        if height % multiple or width % multiple:
+            raise ValueError(
+                f"`{where}` is {width}x{height} (width x height); both must be divisible by {multiple}, the VAE's "
+                f"downsampling factor (nothing is resized for you)."
+            )
+        batches.append(pixels)
+    sizes = {tuple(p.shape[-2:]) for p in batches}
+    if len(sizes) > 1:
+        raise ValueError(f"`{name}` mixes image sizes {sorted(sizes)}; all images in a batch must have one size.")
+    return torch.cat(batches)
+
+
+def _latent_stats(vae, like: torch.Tensor):
+    config = vae.config
+    mean = getattr(config, "latents_mean", None)
+    std = getattr(config, "latents_std", None)
+    if mean is not None and std is not None:
+        shape = (1, len(mean), 1, 1)
+        return (
+            torch.tensor(mean).view(shape).to(like.device, like.dtype),
+            torch.tensor(std).view(shape).to(like.device, like.dtype),
+        )
+    return None
+
+
+def vae_to_latent(vae, moments: torch.Tensor) -> torch.Tensor:
+    """Raw VAE posterior values -> scaled latents (what the UNet sees)."""
+    scaling = vae.config.scaling_factor
+    stats = _latent_stats(vae, moments)
+    if stats is not None:
+        mean, std = stats
+        return (moments - mean) * scaling / std
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift is not None:
+        moments = moments - shift
+    return moments * scaling
+
+
+def latent_to_vae(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents -> what ``vae.decode`` expects (inverse of :func:`vae_to_latent`)."""
+    scaling = vae.config.scaling_factor
+    stats = _latent_stats(vae, latents)
+    if stats is not None:
+        mean, std = stats
+        return latents * std / scaling + mean
+    latents = latents / scaling
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift is not None:
+        latents = latents + shift
+    return latents
+
+
+def _vae_dtype(vae) -> torch.dtype:
+    return next(vae.parameters()).dtype
+
+
+@torch.no_grad()
+def encode_pixels(
+    vae,
+    pixels: torch.Tensor,
+    *,
+    sample: bool = False,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    batch_size: int = 8,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``(B, 3, H, W)`` in [0, 1] -> scaled latents ``(B, C, H/f, W/f)``, in chunks of ``batch_size``.
+
+    ``sample=False`` takes the posterior mean; ``sample=True`` draws from it with
+    ``generator`` (one generator, or one per image).
+    """
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if isinstance(generator, list) and len(generator) != pixels.shape[0]:
+        raise ValueError(
+            f"`generator` is a list of {len(generator)} generators for {pixels.shape[0]} images; "
+            f"pass one generator or one per image."
+        )
+    device, dtype = vae.device, _vae_dtype(vae)
+    out = []
+    for start in range(0, pixels.shape[0], batch_size):
+        chunk = pixels[start : start + batch_size].to(device, dtype) * 2.0 - 1.0  # [0, 1] -> [-1, 1]
+        dist = vae.encode(chunk).latent_dist
+        if not sample:
+            moments = dist.mean
+        elif isinstance(generator, list):
+            moments = torch.cat(
+                [
+                    dist.mean[i : i + 1]
+                    + dist.std[i : i + 1]
+                    * torch.randn(dist.mean[i : i + 1].shape, generator=g, device=g.device).to(device, dtype)
+                    for i, g in zip(range(chunk.shape[0]), generator[start : start + batch_size], strict=True)
+                ]
+            )
+        else:
+            moments = dist.sample(generator=generator)
+        out.append(vae_to_latent(vae, moments))
+    latents = torch.cat(out)
+    return latents.to(out_dtype) if out_dtype is not None else latents
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor, *, batch_size: int = 8) -> torch.Tensor:
+    """Scaled latents ``(B, C, h, w)`` -> float32 images ``(B, 3, H, W)`` in [0, 1] on the CPU.
+
+    Decodes ``batch_size`` latents at a time so a long sweep needs the memory of one chunk.
+    """
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    device, dtype = vae.device, _vae_dtype(vae)
+    out = []
+    for start in range(0, latents.shape[0], batch_size):
+        chunk = latent_to_vae(vae, latents[start : start + batch_size].to(device, dtype))
+        image = vae.decode(chunk, return_dict=False)[0]
+        out.append((image / 2 + 0.5).clamp(0, 1).to("cpu", torch.float32))  # [-1, 1] -> [0, 1]
+    return torch.cat(out)
+
+
+def pixels_to_output(pixels: torch.Tensor, output: str):
+    """Float ``(B, 3, H, W)`` in [0, 1] -> ``"pil"`` list of images, ``"np"`` float (B, H, W, 3), or ``"pt"``."""
+    check_choice("output", output, OUTPUTS)
+    if output == "pt":
+        return pixels
+    array = pixels.permute(0, 2, 3, 1).numpy()
+    if output == "np":
+        return array
+    array = (array * 255).round().astype("uint8")
+    return [PIL.Image.fromarray(a) for a in array]

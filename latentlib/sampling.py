@@ -1,0 +1,336 @@
+"""Seeds to noise, and the generation loop.
+
+The loop is ours on purpose: it is the same arithmetic as diffusers'
+``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline`` (tests check it to
+1e-4), written out in numbered steps with a per-step ``callback`` that can read
+and replace the latents and an ``interrupt`` flag, so that live previews, Stop
+buttons, latent edits and inpainting hang on hooks instead of on copies of it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ._checks import check_choice, check_finite, check_int, check_number
+from .codec import decode_latents, encode_pixels, pixels_to_output, to_pixels
+from .prompts import PromptEmbedding, encode_prompts
+from .schedulers import make_scheduler
+
+__all__ = ["Step", "noise", "generate", "guidance_embedding"]
+
+OUTPUTS = ("pil", "pt", "np", "latent")
+
+
+@dataclass
+class Step:
+    """What a ``callback`` sees after each denoising step.
+
+    Attributes:
+        index: 0-based step number.
+        total: number of steps this run will take.
+        timestep: the scheduler timestep just processed.
+        latents: ``(B, C, h, w)`` latents after the step.
+        noise_pred: ``(B, C, h, w)`` the (guided) model prediction used for the step.
+    """
+
+    index: int
+    total: int
+    timestep: torch.Tensor
+    latents: torch.Tensor
+    noise_pred: torch.Tensor
+    _stop: bool = field(default=False, repr=False)
+
+    def stop(self) -> None:
+        """Ask the loop to stop after this step (the current latents are decoded and returned)."""
+        self._stop = True
+
+
+def _seed_list(seed, n) -> list[int]:
+    if isinstance(seed, bool):
+        raise TypeError(f"`seed` must be an int or a list of ints, got {seed!r}.")
+    if isinstance(seed, int):
+        n = 1 if n is None else check_int("n", n, minimum=1)
+        if seed < 0:
+            raise ValueError(f"`seed` must be >= 0, got {seed}.")
+        return [seed + i for i in range(n)]
+    if isinstance(seed, Sequence) and len(seed) > 0 and all(isinstance(s, int) and not isinstance(s, bool) for s in seed):
+        if n is not None and n != len(seed):
+            raise ValueError(f"`n` is {n} but `seed` lists {len(seed)} seeds; pass one or make them agree.")
+        if min(seed) < 0:
+            raise ValueError(f"`seed` values must be >= 0, got {list(seed)}.")
+        return list(seed)
+    raise TypeError(f"`seed` must be an int or a non-empty list of ints, got {seed!r}.")
+
+
+def _generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+
+def _draw(generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+    # One CPU generator per item, float32: item i depends only on seed i, on every device.
+    return torch.cat([torch.randn((1, *shape), generator=g, dtype=torch.float32) for g in generators])
+
+
+def noise(model, seed: int | Sequence[int] = 0, n: int | None = None, height: int | None = None,
+          width: int | None = None) -> torch.Tensor:
+    """Initial latents ``(n, C, height/f, width/f)``: item i is standard normal noise from seed ``seed + i``.
+
+    Drawn on the CPU in float32 with one generator per item (so item i is the same alone or in a
+    batch, and the same on every device), then moved to the model's device and dtype.
+    """
+    seeds = _seed_list(seed, n)
+    height, width = model._check_size(height, width)
+    shape = (model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
+    return _draw(_generators(seeds), shape).to(model.device, model.dtype)
+
+
+def guidance_embedding(w: torch.Tensor, dim: int, dtype=torch.float32) -> torch.Tensor:
+    """Sinusoidal embedding of guidance scales ``w`` (B,) -> (B, dim), for guidance-distilled (LCM) UNets."""
+    w = w * 1000.0
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=dtype) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    emb = w.to(dtype)[:, None] * freq[None, :]
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+    if dim % 2 == 1:
+        emb = torch.nn.functional.pad(emb, (0, 1))
+    return emb
+
+
+def _as_embedding(model, value, name: str) -> PromptEmbedding:
+    if isinstance(value, PromptEmbedding):
+        if value.embeds.shape[1:] != model.embedding_shape:
+            raise ValueError(
+                f"`{name}` has token embeddings of shape {tuple(value.embeds.shape)}; this model needs "
+                f"(B, {', '.join(map(str, model.embedding_shape))}). Was it made by another model?"
+            )
+        if model.is_sdxl and value.pooled is None:
+            raise ValueError(f"`{name}` has no pooled embedding, which this SDXL model needs.")
+        return value.to(model.device, model.dtype)
+    if isinstance(value, str) or (isinstance(value, Sequence) and value and all(isinstance(p, str) for p in value)):
+        return encode_prompts(model, value)
+    raise TypeError(f"`{name}` must be a string, a list of strings or a PromptEmbedding; got {type(value).__name__}.")
+
+
+def _match_batch(emb: PromptEmbedding, batch: int, name: str, other: str) -> PromptEmbedding:
+    if len(emb) == batch:
+        return emb
+    if len(emb) == 1:
+        return emb.repeat(batch)
+    raise ValueError(
+        f"`{name}` has a batch of {len(emb)} but {other} has {batch}; pass one prompt for all, or one per image."
+    )
+
+
+def _step_kwargs(scheduler, generators, eta: float) -> dict:
+    params = set(inspect.signature(scheduler.step).parameters)
+    kwargs = {}
+    if "eta" in params:
+        kwargs["eta"] = eta
+    if "generator" in params:
+        kwargs["generator"] = generators if len(generators) > 1 else generators[0]
+    return kwargs
+
+
+@torch.no_grad()
+def generate(
+    model,
+    prompt: str | Sequence[str] | PromptEmbedding = "",
+    negative_prompt: str | Sequence[str] | PromptEmbedding | None = None,
+    *,
+    latents: torch.Tensor | None = None,
+    seed: int | Sequence[int] = 0,
+    n: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    steps: int = 20,
+    guidance: float = 5.0,
+    guidance_rescale: float = 0.0,
+    scheduler=None,
+    eta: float = 0.0,
+    image=None,
+    strength: float | None = None,
+    callback: Callable[[Step], torch.Tensor | None] | None = None,
+    interrupt: threading.Event | None = None,
+    output: str = "pil",
+    return_latents: bool = False,
+    decode_batch_size: int = 8,
+    progress: bool = True,
+):
+    """Text-to-image, or image-to-image when ``image`` is given. See ``Model.generate`` for the arguments."""
+    # 1. Check inputs
+    steps = check_int("steps", steps, minimum=1)
+    guidance = check_number("guidance", guidance, low=0.0)
+    guidance_rescale = check_number("guidance_rescale", guidance_rescale, low=0.0, high=1.0)
+    eta = check_number("eta", eta, low=0.0)
+    check_choice("output", output, OUTPUTS)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
+    if interrupt is not None and not hasattr(interrupt, "is_set"):
+        raise TypeError(f"`interrupt` must be a threading.Event (anything with is_set()), got {type(interrupt).__name__}.")
+    if image is None and strength is not None:
+        raise ValueError(f"`strength` ({strength!r}) only applies with an `image` (image-to-image).")
+    if image is not None:
+        strength = check_number("strength", 0.8 if strength is None else strength, low=0.0, high=1.0)
+    if model.unet.config.in_channels != model.latent_channels:
+        raise ValueError(
+            f"this model's UNet takes {model.unet.config.in_channels} input channels (an inpainting UNet); "
+            f"text-to-image and image-to-image need one that takes {model.latent_channels}."
+        )
+    sched = make_scheduler(scheduler, model.scheduler)
+    device, dtype = model.device, model.dtype
+
+    # 2. Image latents (image-to-image) fix the size; then the initial noise: explicit latents,
+    #    or one CPU generator per image from the seeds
+    image_latents = None
+    if image is not None:
+        image_latents = _image_latents(model, image)
+        size = (image_latents.shape[-2] * model.vae_scale_factor, image_latents.shape[-1] * model.vae_scale_factor)
+        for name, given, actual in (("height", height, size[0]), ("width", width, size[1])):
+            if given is not None and given != actual:
+                raise ValueError(f"`{name}` is {given} but `image` has {name} {actual}; leave it out or match it.")
+        height, width = size
+    if latents is not None:
+        if not isinstance(latents, torch.Tensor):
+            raise TypeError(f"`latents` must be a torch.Tensor (B, C, h, w), got {type(latents).__name__}.")
+        height, width = model._check_latents("latents", latents, height, width)
+        check_finite("latents", latents)
+        batch = latents.shape[0]
+        seeds = _seed_list(seed, batch if not isinstance(seed, int) else None)
+        if len(seeds) == 1 and batch > 1:
+            seeds = [seeds[0] + i for i in range(batch)]
+        if len(seeds) != batch:
+            raise ValueError(f"`seed` lists {len(seeds)} seeds but `latents` has a batch of {batch}.")
+        generators = _generators(seeds)
+        start_noise = latents.to(device, dtype)
+    else:
+        if n is None and isinstance(seed, int) and not isinstance(prompt, str):
+            n = len(prompt) if isinstance(prompt, (PromptEmbedding, Sequence)) else None
+        seeds = _seed_list(seed, n)
+        batch = len(seeds)
+        height, width = model._check_size(height, width)
+        generators = _generators(seeds)
+        shape = (model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
+        start_noise = None  # drawn below, after any image latents, with the same generators
+
+    # 3. Encode the prompt(s)
+    cond = _match_batch(_as_embedding(model, prompt, "prompt"), batch, "prompt", "the latents/seeds")
+    do_cfg = guidance > 1.0 and model.unet.config.time_cond_proj_dim is None
+    uncond = None
+    if do_cfg:
+        if negative_prompt is None and model.is_sdxl and model.force_zeros_for_empty_prompt:
+            uncond = PromptEmbedding(embeds=torch.zeros_like(cond.embeds), pooled=torch.zeros_like(cond.pooled))
+        else:
+            uncond = _as_embedding(model, "" if negative_prompt is None else negative_prompt, "negative_prompt")
+            uncond = _match_batch(uncond, batch, "negative_prompt", "the latents/seeds")
+    elif negative_prompt is not None:
+        _as_embedding(model, negative_prompt, "negative_prompt")  # still validated, though unused without CFG
+    text = cond.embeds if uncond is None else torch.cat([uncond.embeds, cond.embeds])
+
+    # 4. Timesteps (image-to-image starts part-way, as diffusers' get_timesteps)
+    sched.set_timesteps(steps, device=device)
+    timesteps = sched.timesteps
+    if image_latents is not None:
+        image_latents = _match_image_batch(image_latents, batch)
+        init = min(int(steps * strength), steps)
+        begin = max(steps - init, 0) * sched.order
+        timesteps = timesteps[begin:]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(begin)
+
+    # 5. Prepare latents
+    if start_noise is None:
+        start_noise = _draw(generators, shape).to(device, dtype)
+    if image_latents is None:
+        x = start_noise * sched.init_noise_sigma
+    elif len(timesteps) == 0:
+        x = image_latents  # strength so low that no step runs: the image comes back as encoded
+    else:
+        x = sched.add_noise(image_latents, start_noise, timesteps[:1].repeat(batch))
+
+    # 6. Extra conditioning: scheduler kwargs, guidance embedding (LCM), SDXL's pooled text and size ids
+    step_kwargs = _step_kwargs(sched, generators, eta)
+    timestep_cond = None
+    if model.unet.config.time_cond_proj_dim is not None:
+        w = torch.full((batch,), guidance - 1.0)
+        timestep_cond = guidance_embedding(w, model.unet.config.time_cond_proj_dim).to(device, dtype)
+    added = None
+    if model.is_sdxl:
+        pooled = cond.pooled if uncond is None else torch.cat([uncond.pooled, cond.pooled])
+        time_ids = model._add_time_ids(height, width).to(device, dtype).repeat(pooled.shape[0], 1)
+        added = {"text_embeds": pooled, "time_ids": time_ids}
+
+    # 7. Denoising loop
+    total = len(timesteps)
+    bar = tqdm(total=total, desc="generate", leave=False, disable=not progress or total == 0)
+    try:
+        for i, t in enumerate(timesteps):
+            if interrupt is not None and interrupt.is_set():
+                break
+            x_in = torch.cat([x, x]) if do_cfg else x
+            x_in = sched.scale_model_input(x_in, t)
+            pred = model.unet(
+                x_in, t, encoder_hidden_states=text, timestep_cond=timestep_cond, added_cond_kwargs=added,
+                return_dict=False,
+            )[0]
+            if do_cfg:
+                pred_uncond, pred_text = pred.chunk(2)
+                pred = pred_uncond + guidance * (pred_text - pred_uncond)
+                if guidance_rescale > 0:
+                    pred = _rescale_cfg(pred, pred_text, guidance_rescale)
+            x = sched.step(pred, t, x, **step_kwargs, return_dict=False)[0]
+            bar.update()
+            if callback is not None:
+                state = Step(index=i, total=total, timestep=t, latents=x, noise_pred=pred)
+                replaced = callback(state)
+                if replaced is not None:
+                    model._check_latents("callback's returned latents", replaced, height, width)
+                    if replaced.shape != x.shape:
+                        raise ValueError(
+                            f"the callback returned latents of shape {tuple(replaced.shape)}; expected {tuple(x.shape)}."
+                        )
+                    x = replaced.to(device, dtype)
+                if state._stop:
+                    break
+    finally:
+        bar.close()
+
+    # 8. Decode
+    if output == "latent":
+        return x
+    images = pixels_to_output(decode_latents(model.vae, x, batch_size=decode_batch_size), output)
+    return (images, x) if return_latents else images
+
+
+def _rescale_cfg(pred: torch.Tensor, pred_text: torch.Tensor, factor: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2023, sec. 3.4), as diffusers' ``rescale_noise_cfg``."""
+    std_text = pred_text.std(dim=list(range(1, pred_text.ndim)), keepdim=True)
+    std_cfg = pred.std(dim=list(range(1, pred.ndim)), keepdim=True)
+    rescaled = pred * (std_text / std_cfg)
+    return factor * rescaled + (1 - factor) * pred
+
+
+def _image_latents(model, image) -> torch.Tensor:
+    """``image`` as scaled latents (B, C, h, w): images are encoded (posterior mean); a latent tensor passes."""
+    if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] == model.latent_channels \
+            and image.shape[1] != 3:
+        model._check_latents("image", image, None, None)
+        check_finite("image", image)
+        z = image.to(model.device, model.dtype)
+    else:
+        pixels = to_pixels(image, multiple=model.vae_scale_factor, name="image")
+        z = encode_pixels(model.vae, pixels, out_dtype=model.dtype)
+    return z
+
+
+def _match_image_batch(z: torch.Tensor, batch: int) -> torch.Tensor:
+    if z.shape[0] == batch:
+        return z
+    if z.shape[0] == 1:
+        return z.expand(batch, -1, -1, -1)
+    raise ValueError(f"`image` has a batch of {z.shape[0]} but the latents/seeds have {batch}.")

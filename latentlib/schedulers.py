@@ -1,0 +1,81 @@
+"""Samplers by name, built from diffusers' scheduler classes with the model's own scheduler config.
+
+Names follow the A1111/ComfyUI vocabulary people already use:
+
+==================  ==============================================================
+``default``         the model's own scheduler class and config
+``ddim``            DDIMScheduler
+``pndm``            PNDMScheduler (SD 1.x's default)
+``euler``           EulerDiscreteScheduler
+``euler-karras``    EulerDiscreteScheduler with Karras sigmas
+``euler-a``         EulerAncestralDiscreteScheduler (stochastic)
+``heun``            HeunDiscreteScheduler (2 model calls per step)
+``lms``             LMSDiscreteScheduler
+``dpm++2m``         DPMSolverMultistepScheduler, dpmsolver++, order 2
+``dpm++2m-karras``  the same with Karras sigmas
+``dpm++2m-sde``     DPMSolverMultistepScheduler, sde-dpmsolver++ (stochastic)
+``dpm++2m-sde-karras``  the same with Karras sigmas
+``unipc``           UniPCMultistepScheduler
+``lcm``             LCMScheduler (for LCM-distilled models)
+==================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    LCMScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+__all__ = ["SCHEDULERS", "make_scheduler"]
+
+_DPM = {"algorithm_type": "dpmsolver++", "solver_order": 2}
+
+#: name -> (diffusers class, config overrides)
+SCHEDULERS: dict[str, tuple[type, dict]] = {
+    "ddim": (DDIMScheduler, {}),
+    "pndm": (PNDMScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {"use_karras_sigmas": False}),
+    "euler-karras": (EulerDiscreteScheduler, {"use_karras_sigmas": True}),
+    "euler-a": (EulerAncestralDiscreteScheduler, {}),
+    "heun": (HeunDiscreteScheduler, {"use_karras_sigmas": False}),
+    "lms": (LMSDiscreteScheduler, {"use_karras_sigmas": False}),
+    "dpm++2m": (DPMSolverMultistepScheduler, {**_DPM, "use_karras_sigmas": False}),
+    "dpm++2m-karras": (DPMSolverMultistepScheduler, {**_DPM, "use_karras_sigmas": True}),
+    "dpm++2m-sde": (DPMSolverMultistepScheduler, {**_DPM, "algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": False}),
+    "dpm++2m-sde-karras": (
+        DPMSolverMultistepScheduler,
+        {**_DPM, "algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "lcm": (LCMScheduler, {}),
+}
+
+
+def make_scheduler(name: str | SchedulerMixin | None, base: SchedulerMixin) -> SchedulerMixin:
+    """A fresh scheduler (schedulers keep per-run state, so every generation gets its own).
+
+    Args:
+        name: a key of :data:`SCHEDULERS`, ``"default"``/None for ``base``'s own class, or a diffusers
+            scheduler instance (a fresh copy of it is made).
+        base: the model's scheduler; its config (betas, timestep spacing, prediction type...) is kept.
+    """
+    if name is None or name == "default":
+        return type(base).from_config(base.config)
+    if isinstance(name, SchedulerMixin):
+        return type(name).from_config(name.config)
+    if not isinstance(name, str) or name not in SCHEDULERS:
+        raise ValueError(
+            f"`scheduler` {name!r} is not known; use one of: default, {', '.join(SCHEDULERS)}, "
+            f"or pass a diffusers scheduler instance."
+        )
+    cls, overrides = SCHEDULERS[name]
+    return cls.from_config(base.config, **overrides)
