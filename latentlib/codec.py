@@ -59,26 +59,24 @@ def to_pixels(images, *, multiple: int = 8, name: str = "images") -> torch.Tenso
                     f"`{where}` is a numpy array of dtype {item.dtype}; arrays must be uint8 (H, W, 3) or "
                     f"(B, H, W, 3). Pass float images as a torch tensor (B, 3, H, W) in [0, 1]."
                 )
-            if item.ndim == 3:
-                item = item[None]
-            if item.ndim != 4 or item.shape[-1] != 3:
+            if item.ndim not in (3, 4) or item.shape[-1] != 3:
                 raise ValueError(
                     f"`{where}` has shape {item.shape}; uint8 arrays must be (H, W, 3) or (B, H, W, 3) "
                     f"with 3 (RGB) channels."
                 )
-            pixels = torch.from_numpy(np.ascontiguousarray(item)).permute(0, 3, 1, 2).float() / 255.0
+            item = item[None] if item.ndim == 3 else item
+            pixels = torch.tensor(item).permute(0, 3, 1, 2).float() / 255.0  # copies: PIL arrays are read-only
         elif isinstance(item, torch.Tensor):
             if not item.is_floating_point():
                 raise TypeError(
                     f"`{where}` is a tensor of dtype {item.dtype}; tensors must be float (B, 3, H, W) in [0, 1]."
                 )
-            if item.ndim == 3:
-                item = item[None]
-            if item.ndim != 4 or item.shape[1] != 3:
+            if item.ndim not in (3, 4) or item.shape[-3] != 3:
                 raise ValueError(
                     f"`{where}` has shape {tuple(item.shape)}; float tensors must be (B, 3, H, W) or (3, H, W) "
                     f"with 3 (RGB) channels."
                 )
+            item = item[None] if item.ndim == 3 else item
             check_finite(where, item)
             lo, hi = float(item.min()), float(item.max())
             if lo < 0.0 or hi > 1.0:

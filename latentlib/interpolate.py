@@ -41,8 +41,11 @@ def _positions(t) -> tuple[torch.Tensor, bool]:
         values, scalar = torch.tensor([float(t)], dtype=torch.float64), True
     elif isinstance(t, (torch.Tensor, np.ndarray)) and t.ndim == 0:
         values, scalar = torch.as_tensor(t, dtype=torch.float64).reshape(1), True
-    elif isinstance(t, (Sequence, torch.Tensor, np.ndarray)):
-        values = torch.as_tensor(np.asarray(t, dtype=np.float64) if not isinstance(t, torch.Tensor) else t)
+    elif isinstance(t, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(t, (str, bytes)):
+        try:
+            values = torch.as_tensor(np.asarray(t, dtype=np.float64) if not isinstance(t, torch.Tensor) else t)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"`t` must be a float or a 1-D sequence of floats, got {t!r}.") from error
         values, scalar = values.to(torch.float64), False
         if values.ndim != 1:
             raise ValueError(f"`t` must be a float or a 1-D sequence, got shape {tuple(values.shape)}.")

@@ -209,8 +209,11 @@ def generate(
         generators = _generators(seeds)
         start_noise = latents.to(device, dtype)
     else:
-        if n is None and isinstance(seed, int) and not isinstance(prompt, str):
-            n = len(prompt) if isinstance(prompt, (PromptEmbedding, Sequence)) else None
+        if n is None and isinstance(seed, int):
+            # One image per prompt, or per start image; a single prompt/image serves them all.
+            sizes = [len(prompt) if isinstance(prompt, (PromptEmbedding, Sequence)) and not isinstance(prompt, str)
+                     else 1, 1 if image_latents is None else image_latents.shape[0]]
+            n = max(sizes)
         seeds = _seed_list(seed, n)
         batch = len(seeds)
         height, width = model._check_size(height, width)
@@ -290,6 +293,7 @@ def generate(
                 replaced = callback(state)
                 if replaced is not None:
                     model._check_latents("callback's returned latents", replaced, height, width)
+                    check_finite("callback's returned latents", replaced)
                     if replaced.shape != x.shape:
                         raise ValueError(
                             f"the callback returned latents of shape {tuple(replaced.shape)}; expected {tuple(x.shape)}."

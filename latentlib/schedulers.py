@@ -42,7 +42,7 @@ _DPM = {"algorithm_type": "dpmsolver++", "solver_order": 2}
 #: name -> (diffusers class, config overrides)
 SCHEDULERS: dict[str, tuple[type, dict]] = {
     "ddim": (DDIMScheduler, {}),
-    "pndm": (PNDMScheduler, {}),
+    "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
     "euler": (EulerDiscreteScheduler, {"use_karras_sigmas": False}),
     "euler-karras": (EulerDiscreteScheduler, {"use_karras_sigmas": True}),
     "euler-a": (EulerAncestralDiscreteScheduler, {}),

@@ -1,0 +1,213 @@
+"""Our generation loop against diffusers' own pipelines, and its hooks."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import latentlib as ll
+
+TOL = 1e-4
+
+
+def _gens(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+@pytest.mark.parametrize("scheduler", ["default", "euler-a", "dpm++2m-karras", "heun"])
+@pytest.mark.parametrize("guidance", [1.0, 6.0])
+def test_sd_txt2img_matches_pipeline(sd, sd_pipe, scheduler, guidance):
+    from latentlib.schedulers import make_scheduler
+
+    prompts = ["a red circle", "a blue square on a black background"]
+    ours = sd.generate(prompts, seed=3, steps=4, guidance=guidance, scheduler=scheduler, output="np",
+                       return_latents=True, progress=False)
+    sd_pipe.scheduler = make_scheduler(scheduler, sd.scheduler)
+    ref = sd_pipe(prompts, num_inference_steps=4, guidance_scale=guidance, generator=_gens([3, 4]),
+                  output_type="latent").images
+    assert (ours[1] - ref).abs().max().item() <= TOL
+    ref_img = sd_pipe(prompts, num_inference_steps=4, guidance_scale=guidance, generator=_gens([3, 4]),
+                      output_type="np").images
+    assert np.abs(ours[0] - ref_img).max() <= TOL
+
+
+def test_sd_txt2img_with_negative_prompt_and_latents(sd, sd_pipe):
+    x = sd.noise(seed=11, n=2)
+    ours = sd.generate("a green star", "red", latents=x, steps=3, guidance=4.0, output="latent", progress=False)
+    sd_pipe.scheduler = sd.scheduler
+    ref = sd_pipe("a green star", negative_prompt="red", num_images_per_prompt=2, latents=x, num_inference_steps=3,
+                  guidance_scale=4.0, output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("guidance", [1.0, 5.0])
+def test_sd_img2img_matches_pipeline(sd, images, guidance):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=sd.vae, unet=sd.unet, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, scheduler=sd.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    z0 = sd.encode(images[:2])
+    ours = sd.generate("a cat", image=z0, strength=0.6, seed=5, steps=10, guidance=guidance, output="latent",
+                       progress=False)
+    ref = pipe(["a cat"] * 2, image=z0, strength=0.6, num_inference_steps=10, guidance_scale=guidance,
+               generator=_gens([5, 6]), output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("guidance", [1.0, 5.0])
+def test_sdxl_txt2img_matches_pipeline(sdxl, sdxl_pipe, guidance):
+    prompts = ["a red circle", "a photo of a cat"]
+    ours = sdxl.generate(prompts, seed=7, steps=4, guidance=guidance, output="np", return_latents=True,
+                         progress=False)
+    ref = sdxl_pipe(prompts, num_inference_steps=4, guidance_scale=guidance, generator=_gens([7, 8]),
+                    output_type="latent").images
+    assert (ours[1] - ref).abs().max().item() <= TOL
+    ref_img = sdxl_pipe(prompts, num_inference_steps=4, guidance_scale=guidance, generator=_gens([7, 8]),
+                        output_type="np").images
+    assert np.abs(ours[0] - ref_img).max() <= TOL
+
+
+def test_sdxl_negative_prompt_matches_pipeline(sdxl, sdxl_pipe):
+    ours = sdxl.generate("a dog", "blurry", seed=2, steps=3, guidance=3.0, output="latent", progress=False)
+    ref = sdxl_pipe("a dog", negative_prompt="blurry", num_inference_steps=3, guidance_scale=3.0,
+                    generator=_gens([2]), output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("guidance", [1.0, 5.0])
+def test_sdxl_img2img_matches_pipeline(sdxl, images, guidance):
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=sdxl.vae, unet=sdxl.unet, text_encoder=sdxl.text_encoder, text_encoder_2=sdxl.text_encoder_2,
+        tokenizer=sdxl.tokenizer, tokenizer_2=sdxl.tokenizer_2, scheduler=sdxl.scheduler,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    z0 = sdxl.encode(images[:1])
+    ours = sdxl.generate("a cat", image=z0, strength=0.5, seed=9, steps=8, guidance=guidance, output="latent",
+                         progress=False)
+    ref = pipe("a cat", image=z0, strength=0.5, num_inference_steps=8, guidance_scale=guidance,
+               generator=_gens([9]), output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
+
+
+def test_same_seed_same_output_and_batch_item_equals_single_run(sd):
+    kwargs = dict(steps=3, guidance=5.0, scheduler="euler-a", output="latent", progress=False)
+    batch = sd.generate("a red circle", seed=10, n=3, **kwargs)
+    again = sd.generate("a red circle", seed=10, n=3, **kwargs)
+    assert torch.equal(batch, again)
+    for i in range(3):
+        single = sd.generate("a red circle", seed=10 + i, **kwargs)
+        torch.testing.assert_close(batch[i : i + 1], single, rtol=0, atol=1e-4)  # batched BLAS rounding
+    listed = sd.generate("a red circle", seed=[12, 10], **kwargs)
+    torch.testing.assert_close(listed, batch[[2, 0]], rtol=0, atol=1e-4)
+
+
+def test_noise_item_is_independent_of_batch(sd):
+    batch = sd.noise(seed=4, n=3)
+    assert batch.shape == (3, 4, 8, 8)
+    for i in range(3):
+        assert torch.equal(batch[i : i + 1], sd.noise(seed=4 + i))
+    assert torch.equal(sd.noise(seed=[6, 4]), batch[[2, 0]])
+    assert sd.noise(seed=0, height=128, width=64).shape == (1, 4, 16, 8)
+    assert not torch.equal(sd.noise(0), sd.noise(1))
+
+
+def test_prompt_embedding_equals_string_prompt(sd):
+    kwargs = dict(seed=1, steps=2, guidance=3.0, output="latent", progress=False)
+    a = sd.generate("a blue star", **kwargs)
+    b = sd.generate(sd.embed("a blue star"), negative_prompt=sd.embed(""), **kwargs)
+    assert torch.equal(a, b)
+
+
+def test_callback_sees_every_step_and_can_replace_latents(sd):
+    seen = []
+
+    def record(step: ll.Step):
+        seen.append((step.index, step.total, tuple(step.latents.shape)))
+
+    sd.generate("a cat", seed=0, steps=5, callback=record, progress=False)
+    assert seen == [(i, 5, (1, 4, 8, 8)) for i in range(5)]
+
+    def zero_last(step):
+        return torch.zeros_like(step.latents) if step.index == step.total - 1 else None
+
+    out = sd.generate("a cat", seed=0, steps=3, callback=zero_last, output="latent", progress=False)
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_callback_stop_and_interrupt_end_early(sd):
+    calls = []
+
+    def stop_at_two(step):
+        calls.append(step.index)
+        if step.index == 1:
+            step.stop()
+
+    early = sd.generate("a cat", seed=0, steps=6, callback=stop_at_two, output="latent", progress=False)
+    assert calls == [0, 1]
+    partial = []
+    sd.generate("a cat", seed=0, steps=2, callback=lambda s: partial.append(s.latents.clone()), progress=False)
+    assert torch.isfinite(early).all()
+
+    event = threading.Event()
+    counted = []
+
+    def set_after_first(step):
+        counted.append(step.index)
+        event.set()
+
+    sd.generate("a cat", seed=0, steps=6, callback=set_after_first, interrupt=event, progress=False)
+    assert counted == [0]
+
+
+def test_every_named_scheduler_runs(sd):
+    for name in ["default", *ll.SCHEDULERS]:
+        out = sd.generate("a cat", seed=0, steps=2, guidance=2.0, scheduler=name, output="latent", progress=False)
+        assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all(), name
+
+
+def test_stochastic_scheduler_is_seeded(sd):
+    kwargs = dict(steps=3, guidance=1.0, scheduler="euler-a", output="latent", progress=False)
+    x = sd.noise(seed=0)
+    a = sd.generate("a cat", latents=x, seed=1, **kwargs)
+    b = sd.generate("a cat", latents=x, seed=2, **kwargs)
+    assert not torch.equal(a, b)  # same start, different ancestral noise
+    assert torch.equal(a, sd.generate("a cat", latents=x, seed=1, **kwargs))
+
+
+def test_img2img_accepts_images_and_encodes_their_mean(sd, images):
+    kwargs = dict(strength=0.5, seed=0, steps=4, output="latent", progress=False)
+    from_pixels = sd.generate("a cat", image=images[:1], **kwargs)
+    from_latents = sd.generate("a cat", image=sd.encode(images[:1]), **kwargs)
+    torch.testing.assert_close(from_pixels, from_latents)
+
+
+def test_strength_zero_returns_the_image(sd, images):
+    z0 = sd.encode(images[:1])
+    out = sd.generate("a cat", image=z0, strength=0.0, steps=4, output="latent", progress=False)
+    assert torch.equal(out, z0)
+
+
+def test_guidance_embedding_matches_diffusers():
+    from diffusers import LatentConsistencyModelPipeline
+
+    from latentlib.sampling import guidance_embedding
+
+    w = torch.tensor([0.0, 3.5, 7.0])
+    ref = LatentConsistencyModelPipeline.get_guidance_scale_embedding(None, w, embedding_dim=256)
+    torch.testing.assert_close(guidance_embedding(w, 256), ref)
+
+
+def test_output_kinds_agree(sd):
+    kwargs = dict(seed=0, steps=2, progress=False)
+    pil = sd.generate("a cat", **kwargs)
+    arr = sd.generate("a cat", output="np", **kwargs)
+    pt = sd.generate("a cat", output="pt", **kwargs)
+    assert pil[0].size == (64, 64) and arr.shape == (1, 64, 64, 3) and pt.shape == (1, 3, 64, 64)
+    np.testing.assert_array_equal(np.asarray(pil[0]), (arr[0] * 255).round().astype(np.uint8))
+    np.testing.assert_allclose(pt.permute(0, 2, 3, 1).numpy(), arr)
