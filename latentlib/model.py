@@ -102,9 +102,10 @@ class Model:
         """Move all networks (in place) and return self."""
         device = _resolve_device(device) if device is not None else self.device
         dtype = _resolve_dtype(dtype, device) if dtype is not None else self.dtype
+        vae_dtype = _vae_dtype(getattr(self.vae.config, "force_upcast", False), dtype)
         for module in self._modules():
-            vae_dtype = _vae_dtype(getattr(self.vae.config, "force_upcast", False), dtype)
-            module.to(device=device, dtype=vae_dtype if module is self.vae else dtype)
+            target = vae_dtype if module is self.vae else dtype
+            module.to(device) if module.dtype == target else module.to(device=device, dtype=target)
         self.device, self.dtype = torch.device(device), dtype
         return self
 
@@ -207,6 +208,8 @@ class Model:
             eta: DDIM eta.
             image: start image(s) for image-to-image (anything :meth:`encode` accepts, or latents).
             strength: how much of the schedule to run on ``image``, in [0, 1] (default 0.8).
+            edits: ``[(direction, strength), ...]``; each direction has ``space`` ("xT", "z0", "prompt"
+                or "h"), ``vector``, and optionally ``scale`` and ``timesteps`` (see :mod:`latentlib.edits`).
             callback: ``f(step: Step) -> Tensor | None`` after each step; return latents to replace them,
                 call ``step.stop()`` to end early.
             interrupt: a ``threading.Event``; when set, the loop stops before the next step.

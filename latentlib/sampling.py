@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_finite, check_int, check_number
+from .edits import apply_vector_edits, check_edits, h_space_edits
 from .codec import decode_latents, encode_pixels, pixels_to_output, to_pixels
 from .prompts import PromptEmbedding, encode_prompts
 from .schedulers import make_scheduler
@@ -155,6 +156,7 @@ def generate(
     eta: float = 0.0,
     image=None,
     strength: float | None = None,
+    edits: Sequence = (),
     callback: Callable[[Step], torch.Tensor | None] | None = None,
     interrupt: threading.Event | None = None,
     output: str = "pil",
@@ -182,6 +184,9 @@ def generate(
             f"this model's UNet takes {model.unet.config.in_channels} input channels (an inpainting UNet); "
             f"text-to-image and image-to-image need one that takes {model.latent_channels}."
         )
+    checked = check_edits(edits)
+    if image is None and any(space == "z0" for _, space, _, _ in checked):
+        raise ValueError("`edits` include a z0 edit, which moves the start image's latents; pass an `image`.")
     sched = make_scheduler(scheduler, model.scheduler)
     device, dtype = model.device, model.dtype
 
@@ -223,6 +228,9 @@ def generate(
 
     # 3. Encode the prompt(s)
     cond = _match_batch(_as_embedding(model, prompt, "prompt"), batch, "prompt", "the latents/seeds")
+    if any(space == "prompt" for _, space, _, _ in checked):
+        cond = PromptEmbedding(embeds=apply_vector_edits(checked, "prompt", cond.embeds), pooled=cond.pooled,
+                               recipe=f"{cond.recipe} + edits")
     do_cfg = guidance > 1.0 and model.unet.config.time_cond_proj_dim is None
     uncond = None
     if do_cfg:
@@ -246,9 +254,12 @@ def generate(
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(begin)
 
-    # 5. Prepare latents
+    # 5. Prepare latents (xT edits move the noise, z0 edits the start image's latents)
     if start_noise is None:
         start_noise = _draw(generators, shape).to(device, dtype)
+    start_noise = apply_vector_edits(checked, "xT", start_noise)
+    if image_latents is not None:
+        image_latents = apply_vector_edits(checked, "z0", image_latents)
     if image_latents is None:
         x = start_noise * sched.init_noise_sigma
     elif len(timesteps) == 0:
@@ -268,47 +279,53 @@ def generate(
         time_ids = model._add_time_ids(height, width).to(device, dtype).repeat(pooled.shape[0], 1)
         added = {"text_embeds": pooled, "time_ids": time_ids}
 
-    # 7. Denoising loop
+    # 7. Denoising loop (h edits ride on a forward hook on the UNet's mid block)
     total = len(timesteps)
+    current = {"t": timesteps[0] if total else None}
     bar = tqdm(total=total, desc="generate", leave=False, disable=not progress or total == 0)
-    try:
-        for i, t in enumerate(timesteps):
-            if interrupt is not None and interrupt.is_set():
-                break
-            x_in = torch.cat([x, x]) if do_cfg else x
-            x_in = sched.scale_model_input(x_in, t)
-            pred = model.unet(
-                x_in, t, encoder_hidden_states=text, timestep_cond=timestep_cond, added_cond_kwargs=added,
-                return_dict=False,
-            )[0]
-            if do_cfg:
-                pred_uncond, pred_text = pred.chunk(2)
-                pred = pred_uncond + guidance * (pred_text - pred_uncond)
-                if guidance_rescale > 0:
-                    pred = _rescale_cfg(pred, pred_text, guidance_rescale)
-            x = sched.step(pred, t, x, **step_kwargs, return_dict=False)[0]
-            bar.update()
-            if callback is not None:
-                state = Step(index=i, total=total, timestep=t, latents=x, noise_pred=pred)
-                replaced = callback(state)
-                if replaced is not None:
-                    model._check_latents("callback's returned latents", replaced, height, width)
-                    check_finite("callback's returned latents", replaced)
-                    if replaced.shape != x.shape:
-                        raise ValueError(
-                            f"the callback returned latents of shape {tuple(replaced.shape)}; expected {tuple(x.shape)}."
-                        )
-                    x = replaced.to(device, dtype)
-                if state._stop:
+    with h_space_edits(model.unet, checked, lambda: current["t"]):
+        try:
+            for i, t in enumerate(timesteps):
+                if interrupt is not None and interrupt.is_set():
                     break
-    finally:
-        bar.close()
+                current["t"] = t
+                x_in = torch.cat([x, x]) if do_cfg else x
+                x_in = sched.scale_model_input(x_in, t)
+                pred = model.unet(
+                    x_in, t, encoder_hidden_states=text, timestep_cond=timestep_cond, added_cond_kwargs=added,
+                    return_dict=False,
+                )[0]
+                if do_cfg:
+                    pred_uncond, pred_text = pred.chunk(2)
+                    pred = pred_uncond + guidance * (pred_text - pred_uncond)
+                    if guidance_rescale > 0:
+                        pred = _rescale_cfg(pred, pred_text, guidance_rescale)
+                x = sched.step(pred, t, x, **step_kwargs, return_dict=False)[0]
+                bar.update()
+                if callback is not None:
+                    state = Step(index=i, total=total, timestep=t, latents=x, noise_pred=pred)
+                    replaced = callback(state)
+                    if replaced is not None:
+                        x = _replacement(model, replaced, x, height, width)
+                    if state._stop:
+                        break
+        finally:
+            bar.close()
 
     # 8. Decode
     if output == "latent":
         return x
     images = pixels_to_output(decode_latents(model.vae, x, batch_size=decode_batch_size), output)
     return (images, x) if return_latents else images
+
+
+def _replacement(model, replaced, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Latents returned by a callback, checked against the ones they replace."""
+    model._check_latents("callback's returned latents", replaced, height, width)
+    check_finite("callback's returned latents", replaced)
+    if replaced.shape != x.shape:
+        raise ValueError(f"the callback returned latents of shape {tuple(replaced.shape)}; expected {tuple(x.shape)}.")
+    return replaced.to(x.device, x.dtype)
 
 
 def _rescale_cfg(pred: torch.Tensor, pred_text: torch.Tensor, factor: float) -> torch.Tensor:

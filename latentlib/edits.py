@@ -1,0 +1,108 @@
+"""Edits applied during generation: ``(direction, strength)`` pairs, each in its own space.
+
+A *direction* is anything with
+
+- ``space``: ``"xT"`` (initial noise), ``"z0"`` (VAE latents of the start image, image-to-image),
+  ``"prompt"`` (token embeddings) or ``"h"`` (UNet mid-block output);
+- ``vector``: a tensor with the shape of one sample of that space (``(C, h, w)`` for xT/z0,
+  ``(L, D)`` or ``(D,)`` for prompt, the mid-block's ``(C', h', w')`` for h), or that many values flat;
+- optionally ``scale`` (default 1): the samples' standard deviation along the direction, so that
+  ``strength`` is in those units (the move is ``strength * scale * vector``);
+- optionally ``timesteps``: ``(high, low)``, the scheduler timesteps between which an h edit acts
+  (inclusive; default: every step).
+
+The directions issue provides a ``Direction`` class with provenance that fits this; any object with
+these attributes works (e.g. ``types.SimpleNamespace``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import torch
+
+__all__ = ["SPACES", "check_edits", "apply_vector_edits", "h_space_edits"]
+
+SPACES = ("xT", "z0", "prompt", "h")
+
+
+def check_edits(edits) -> list[tuple[object, str, torch.Tensor, tuple | None]]:
+    """Validate ``edits``; return ``(direction, space, delta, window)`` with ``delta = strength * scale * vector``."""
+    if isinstance(edits, (str, bytes)) or not isinstance(edits, Sequence):
+        raise TypeError(f"`edits` must be a list of (direction, strength) pairs, got {type(edits).__name__}.")
+    out = []
+    for k, pair in enumerate(edits):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError(f"`edits[{k}]` must be a (direction, strength) pair, got {pair!r}.")
+        direction, strength = pair
+        space, vector = getattr(direction, "space", None), getattr(direction, "vector", None)
+        if space not in SPACES:
+            raise ValueError(f"`edits[{k}]` has space {space!r}; accepted spaces are {', '.join(SPACES)}.")
+        if not isinstance(vector, torch.Tensor) or not vector.is_floating_point():
+            raise TypeError(f"`edits[{k}]`'s direction needs a float tensor `vector`, got {type(vector).__name__}.")
+        if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or strength != strength \
+                or abs(strength) == float("inf"):
+            raise ValueError(f"`edits[{k}]` has strength {strength!r}; it must be a finite number.")
+        scale = getattr(direction, "scale", 1.0)
+        if scale is None:
+            scale = 1.0
+        window = getattr(direction, "timesteps", None)
+        if window is not None and (len(window) != 2 or window[0] < window[1]):
+            raise ValueError(f"`edits[{k}]` has timesteps {window!r}; expected (high, low) with high >= low.")
+        if not bool(torch.isfinite(vector).all()):
+            raise ValueError(f"`edits[{k}]`'s vector contains NaN or inf.")
+        out.append((direction, space, float(strength) * float(scale) * vector.detach(), window))
+    return out
+
+
+def _shaped(delta: torch.Tensor, shape: tuple[int, ...], k: int, space: str) -> torch.Tensor:
+    numel = 1
+    for s in shape:
+        numel *= s
+    if delta.numel() != numel:
+        raise ValueError(
+            f"edit {k} in space {space!r} has {delta.numel()} values (shape {tuple(delta.shape)}); this model's "
+            f"{space} samples have shape {shape} ({numel} values)."
+        )
+    return delta.reshape(shape)
+
+
+def apply_vector_edits(checked, space: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Add every edit of ``space`` to ``tensor`` (B, ...), broadcasting one sample's delta over the batch."""
+    for k, (_, edit_space, delta, _) in enumerate(checked):
+        if edit_space != space:
+            continue
+        sample_shape = tuple(tensor.shape[1:])
+        if space == "prompt" and delta.ndim == 1 and delta.numel() == tensor.shape[-1]:
+            shaped = delta  # (D,): the same move on every token
+        else:
+            shaped = _shaped(delta, sample_shape, k, space)
+        tensor = tensor + shaped.to(tensor.device, tensor.dtype)
+    return tensor
+
+
+@contextmanager
+def h_space_edits(unet, checked, current_timestep):
+    """Forward hook on ``unet.mid_block`` that adds the h-space edits while the timestep is in each window.
+
+    ``current_timestep()`` returns the timestep being denoised (the loop updates it).
+    """
+    edits = [(k, delta, window) for k, (_, space, delta, window) in enumerate(checked) if space == "h"]
+    if not edits:
+        yield
+        return
+
+    def hook(module, args, output):
+        t = float(current_timestep())
+        for k, delta, window in edits:
+            if window is None or window[1] <= t <= window[0]:
+                output = output + _shaped(delta, tuple(output.shape[1:]), k, "h").to(output.device, output.dtype)
+        return output
+
+    handle = unet.mid_block.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -1,0 +1,21 @@
+"""The core benchmark runs (quick mode) and writes the JSON it promises. No timing is asserted."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_core.py"
+
+
+def test_bench_core_quick_writes_json(tmp_path, monkeypatch):
+    out = tmp_path / "core.json"
+    monkeypatch.setattr(sys, "argv", ["bench_core.py", "--quick", "--out", str(out)])
+    runpy.run_path(str(BENCH), run_name="__main__")
+    report = json.loads(out.read_text())
+    run = report["runs"][0]
+    assert run["model"] == "tiny-sd-64px"
+    for key in ("encode_b1", "decode_b1", "unet_step_b1", "unet_step_b2"):
+        assert run[key]["median_ms"] > 0
+    assert run["generate"]["max_pixel_difference"] <= 1  # same inputs, same images as the pipeline
+    assert run["generate"]["ratio_latentlib_over_pipeline"] > 0
