@@ -211,3 +211,32 @@ def test_output_kinds_agree(sd):
     assert pil[0].size == (64, 64) and arr.shape == (1, 64, 64, 3) and pt.shape == (1, 3, 64, 64)
     np.testing.assert_array_equal(np.asarray(pil[0]), (arr[0] * 255).round().astype(np.uint8))
     np.testing.assert_allclose(pt.permute(0, 2, 3, 1).numpy(), arr)
+
+
+def test_v_prediction_and_guidance_distilled_unets_match_pipeline():
+    """SD 2.x (v-prediction) and LCM-style UNets (guidance embedding, no CFG) take the same path as diffusers."""
+    from diffusers import LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from latentlib.testing import tiny_sd_components
+
+    parts = tiny_sd_components()
+    parts["scheduler"].register_to_config(prediction_type="v_prediction")
+    model = ll.Model(**parts)
+    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    ours = model.generate("a cat", seed=0, steps=4, guidance=5.0, output="latent", progress=False)
+    ref = pipe("a cat", num_inference_steps=4, guidance_scale=5.0, generator=_gens([0]), output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
+
+    parts = tiny_sd_components()
+    torch.manual_seed(0)
+    parts["unet"] = UNet2DConditionModel(**{**parts["unet"].config, "time_cond_proj_dim": 32}).eval()
+    parts["scheduler"] = LCMScheduler.from_config(parts["scheduler"].config)
+    model = ll.Model(**parts)
+    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    ours = model.generate("a cat", seed=1, steps=4, guidance=8.0, output="latent", progress=False)
+    ref = pipe("a cat", num_inference_steps=4, guidance_scale=8.0, generator=_gens([1]), output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
