@@ -8,7 +8,7 @@ Example:
     >>> z = model.encode(images)                              # (B, 4, H/8, W/8) scaled latents
     >>> x = model.noise(seed=0, n=2)                          # item i from seed i
     >>> e = model.embed("a red circle") + 0.5 * model.embed("blue")
-    >>> frames = model.generate(prompt=e, latents=ll.slerp(x[0], x[1], [0, 0.5, 1]), steps=20)
+    >>> frames = model.generate(prompt=e, latents=ll.slerp(x[:1], x[1:], [0, 0.5, 1])[:, 0], steps=20)
 """
 
 from .interpolate import lerp, slerp

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ def _positions(t) -> tuple[torch.Tensor, bool]:
     """Return (positions as float64 1-D tensor, whether t was a scalar)."""
     if isinstance(t, bool):
         raise TypeError(f"`t` must be a float or a 1-D sequence of floats, got {t!r}.")
-    if isinstance(t, (int, float)):
+    if isinstance(t, numbers.Real):
         values, scalar = torch.tensor([float(t)], dtype=torch.float64), True
     elif isinstance(t, (torch.Tensor, np.ndarray)) and t.ndim == 0:
         values, scalar = torch.as_tensor(t, dtype=torch.float64).reshape(1), True
@@ -128,8 +129,10 @@ def slerp(a, b, t, *, dim=None):
     positions, scalar = _positions(t)
     dims = _vector_dims(ta.ndim, dim)
 
-    # Angles in float64 (cheap: one number per pair); the blend itself in the input precision.
-    a64, b64 = ta.to(torch.float64), tb.to(torch.float64)
+    # Angles in float64 (cheap: one number per pair; float32 on MPS, which has no float64);
+    # the blend itself in the input precision.
+    work = torch.float32 if ta.device.type == "mps" else torch.float64
+    a64, b64 = ta.to(work), tb.to(work)
     na = torch.linalg.vector_norm(a64, dim=dims, keepdim=True)
     nb = torch.linalg.vector_norm(b64, dim=dims, keepdim=True)
     if bool((na == 0).any()) or bool((nb == 0).any()):
@@ -142,6 +145,9 @@ def slerp(a, b, t, *, dim=None):
 
     ortho = None
     if bool(antiparallel.any()):
+        if math.prod(ta.shape[d] for d in dims) == 1:
+            raise ValueError("`a` and `b` hold opposite 1-element vectors: no path between them keeps the norm "
+                             "(use lerp).")
         ortho = _orthogonal_unit(a64 / na, dims)
 
     results = []

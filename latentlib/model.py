@@ -68,6 +68,8 @@ class Model:
         self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
         for module in self._modules():
             module.eval().requires_grad_(False)
+        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            vae.to(torch.float32)  # float16 VAEs marked force_upcast overflow (black/NaN images), as in diffusers
         self.device = unet.device
         self.dtype = unet.dtype
         self.is_sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
@@ -206,7 +208,9 @@ class Model:
             guidance_rescale: CFG rescale factor in [0, 1].
             scheduler: a name from :data:`latentlib.SCHEDULERS`, "default", or a diffusers scheduler.
             eta: DDIM eta.
-            image: start image(s) for image-to-image (anything :meth:`encode` accepts, or latents).
+            image: start image(s) for image-to-image: anything :meth:`encode` accepts (encoded, as in
+                diffusers, by sampling the VAE posterior with each image's seed), or latents ``(B, C, h, w)``
+                with the VAE's latent channel count (used as they are, e.g. ``model.encode(img)``).
             strength: how much of the schedule to run on ``image``, in [0, 1] (default 0.8).
             edits: ``[(direction, strength), ...]``; each direction has ``space`` ("xT", "z0", "prompt"
                 or "h"), ``vector``, and optionally ``scale`` and ``timesteps`` (see :mod:`latentlib.edits`).
@@ -336,8 +340,9 @@ def _check_weights(folder: Path, index: dict, name: str, variant: str | None, al
         if not (isinstance(entry, list) and entry[1] is not None):
             continue
         files = [p.name for p in (folder / comp).glob("*")] if (folder / comp).is_dir() else []
-        safe = [f for f in files if f.endswith(".safetensors") and (variant is None or f".{variant}." in f
-                                                                    or f".{variant}-" in f)]
+        # "model.safetensors" / "model-00001-of-00002.safetensors" are plain; "model.fp16.safetensors" a variant
+        safe = [f for f in files if f.endswith(".safetensors") and (
+            f.count(".") == 1 if variant is None else (f".{variant}." in f or f".{variant}-" in f))]
         pickles = [f for f in files if f.endswith(_PICKLE_SUFFIXES)]
         if safe:
             continue
@@ -384,7 +389,8 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
     name = os.fspath(name_or_path)
     folder = Path(name).expanduser()
     if folder.is_dir():
-        pass
+        if revision is not None:
+            raise ValueError(f"`revision` ({revision!r}) applies to hub ids; {name!r} is a local folder.")
     elif folder.exists() or name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise ModelNotFoundError(f"`name_or_path` {name!r} is not a folder (a diffusers model folder was expected).")
     else:

@@ -18,13 +18,14 @@ Example:
 from __future__ import annotations
 
 import numbers
+import operator
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 
-from ._checks import check_finite, check_number
+from ._checks import check_finite, check_int, check_number
 from .interpolate import lerp as _lerp
 from .interpolate import slerp as _slerp
 
@@ -71,9 +72,18 @@ class PromptEmbedding:
 
     def __getitem__(self, index) -> PromptEmbedding:
         """Select prompts along the batch: ``e[0]``, ``e[1:3]`` (keeps the batch dimension)."""
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+        if not isinstance(index, slice):
+            try:
+                position = operator.index(index)
+            except TypeError as error:
+                raise TypeError(f"index must be an int or a slice, got {type(index).__name__}.") from error
+            if not -len(self) <= position < len(self):
+                raise IndexError(f"index {position} is out of range for a batch of {len(self)} prompts.")
+            position %= len(self)
+            index = slice(position, position + 1)
         picked = range(len(self))[index]
+        if len(picked) == 0:
+            raise IndexError(f"slice {index} selects no prompt from a batch of {len(self)}.")
         return PromptEmbedding(
             embeds=self.embeds[index],
             pooled=None if self.pooled is None else self.pooled[index],
@@ -86,6 +96,7 @@ class PromptEmbedding:
         """Repeat a batch-1 embedding ``n`` times (for ``n`` images with one prompt)."""
         if len(self) != 1:
             raise ValueError(f"`repeat` needs a batch-1 embedding, this one has batch {len(self)}.")
+        n = check_int("n", n, minimum=1)
         return PromptEmbedding(
             embeds=self.embeds.expand(n, -1, -1),
             pooled=None if self.pooled is None else self.pooled.expand(n, -1),
@@ -245,8 +256,9 @@ def mix(weighted: Sequence[tuple[PromptEmbedding, float]]) -> PromptEmbedding:
         raise ValueError("`weighted` must be a non-empty list of (PromptEmbedding, weight) pairs.")
     total = None
     for k, pair in enumerate(weighted):
-        if not (isinstance(pair, tuple) and len(pair) == 2):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], PromptEmbedding)):
             raise TypeError(f"`weighted[{k}]` must be a (PromptEmbedding, weight) pair, got {pair!r}.")
+        check_number(f"weighted[{k}] weight", pair[1])
         term = pair[0] * pair[1]
         total = term if total is None else total + term
     return total

@@ -10,6 +10,7 @@ buttons, latent edits and inpainting hang on hooks instead of on copies of it.
 from __future__ import annotations
 
 import inspect
+import numbers
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,20 +53,26 @@ class Step:
         self._stop = True
 
 
+_MAX_SEED = 2**63 - 1
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _seed_list(seed, n) -> list[int]:
-    if isinstance(seed, bool):
-        raise TypeError(f"`seed` must be an int or a list of ints, got {seed!r}.")
-    if isinstance(seed, int):
+    """Seeds for ``n`` items: ``seed + i`` for an int seed, or the listed seeds."""
+    if _is_int(seed):
         n = 1 if n is None else check_int("n", n, minimum=1)
-        if seed < 0:
-            raise ValueError(f"`seed` must be >= 0, got {seed}.")
-        return [seed + i for i in range(n)]
-    if isinstance(seed, Sequence) and len(seed) > 0 and all(isinstance(s, int) and not isinstance(s, bool) for s in seed):
+        if not 0 <= seed <= _MAX_SEED - n:
+            raise ValueError(f"`seed` must be in [0, 2**63 - 1 - n], got {seed}.")
+        return [int(seed) + i for i in range(n)]
+    if isinstance(seed, Sequence) and not isinstance(seed, str) and len(seed) > 0 and all(map(_is_int, seed)):
         if n is not None and n != len(seed):
             raise ValueError(f"`n` is {n} but `seed` lists {len(seed)} seeds; pass one or make them agree.")
-        if min(seed) < 0:
-            raise ValueError(f"`seed` values must be >= 0, got {list(seed)}.")
-        return list(seed)
+        if not all(0 <= s <= _MAX_SEED for s in seed):
+            raise ValueError(f"`seed` values must be in [0, 2**63 - 1], got {list(seed)}.")
+        return [int(s) for s in seed]
     raise TypeError(f"`seed` must be an int or a non-empty list of ints, got {seed!r}.")
 
 
@@ -190,12 +197,14 @@ def generate(
     sched = make_scheduler(scheduler, model.scheduler)
     device, dtype = model.device, model.dtype
 
-    # 2. Image latents (image-to-image) fix the size; then the initial noise: explicit latents,
-    #    or one CPU generator per image from the seeds
-    image_latents = None
+    # 2. The start image (image-to-image) fixes the size; then the seeds and the batch: from explicit
+    #    latents, from a list of seeds, or one image per prompt / start image.
+    start_image = None
     if image is not None:
-        image_latents = _image_latents(model, image)
-        size = (image_latents.shape[-2] * model.vae_scale_factor, image_latents.shape[-1] * model.vae_scale_factor)
+        start_image = _start_image(model, image)  # ("latents", z) or ("pixels", p)
+        size = (start_image[1].shape[-2], start_image[1].shape[-1])
+        if start_image[0] == "latents":
+            size = (size[0] * model.vae_scale_factor, size[1] * model.vae_scale_factor)
         for name, given, actual in (("height", height, size[0]), ("width", width, size[1])):
             if given is not None and given != actual:
                 raise ValueError(f"`{name}` is {given} but `image` has {name} {actual}; leave it out or match it.")
@@ -206,25 +215,20 @@ def generate(
         height, width = model._check_latents("latents", latents, height, width)
         check_finite("latents", latents)
         batch = latents.shape[0]
-        seeds = _seed_list(seed, batch if not isinstance(seed, int) else None)
-        if len(seeds) == 1 and batch > 1:
-            seeds = [seeds[0] + i for i in range(batch)]
-        if len(seeds) != batch:
-            raise ValueError(f"`seed` lists {len(seeds)} seeds but `latents` has a batch of {batch}.")
-        generators = _generators(seeds)
-        start_noise = latents.to(device, dtype)
+        if n is not None and n != batch:
+            raise ValueError(f"`n` is {n} but `latents` has a batch of {batch}; leave `n` out with latents.")
+        if not _is_int(seed) and isinstance(seed, Sequence) and len(seed) != batch:
+            raise ValueError(f"`seed` lists {len(seed)} seeds but `latents` has a batch of {batch}.")
+        seeds = _seed_list(seed, batch)
     else:
-        if n is None and isinstance(seed, int):
+        if n is None and _is_int(seed):
             # One image per prompt, or per start image; a single prompt/image serves them all.
-            sizes = [len(prompt) if isinstance(prompt, (PromptEmbedding, Sequence)) and not isinstance(prompt, str)
-                     else 1, 1 if image_latents is None else image_latents.shape[0]]
-            n = max(sizes)
+            n = max(len(prompt) if isinstance(prompt, (PromptEmbedding, Sequence)) and not isinstance(prompt, str)
+                    else 1, 1 if start_image is None else start_image[1].shape[0])
         seeds = _seed_list(seed, n)
         batch = len(seeds)
         height, width = model._check_size(height, width)
-        generators = _generators(seeds)
-        shape = (model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
-        start_noise = None  # drawn below, after any image latents, with the same generators
+    generators = _generators(seeds)
 
     # 3. Encode the prompt(s)
     cond = _match_batch(_as_embedding(model, prompt, "prompt"), batch, "prompt", "the latents/seeds")
@@ -246,24 +250,33 @@ def generate(
     # 4. Timesteps (image-to-image starts part-way, as diffusers' get_timesteps)
     sched.set_timesteps(steps, device=device)
     timesteps = sched.timesteps
-    if image_latents is not None:
-        image_latents = _match_image_batch(image_latents, batch)
+    if start_image is not None:
         init = min(int(steps * strength), steps)
         begin = max(steps - init, 0) * sched.order
         timesteps = timesteps[begin:]
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(begin)
 
-    # 5. Prepare latents (xT edits move the noise, z0 edits the start image's latents)
-    if start_noise is None:
+    # 5. Prepare latents. As in diffusers, a start image given as pixels is encoded by sampling the VAE
+    #    posterior with image i's generator, which then draws its noise. xT edits move the noise, z0 edits
+    #    the start image's latents.
+    image_latents = None
+    if start_image is not None:
+        kind, value = start_image
+        value = _match_image_batch(value, batch)
+        if kind == "pixels":
+            value = encode_pixels(model.vae, value, sample=True, generator=generators, out_dtype=dtype)
+        image_latents = apply_vector_edits(checked, "z0", value.to(device, dtype))
+    if latents is not None:
+        start_noise = latents.to(device, dtype)
+    else:
+        shape = (model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
         start_noise = _draw(generators, shape).to(device, dtype)
     start_noise = apply_vector_edits(checked, "xT", start_noise)
-    if image_latents is not None:
-        image_latents = apply_vector_edits(checked, "z0", image_latents)
     if image_latents is None:
         x = start_noise * sched.init_noise_sigma
     elif len(timesteps) == 0:
-        x = image_latents  # strength so low that no step runs: the image comes back as encoded
+        x = image_latents.clone()  # strength so low that no step runs: the image comes back as encoded
     else:
         x = sched.add_noise(image_latents, start_noise, timesteps[:1].repeat(batch))
 
@@ -314,7 +327,7 @@ def generate(
 
     # 8. Decode
     if output == "latent":
-        return x
+        return (x, x) if return_latents else x
     images = pixels_to_output(decode_latents(model.vae, x, batch_size=decode_batch_size), output)
     return (images, x) if return_latents else images
 
@@ -336,22 +349,20 @@ def _rescale_cfg(pred: torch.Tensor, pred_text: torch.Tensor, factor: float) -> 
     return factor * rescaled + (1 - factor) * pred
 
 
-def _image_latents(model, image) -> torch.Tensor:
-    """``image`` as scaled latents (B, C, h, w): images are encoded (posterior mean); a latent tensor passes."""
+def _start_image(model, image) -> tuple[str, torch.Tensor]:
+    """The image-to-image start: ``("latents", z)`` for a tensor (B, C_latent, h, w) with the VAE's latent
+    channel count (diffusers' convention), else ``("pixels", p)`` with p float (B, 3, H, W) in [0, 1]."""
     if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] == model.latent_channels \
             and image.shape[1] != 3:
         model._check_latents("image", image, None, None)
         check_finite("image", image)
-        z = image.to(model.device, model.dtype)
-    else:
-        pixels = to_pixels(image, multiple=model.vae_scale_factor, name="image")
-        z = encode_pixels(model.vae, pixels, out_dtype=model.dtype)
-    return z
+        return "latents", image
+    return "pixels", to_pixels(image, multiple=model.vae_scale_factor, name="image")
 
 
 def _match_image_batch(z: torch.Tensor, batch: int) -> torch.Tensor:
     if z.shape[0] == batch:
         return z
     if z.shape[0] == 1:
-        return z.expand(batch, -1, -1, -1)
+        return z.expand(batch, *z.shape[1:]).contiguous()
     raise ValueError(f"`image` has a batch of {z.shape[0]} but the latents/seeds have {batch}.")

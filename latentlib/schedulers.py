@@ -22,6 +22,8 @@ Names follow the A1111/ComfyUI vocabulary people already use:
 
 from __future__ import annotations
 
+import inspect
+
 from diffusers import (
     DDIMScheduler,
     DPMSolverMultistepScheduler,
@@ -38,6 +40,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 __all__ = ["SCHEDULERS", "make_scheduler"]
 
 _DPM = {"algorithm_type": "dpmsolver++", "solver_order": 2}
+_SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas")
 
 #: name -> (diffusers class, config overrides)
 SCHEDULERS: dict[str, tuple[type, dict]] = {
@@ -78,4 +81,8 @@ def make_scheduler(name: str | SchedulerMixin | None, base: SchedulerMixin) -> S
             f"or pass a diffusers scheduler instance."
         )
     cls, overrides = SCHEDULERS[name]
-    return cls.from_config(base.config, **overrides)
+    # The name fixes the sigma schedule: options of the model's own sampler (e.g. Karras sigmas) do not leak in.
+    accepted = inspect.signature(cls.__init__).parameters
+    settings = {flag: False for flag in _SIGMA_FLAGS if flag in accepted}
+    settings.update(overrides)
+    return cls.from_config(base.config, **settings)

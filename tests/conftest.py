@@ -5,7 +5,9 @@ import tempfile
 
 # Before anything imports huggingface_hub: never reach a hub, and use a private cache.
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="latentlib-hf-home-"))
+# Never the user's real cache: tests write fake hub snapshots into it.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="latentlib-hf-home-")
+os.environ["HF_HUB_CACHE"] = os.path.join(os.environ["HF_HOME"], "hub")
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 

@@ -141,18 +141,18 @@ def test_callback_sees_every_step_and_can_replace_latents(sd):
 
 
 def test_callback_stop_and_interrupt_end_early(sd):
-    calls = []
+    seen = []
 
     def stop_at_two(step):
-        calls.append(step.index)
+        seen.append(step.latents.clone())
         if step.index == 1:
             step.stop()
 
     early = sd.generate("a cat", seed=0, steps=6, callback=stop_at_two, output="latent", progress=False)
-    assert calls == [0, 1]
-    partial = []
-    sd.generate("a cat", seed=0, steps=2, callback=lambda s: partial.append(s.latents.clone()), progress=False)
-    assert torch.isfinite(early).all()
+    assert len(seen) == 2
+    assert torch.equal(early, seen[1])  # the latents after the second step come back
+    full = sd.generate("a cat", seed=0, steps=6, output="latent", progress=False)
+    assert not torch.allclose(early, full)
 
     event = threading.Event()
     counted = []
@@ -180,17 +180,36 @@ def test_stochastic_scheduler_is_seeded(sd):
     assert torch.equal(a, sd.generate("a cat", latents=x, seed=1, **kwargs))
 
 
-def test_img2img_accepts_images_and_encodes_their_mean(sd, images):
-    kwargs = dict(strength=0.5, seed=0, steps=4, output="latent", progress=False)
-    from_pixels = sd.generate("a cat", image=images[:1], **kwargs)
-    from_latents = sd.generate("a cat", image=sd.encode(images[:1]), **kwargs)
-    torch.testing.assert_close(from_pixels, from_latents)
+@pytest.mark.parametrize("kind", ["sd", "sdxl"])
+def test_img2img_from_pixels_matches_pipeline(request, images, kind):
+    """Pixel start images are encoded by sampling the posterior with each image's generator, as diffusers does."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+
+    model = request.getfixturevalue(kind)
+    parts = dict(vae=model.vae, unet=model.unet, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
+                 scheduler=model.scheduler)
+    if kind == "sd":
+        pipe = StableDiffusionImg2ImgPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                              requires_safety_checker=False)
+    else:
+        pipe = StableDiffusionXLImg2ImgPipeline(**parts, text_encoder_2=model.text_encoder_2,
+                                                tokenizer_2=model.tokenizer_2)
+    pipe.set_progress_bar_config(disable=True)
+    one = images[:1]
+    ours = model.generate(["a cat", "a dog"], image=one, strength=0.7, seed=3, steps=5, guidance=4.0,
+                          output="latent", progress=False)
+    ref = pipe(["a cat", "a dog"], image=one * 2 - 1, strength=0.7, num_inference_steps=5, guidance_scale=4.0,
+               generator=_gens([3, 4]), output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
+    as_pil = model.generate(["a cat", "a dog"], image=model.decode(model.encode(one))[0], strength=0.7, seed=3,
+                            steps=5, guidance=4.0, output="latent", progress=False)
+    assert as_pil.shape == ours.shape and torch.isfinite(as_pil).all()
 
 
 def test_strength_zero_returns_the_image(sd, images):
     z0 = sd.encode(images[:1])
     out = sd.generate("a cat", image=z0, strength=0.0, steps=4, output="latent", progress=False)
-    assert torch.equal(out, z0)
+    assert torch.equal(out, z0) and out is not z0
 
 
 def test_guidance_embedding_matches_diffusers():
@@ -220,8 +239,9 @@ def test_v_prediction_and_guidance_distilled_unets_match_pipeline():
     from latentlib.testing import tiny_sd_components
 
     parts = tiny_sd_components()
-    parts["scheduler"].register_to_config(prediction_type="v_prediction")
+    parts["scheduler"] = type(parts["scheduler"]).from_config(parts["scheduler"].config, prediction_type="v_prediction")
     model = ll.Model(**parts)
+    assert model.scheduler.config.prediction_type == "v_prediction"
     pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
@@ -240,3 +260,61 @@ def test_v_prediction_and_guidance_distilled_unets_match_pipeline():
     ours = model.generate("a cat", seed=1, steps=4, guidance=8.0, output="latent", progress=False)
     ref = pipe("a cat", num_inference_steps=4, guidance_scale=8.0, generator=_gens([1]), output_type="latent").images
     assert (ours - ref).abs().max().item() <= TOL
+
+
+def test_guidance_rescale_and_ddim_eta_match_pipeline(sd, sd_pipe):
+    sd_pipe.scheduler = sd.scheduler
+    ours = sd.generate(["a cat", "a dog"], seed=2, steps=4, guidance=7.0, guidance_rescale=0.7, eta=0.5,
+                       scheduler="ddim", output="latent", progress=False)
+    ref = sd_pipe(["a cat", "a dog"], num_inference_steps=4, guidance_scale=7.0, guidance_rescale=0.7, eta=0.5,
+                  generator=_gens([2, 3]), output_type="latent").images
+    assert (ours - ref).abs().max().item() <= TOL
+
+
+def test_named_schedulers_are_the_classes_and_settings_they_claim():
+    """Checked against diffusers' documented settings, independently of make_scheduler's table."""
+    from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    from latentlib.schedulers import make_scheduler
+
+    karras_sde_base = DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", use_karras_sigmas=True)
+    expect = {
+        "ddim": ("DDIMScheduler", {}),
+        "euler": ("EulerDiscreteScheduler", {"use_karras_sigmas": False}),
+        "euler-karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
+        "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+        "dpm++2m": ("DPMSolverMultistepScheduler",
+                    {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False}),
+        "dpm++2m-karras": ("DPMSolverMultistepScheduler",
+                           {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+        "dpm++2m-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": False}),
+        "unipc": ("UniPCMultistepScheduler", {"use_karras_sigmas": False}),
+        "lcm": ("LCMScheduler", {}),
+    }
+    for name, (cls_name, settings) in expect.items():
+        made = make_scheduler(name, karras_sde_base)
+        assert type(made).__name__ == cls_name, name
+        for key, value in settings.items():
+            assert made.config[key] == value, (name, key)
+    exp_base = EulerDiscreteScheduler(use_exponential_sigmas=True)
+    assert make_scheduler("euler-karras", exp_base).config.use_exponential_sigmas is False
+    assert make_scheduler("default", karras_sde_base).config.use_karras_sigmas is True
+
+
+def test_n_and_seed_must_agree_with_latents(sd):
+    x = sd.noise(0, n=2)
+    with pytest.raises(ValueError, match=r"`n` is 5 but `latents` has a batch of 2"):
+        sd.generate("a cat", latents=x, n=5, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"`seed` lists 3 seeds but `latents` has a batch of 2"):
+        sd.generate("a cat", latents=x, seed=[1, 2, 3], steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"`seed` must be in \[0, 2\*\*63 - 1 - n\], got 18446744073709551616"):
+        sd.generate("a cat", seed=2**64, steps=1, progress=False)
+    import numpy as np
+
+    a = sd.generate("a cat", seed=np.int64(4), steps=1, output="latent", progress=False)
+    assert torch.equal(a, sd.generate("a cat", seed=4, steps=1, output="latent", progress=False))
+
+
+def test_output_latent_with_return_latents_gives_the_pair(sd):
+    a, b = sd.generate("a cat", steps=1, output="latent", return_latents=True, progress=False)
+    assert a is b and a.shape == (1, 4, 8, 8)

@@ -107,8 +107,15 @@ def test_numpy_in_numpy_out():
         ((torch.zeros(3), torch.ones(3), 0.5), ValueError, "zero vector"),
         (([1.0, 2.0], [1.0, 2.0], 0.5), TypeError, "torch.Tensor or numpy"),
         ((torch.ones(3), torch.ones(3), "half"), TypeError, "`t`"),
+        ((torch.ones(2, 1), -torch.ones(2, 1), 0.5), ValueError, "opposite 1-element vectors"),
     ],
 )
 def test_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         ll.slerp(*args)
+
+
+def test_numpy_scalar_positions():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    torch.testing.assert_close(ll.slerp(a, b, np.float32(0.5)), ll.slerp(a, b, 0.5))
+    torch.testing.assert_close(ll.slerp(a, b, torch.tensor(0.5)), ll.slerp(a, b, 0.5))

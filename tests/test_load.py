@@ -129,3 +129,65 @@ def test_model_from_components_checks_they_belong_together():
     del parts["tokenizer"]
     with pytest.raises(ValueError, match=r"each text encoder needs its tokenizer"):
         ll.Model(**parts)
+
+
+def test_revision_is_for_hub_ids_only(sd_dir):
+    with pytest.raises(ValueError, match=r"`revision` \('main'\) applies to hub ids"):
+        ll.load(sd_dir, revision="main")
+
+
+def test_variant_files_are_not_taken_for_plain_weights(tmp_path):
+    folder = save_tiny_model(tmp_path / "m")
+    for f in (folder / "unet").glob("*.safetensors"):
+        f.rename(f.with_name(f.name.replace(".safetensors", ".fp16.safetensors")))
+    with pytest.raises(ValueError, match=r"`unet` has no weights \(\*.safetensors\)"):
+        ll.load(folder)
+
+
+def test_hub_patterns_pick_only_the_files_we_load():
+    from huggingface_hub.utils import filter_repo_objects
+
+    from latentlib.model import _hub_patterns
+
+    repo = [
+        "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+        "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.non_ema.safetensors",
+        "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors", "text_encoder/pytorch_model.bin",
+        "vae/diffusion_pytorch_model-00001-of-00002.safetensors", "vae/diffusion_pytorch_model.safetensors.index.json",
+        "safety_checker/model.safetensors", "feature_extractor/preprocessor_config.json", "v1-5-pruned.ckpt",
+    ]
+
+    def pick(variant, allow_pickle):
+        return set(filter_repo_objects(repo, allow_patterns=_hub_patterns(variant, allow_pickle)))
+
+    plain = pick(None, False)
+    assert plain == {
+        "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+        "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+        "vae/diffusion_pytorch_model-00001-of-00002.safetensors", "vae/diffusion_pytorch_model.safetensors.index.json",
+    }
+    fp16 = pick("fp16", False)
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in fp16 and "text_encoder/model.fp16.safetensors" in fp16
+    assert "unet/diffusion_pytorch_model.safetensors" not in fp16
+    assert {"unet/diffusion_pytorch_model.bin", "text_encoder/pytorch_model.bin"} <= pick(None, True)
+    assert not any(f.startswith("safety_checker") or f.endswith(".ckpt") for f in pick(None, True))
+
+
+def test_model_to_moves_and_casts(sd_dir):
+    model = ll.load(sd_dir)
+    model.to(dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16 and model.unet.dtype == torch.bfloat16
+    assert model.vae.dtype == torch.bfloat16  # the tiny VAE is not marked force_upcast
+    out = model.generate("a cat", steps=1, output="latent", progress=False)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_float16_vae_marked_force_upcast_runs_in_float32():
+    from latentlib.testing import tiny_sd_components
+
+    parts = tiny_sd_components()
+    parts["vae"].register_to_config(force_upcast=True)
+    parts["vae"].to(torch.float16)
+    model = ll.Model(**parts)
+    assert model.vae.dtype == torch.float32

@@ -88,6 +88,27 @@ def test_indexing_and_repeat(sd):
     assert e[-1].prompts == ("a star",)
     assert len(e[0:2]) == 2
     assert e[0].repeat(4).embeds.shape == (4, 77, 32)
+    import numpy as np
+
+    assert e[np.int64(2)].prompts == ("a star",)
+    with pytest.raises(IndexError, match=r"index 5 is out of range for a batch of 3"):
+        e[5]
+    with pytest.raises(IndexError, match=r"index -4 is out of range"):
+        e[-4]
+    with pytest.raises(IndexError, match=r"selects no prompt"):
+        e[3:]
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 1, got 0"):
+        e[0].repeat(0)
+
+
+def test_mix_checks_its_pairs(sd):
+    a = sd.embed("a cat")
+    with pytest.raises(TypeError, match=r"`weighted\[0\]` must be a \(PromptEmbedding, weight\) pair"):
+        ll.mix([(0.5, a)])
+    with pytest.raises(TypeError, match=r"`weighted\[1\]` must be a \(PromptEmbedding, weight\) pair"):
+        ll.mix([(a, 0.5), (a.embeds, 0.5)])
+    with pytest.raises(TypeError, match=r"`weighted\[0\] weight` must be a number"):
+        ll.mix([(a, "half")])
 
 
 def test_long_prompt_warns_about_truncation(sd):

@@ -30,7 +30,7 @@ import latentlib as ll
          r"`prompt` has a batch of 2 but the latents/seeds has 3"),
         (dict(prompt="a", negative_prompt=["x", "y"], n=3, guidance=5.0), ValueError,
          r"`negative_prompt` has a batch of 2 but the latents/seeds has 3"),
-        (dict(seed=-1), ValueError, r"`seed` must be >= 0, got -1"),
+        (dict(seed=-1), ValueError, r"`seed` must be in \[0, 2\*\*63 - 1 - n\], got -1"),
         (dict(seed="zero"), TypeError, r"`seed` must be an int or a non-empty list of ints, got 'zero'"),
         (dict(seed=[1, 2], n=3), ValueError, r"`n` is 3 but `seed` lists 2 seeds"),
         (dict(output="jpeg"), ValueError, r"`output` must be one of 'pil', 'pt', 'np', 'latent'; got 'jpeg'"),
