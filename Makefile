@@ -18,8 +18,11 @@ setup: $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[dev,lab]"
 
+# Jupyter refuses to run as root unless told; containers often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: setup
-	$(BIN)/jupyter lab notebooks/00_tour.ipynb
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_tour.ipynb
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests notebooks --nbmake -p no:cacheprovider

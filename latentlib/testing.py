@@ -108,6 +108,17 @@ def _tiny_vae(seed: int):
     )
 
 
+# Two resolution levels, cross-attention on the lower one: diffusers' dummy-component layout.
+_UNET_LAYOUT = dict(
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+)
+
+
 def _scheduler():
     from diffusers import DDIMScheduler
 
@@ -137,13 +148,8 @@ def tiny_sd_components(seed: int = 0, *, sample_size: int = 8) -> dict:
     tokenizer = build_clip_tokenizer()
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
+        **_UNET_LAYOUT,
         sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
         norm_num_groups=32,
     )
@@ -173,13 +179,8 @@ def tiny_sdxl_components(seed: int = 0, *, sample_size: int = 8) -> dict:
     tokenizer_2 = build_clip_tokenizer()
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
+        **_UNET_LAYOUT,
         sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
