@@ -1,0 +1,308 @@
+"""The "shapes" world: procedural 64x64 scenes whose generative factors are known.
+
+Each scene is one object (or, in about 5% of scenes, none) on a plain background:
+
+=================  ==========================================================================
+shape              circle, square, triangle, star, cross
+color              8 hues (red, orange, yellow, green, cyan, blue, purple, pink)
+background         black, white, gray, beige (never an object colour)
+size               circumradius as a fraction of the image side, in [0.12, 0.30]
+x, y               centre, as fractions of the side (0 = left/top), keeping the object inside
+rotation           radians in [0, 2 pi / symmetry) -- the one factor captions never mention
+present            False for empty scenes
+=================  ==========================================================================
+
+Everything is deterministic in ``(seed, split)``. Captions are drawn from the factors with varied
+templates, word order and synonyms, sometimes leaving attributes out and sometimes empty (for
+classifier-free guidance); size and position are named by coarse words while the labels keep the
+exact values. Some (shape, colour) pairs never occur in the ``train`` split: the ``heldout`` split
+holds exactly those, to measure compositional generalisation.
+
+Example:
+    >>> from latentlib import shapes
+    >>> scene = shapes.sample_scene(0)
+    >>> image = shapes.render(scene)            # PIL 64x64 RGB
+    >>> shapes.caption(scene, seed=0)
+    'a small green square in the top right on a black background'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+
+__all__ = [
+    "SHAPES",
+    "COLORS",
+    "BACKGROUNDS",
+    "SYMMETRY",
+    "HELDOUT_PAIRS",
+    "SPLITS",
+    "Scene",
+    "sample_scene",
+    "render",
+    "caption",
+    "vocabulary",
+    "size_word",
+    "position_words",
+    "make_dataset",
+]
+
+SHAPES = ("circle", "square", "triangle", "star", "cross")
+COLORS = {
+    "red": (220, 30, 30),
+    "orange": (245, 140, 20),
+    "yellow": (240, 220, 30),
+    "green": (40, 170, 60),
+    "cyan": (30, 200, 210),
+    "blue": (40, 70, 220),
+    "purple": (140, 50, 190),
+    "pink": (245, 130, 190),
+}
+BACKGROUNDS = {
+    "black": (15, 15, 15),
+    "white": (240, 240, 240),
+    "gray": (120, 120, 120),
+    "beige": (215, 200, 160),
+}
+#: Rotational symmetry order of each shape (rotation is only defined modulo 2 pi / order).
+SYMMETRY = {"circle": 0, "square": 4, "triangle": 3, "star": 5, "cross": 4}
+#: (shape, colour) pairs that never appear in the train split.
+HELDOUT_PAIRS = (("circle", "purple"), ("square", "pink"), ("triangle", "orange"), ("star", "green"),
+                 ("cross", "cyan"))
+SPLITS = ("train", "val", "test", "heldout")
+SIZE_RANGE = (0.12, 0.30)
+EMPTY_FRACTION = 0.05
+
+_SPLIT_KEY = {name: i for i, name in enumerate(SPLITS)}
+_SYNONYMS = {
+    "circle": ("circle", "disc", "round dot"),
+    "square": ("square", "box"),
+    "triangle": ("triangle",),
+    "star": ("star",),
+    "cross": ("cross", "plus sign"),
+    "small": ("small", "tiny"),
+    "medium": ("medium", "medium sized"),
+    "large": ("large", "big"),
+}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Ground-truth factors of one scene (see the module docstring for ranges)."""
+
+    shape: str | None
+    color: str | None
+    background: str
+    size: float
+    x: float
+    y: float
+    rotation: float
+    present: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rng(seed: int, split: str) -> np.random.Generator:
+    if split not in _SPLIT_KEY:
+        raise ValueError(f"`split` must be one of {', '.join(SPLITS)}; got {split!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
+    return np.random.default_rng([int(seed), _SPLIT_KEY[split], 0x5A17E5])
+
+
+def _pairs(split: str) -> list[tuple[str, str]]:
+    heldout = set(HELDOUT_PAIRS)
+    if split == "heldout":
+        return list(HELDOUT_PAIRS)
+    return [(s, c) for s in SHAPES for c in COLORS if (s, c) not in heldout]
+
+
+def sample_scene(seed: int, split: str = "train") -> Scene:
+    """The scene of ``seed`` in ``split``: deterministic, and independent across splits."""
+    rng = _rng(seed, split)
+    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    size = float(rng.uniform(*SIZE_RANGE))
+    x, y = (float(v) for v in rng.uniform(size, 1.0 - size, size=2))
+    empty = split != "heldout" and rng.random() < EMPTY_FRACTION
+    pairs = _pairs(split)
+    shape, color = pairs[rng.integers(len(pairs))]
+    order = SYMMETRY[shape]
+    rotation = float(rng.uniform(0.0, 2 * math.pi / order)) if order else 0.0
+    if empty:
+        return Scene(shape=None, color=None, background=background, size=0.0, x=0.5, y=0.5, rotation=0.0,
+                     present=False)
+    return Scene(shape=shape, color=color, background=background, size=size, x=x, y=y, rotation=rotation)
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float, rotation: float) -> list[tuple[float, float]]:
+    """Vertices of a shape with circumradius r, centre (cx, cy), rotated by ``rotation`` (y grows down)."""
+    if shape == "square":
+        angles = [math.pi / 4 + k * math.pi / 2 for k in range(4)]
+        radii = [r] * 4
+    elif shape == "triangle":
+        angles = [-math.pi / 2 + k * 2 * math.pi / 3 for k in range(3)]
+        radii = [r] * 3
+    elif shape == "star":
+        angles = [-math.pi / 2 + k * math.pi / 5 for k in range(10)]
+        radii = [r if k % 2 == 0 else 0.45 * r for k in range(10)]
+    elif shape == "cross":
+        a = 0.35 * r  # half the arm width; arms reach the circumradius
+        arm = math.sqrt(r * r - a * a)
+        points = [(a, arm), (a, a), (arm, a), (arm, -a), (a, -a), (a, -arm), (-a, -arm), (-a, -a), (-arm, -a),
+                  (-arm, a), (-a, a), (-a, arm)]
+        angles = [math.atan2(py, px) for px, py in points]
+        radii = [math.hypot(px, py) for px, py in points]
+    else:
+        raise ValueError(f"`shape` must be one of {', '.join(SHAPES)}; got {shape!r}.")
+    return [(cx + rad * math.cos(ang + rotation), cy + rad * math.sin(ang + rotation))
+            for ang, rad in zip(angles, radii, strict=True)]
+
+
+def render(scene: Scene, size: int = 64, *, supersample: int = 4) -> PIL.Image.Image:
+    """Draw ``scene`` as an RGB image ``size`` x ``size``, anti-aliased by supersampling."""
+    if not isinstance(scene, Scene):
+        raise TypeError(f"`scene` must be a Scene, got {type(scene).__name__}.")
+    if scene.background not in BACKGROUNDS:
+        raise ValueError(f"`scene.background` must be one of {', '.join(BACKGROUNDS)}; got {scene.background!r}.")
+    big = size * supersample
+    image = PIL.Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
+    if scene.present:
+        if scene.color not in COLORS:
+            raise ValueError(f"`scene.color` must be one of {', '.join(COLORS)}; got {scene.color!r}.")
+        draw = PIL.ImageDraw.Draw(image)
+        cx, cy, r = scene.x * big, scene.y * big, scene.size * big
+        fill = COLORS[scene.color]
+        if scene.shape == "circle":
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        else:
+            draw.polygon(_polygon(scene.shape, cx, cy, r, scene.rotation), fill=fill)
+    return image.resize((size, size), PIL.Image.Resampling.BOX)
+
+
+def size_word(size: float) -> str:
+    """Coarse size word: small / medium / large (thirds of SIZE_RANGE)."""
+    lo, hi = SIZE_RANGE
+    third = (hi - lo) / 3
+    return "small" if size < lo + third else "large" if size >= hi - third else "medium"
+
+
+def position_words(x: float, y: float) -> str:
+    """Coarse position: "top left", "center", "bottom", "right"... (thirds of the image)."""
+    col = "left" if x < 1 / 3 else "right" if x >= 2 / 3 else ""
+    row = "top" if y < 1 / 3 else "bottom" if y >= 2 / 3 else ""
+    return f"{row} {col}".strip() or "center"
+
+
+_TEMPLATES = (
+    "a {size} {color} {shape} in the {pos} on a {bg} background",
+    "{color} {shape}, {size}, {pos}, {bg} background",
+    "a {color} {shape} on a {bg} background",
+    "a {size} {shape} in the {pos}",
+    "{bg} background with a {color} {shape} in the {pos}",
+    "a picture of a {size} {color} {shape}",
+    "a {color} {shape}",
+    "{shape} in the {pos}, {color}, on {bg}",
+)
+_EMPTY_TEMPLATES = ("an empty {bg} background", "a plain {bg} background", "nothing on a {bg} background")
+_EMPTY_CAPTION = 0.10  # fraction of captions that are "" (classifier-free guidance)
+_DROP = 0.25  # chance of leaving out each of size, position, background
+
+
+def caption(scene: Scene, seed: int = 0) -> str:
+    """A caption for ``scene``; ``seed`` picks the template, synonyms and left-out attributes."""
+    rng = np.random.default_rng([int(seed), 0xCA97])
+    if rng.random() < _EMPTY_CAPTION:
+        return ""
+    if not scene.present:
+        return _EMPTY_TEMPLATES[rng.integers(len(_EMPTY_TEMPLATES))].format(bg=scene.background)
+    template = _TEMPLATES[rng.integers(len(_TEMPLATES))]
+
+    def pick(word):
+        options = _SYNONYMS.get(word, (word,))
+        return options[rng.integers(len(options))]
+
+    fields = {"size": pick(size_word(scene.size)), "color": scene.color, "shape": pick(scene.shape),
+              "pos": position_words(scene.x, scene.y), "bg": scene.background}
+    text = template.format(**fields)
+    # Sometimes leave out an attribute the template named (its words and their glue).
+    for key, patterns in (("size", ("{size} ", ", {size}")), ("pos", (" in the {pos}", ", {pos}")),
+                          ("bg", (" on a {bg} background", ", {bg} background", ", on {bg}"))):
+        if rng.random() < _DROP:
+            for pattern in patterns:
+                text = text.replace(pattern.format(**fields), "", 1)
+    return " ".join(text.split())
+
+
+def vocabulary() -> list[str]:
+    """Every word a caption can contain, sorted."""
+    words = set()
+    for text in _TEMPLATES + _EMPTY_TEMPLATES:
+        words.update(w.strip(",{}") for w in text.replace("{", " {").split() if not w.startswith("{"))
+    for group in (SHAPES, COLORS, BACKGROUNDS, ("top", "bottom", "left", "right", "center")):
+        words.update(group)
+    for options in _SYNONYMS.values():
+        for option in options:
+            words.update(option.split())
+    return sorted(w for w in words if w)
+
+
+def make_dataset(n: int, split: str = "train", *, start: int = 0, size: int = 64):
+    """``n`` scenes of ``split`` from seeds ``start .. start + n - 1``.
+
+    Returns:
+        images uint8 ``(n, size, size, 3)``, list of label dicts (factors plus ``seed``/``split``),
+        list of captions (caption i uses seed ``start + i``).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be an integer >= 1, got {n!r}.")
+    images = np.empty((n, size, size, 3), np.uint8)
+    labels, captions = [], []
+    for i in range(n):
+        seed = start + i
+        scene = sample_scene(seed, split)
+        images[i] = np.asarray(render(scene, size))
+        labels.append({**scene.to_dict(), "seed": seed, "split": split})
+        captions.append(caption(scene, seed))
+    return images, labels, captions
+
+
+def _write_sample(out: Path, n: int, split: str, start: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    images, labels, captions = make_dataset(n, split, start=start)
+    with open(out / "labels.jsonl", "w") as f:
+        for image, label, text in zip(images, labels, captions, strict=True):
+            name = f"{split}-{label['seed']:05d}.png"
+            PIL.Image.fromarray(image).save(out / name, optimize=True)
+            f.write(json.dumps({"file": name, "caption": text, **label}) + "\n")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Write a sample of the shapes world (PNG files + labels.jsonl).")
+    parser.add_argument("--out", required=True, help="folder to write (created if missing)")
+    parser.add_argument("--n", type=int, default=48, help="scenes per split")
+    parser.add_argument("--splits", default="train,heldout", help="comma-separated splits")
+    parser.add_argument("--start", type=int, default=0, help="first seed")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    splits = args.splits.split(",")
+    for split in splits:
+        if split not in SPLITS:
+            raise SystemExit(f"--splits: {split!r} is not one of {', '.join(SPLITS)}.")
+        if (out / split / "labels.jsonl").exists():
+            raise SystemExit(f"{out / split / 'labels.jsonl'} exists; remove it first (nothing is overwritten).")
+    for split in splits:
+        _write_sample(out / split, args.n, split, args.start)
+    print(f"wrote {args.n} scenes for each of {', '.join(splits)} under {out}")
+
+
+if __name__ == "__main__":
+    main()
