@@ -77,7 +77,8 @@ SYMMETRY = {"circle": 0, "square": 4, "triangle": 3, "star": 5, "cross": 4}
 #: (shape, colour) pairs that never appear in the train split.
 HELDOUT_PAIRS = (("circle", "purple"), ("square", "pink"), ("triangle", "orange"), ("star", "green"),
                  ("cross", "cyan"))
-SPLITS = ("train", "val", "test", "heldout")
+#: "all" draws every (shape, colour) pair: for instruments such as the probe, which must read any scene.
+SPLITS = ("train", "val", "test", "heldout", "all")
 SIZE_RANGE = (0.12, 0.30)
 EMPTY_FRACTION = 0.05
 
@@ -123,6 +124,8 @@ def _pairs(split: str) -> list[tuple[str, str]]:
     heldout = set(HELDOUT_PAIRS)
     if split == "heldout":
         return list(HELDOUT_PAIRS)
+    if split == "all":
+        return [(s, c) for s in SHAPES for c in COLORS]
     return [(s, c) for s in SHAPES for c in COLORS if (s, c) not in heldout]
 
 

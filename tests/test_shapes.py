@@ -81,6 +81,8 @@ def test_heldout_pairs_never_in_train_and_only_in_heldout():
     assert len(train) == len(shapes.SHAPES) * len(shapes.COLORS) - len(shapes.HELDOUT_PAIRS)
     heldout = {(s.shape, s.color) for s in (shapes.sample_scene(i, "heldout") for i in range(200))}
     assert heldout == set(shapes.HELDOUT_PAIRS)
+    every = {(s.shape, s.color) for s in (shapes.sample_scene(i, "all") for i in range(3000)) if s.present}
+    assert len(every) == len(shapes.SHAPES) * len(shapes.COLORS)
 
 
 def test_captions_use_the_vocabulary_name_the_factors_and_never_rotation():
@@ -115,7 +117,7 @@ def test_make_dataset_and_bad_input():
     images, labels, captions = shapes.make_dataset(5, "test", start=10)
     assert images.shape == (5, 64, 64, 3) and images.dtype == np.uint8
     assert [label["seed"] for label in labels] == list(range(10, 15)) and len(captions) == 5
-    with pytest.raises(ValueError, match=r"`split` must be one of train, val, test, heldout; got 'dev'"):
+    with pytest.raises(ValueError, match=r"`split` must be one of train, val, test, heldout, all; got 'dev'"):
         shapes.sample_scene(0, "dev")
     with pytest.raises(ValueError, match=r"`seed` must be an integer >= 0, got -1"):
         shapes.sample_scene(-1)
