@@ -1,0 +1,203 @@
+"""Probes: functions images -> attribute values.
+
+:class:`ShapesProbe` reads the shapes world's factors back from pixels: shape, object colour,
+background, whether an object is present, size, x, y, and rotation modulo the shape's symmetry.
+It is a small CNN trained on the generator's ground truth (``python -m latentlib.train_shapes probe``);
+its weights ship with latentlib, so ``load_probe()`` works offline. The report card and inpainting
+work use it to *measure* what an edit did.
+
+Example:
+    >>> probe = latentlib.probes.load_probe()
+    >>> probe(images)["color"]          # array of colour names, one per image
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import shapes
+from .codec import to_pixels
+
+__all__ = ["ShapesProbe", "Probe", "load_probe", "evaluate_probe", "PROBE_DIR", "probe_targets", "probe_loss"]
+
+#: Where the shipped probe lives (package data).
+PROBE_DIR = Path(__file__).parent / "weights" / "shapes-probe"
+
+_HEADS = (("shape", len(shapes.SHAPES)), ("color", len(shapes.COLORS)), ("background", len(shapes.BACKGROUNDS)),
+          ("present", 1), ("size", 1), ("x", 1), ("y", 1), ("rotation", 2))
+_SHAPES, _COLORS, _BACKGROUNDS = list(shapes.SHAPES), list(shapes.COLORS), list(shapes.BACKGROUNDS)
+#: Regression heads predict (value - centre) / scale, so every loss term starts near 1.
+_REGRESSION = {"size": (0.21, 0.05), "x": (0.5, 0.2), "y": (0.5, 0.2)}
+_ORDERS = torch.tensor([shapes.SYMMETRY[s] for s in shapes.SHAPES], dtype=torch.float32)
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    # No normalisation layers: GroupNorm/InstanceNorm remove each image's mean colour, which is exactly
+    # what the background and colour heads must read.
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1, stride=2), nn.SiLU(),
+    )
+
+
+class ShapesProbe(nn.Module):
+    """CNN: pixels ``(B, 3, 64, 64)`` in [0, 1] -> raw factor outputs (logits and regressions).
+
+    Two coordinate channels are appended to the input (CoordConv), so positions are easy to read.
+    Wrap a trained one in :class:`Probe` (as :func:`load_probe` does) to get named estimates.
+    """
+
+    def __init__(self, *, widths: tuple[int, ...] = (16, 32, 64, 96), hidden: int = 192, image_size: int = 64):
+        super().__init__()
+        self.config = {"widths": list(widths), "hidden": hidden, "image_size": image_size}
+        layers, cin = [], 5
+        for width in widths:
+            layers.append(_block(cin, width))
+            cin = width
+        self.features = nn.Sequential(*layers)
+        cells = (image_size // 2 ** len(widths)) ** 2
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * cells, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, sum(n for _, n in _HEADS)))
+
+    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw outputs (logits and regressions) for ``pixels`` (B, 3, H, W) in [0, 1]."""
+        b, _, h, w = pixels.shape
+        ys = torch.linspace(-1, 1, h, device=pixels.device, dtype=pixels.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=pixels.device, dtype=pixels.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+        out = self.head(self.features(torch.cat([pixels * 2 - 1, xs, ys], dim=1)))
+        parts, start = {}, 0
+        for name, n in _HEADS:
+            parts[name] = out[:, start : start + n]
+            start += n
+        return parts
+
+
+
+class Probe:
+    """A trained :class:`ShapesProbe` as a function: images -> dict of factor estimates (numpy arrays).
+
+    Keys: ``shape``, ``color``, ``background`` (names; shape/colour are None where no object is seen),
+    ``present`` (bool), ``size``, ``x``, ``y`` (as in the labels), ``rotation`` (radians in
+    [0, 2 pi / symmetry); 0 for circles), and ``*_prob`` class probabilities.
+    """
+
+    def __init__(self, net: ShapesProbe):
+        self.net = net.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, images, *, batch_size: int = 256) -> dict[str, np.ndarray]:
+        pixels = to_pixels(images, multiple=1, name="images")
+        size = self.net.config["image_size"]
+        if pixels.shape[-2:] != (size, size):
+            raise ValueError(f"`images` are {pixels.shape[-1]}x{pixels.shape[-2]}; this probe reads {size}x{size}.")
+        device = next(self.net.parameters()).device
+        chunks = [self.net(pixels[i : i + batch_size].to(device)) for i in range(0, pixels.shape[0], batch_size)]
+        return decode_outputs({k: torch.cat([c[k] for c in chunks]).float().cpu() for k in chunks[0]})
+
+
+def decode_outputs(raw: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Raw probe outputs -> named factor estimates."""
+    present = torch.sigmoid(raw["present"][:, 0]) > 0.5
+    out = {}
+    for name, names in (("shape", _SHAPES), ("color", _COLORS), ("background", _BACKGROUNDS)):
+        prob = torch.softmax(raw[name], dim=1)
+        labels = np.array(names, dtype=object)[prob.argmax(1).numpy()]
+        if name != "background":
+            labels = np.where(present.numpy(), labels, None)
+        out[name], out[f"{name}_prob"] = labels, prob.numpy()
+    out["present"] = present.numpy()
+    out["present_prob"] = torch.sigmoid(raw["present"][:, 0]).numpy()
+    for name, (centre, scale) in _REGRESSION.items():
+        out[name] = (centre + scale * raw[name][:, 0]).numpy()
+    shape_index = torch.softmax(raw["shape"], 1).argmax(1)
+    order = _ORDERS[shape_index]
+    angle = torch.atan2(raw["rotation"][:, 1], raw["rotation"][:, 0])  # = order * rotation (mod 2 pi)
+    rotation = torch.where(order > 0, torch.remainder(angle, 2 * math.pi) / order.clamp(min=1), torch.zeros_like(angle))
+    out["rotation"] = rotation.numpy()
+    return out
+
+
+def probe_targets(labels: list[dict]) -> dict[str, torch.Tensor]:
+    """Label dicts (from ``shapes.make_dataset``) -> training targets for :class:`ShapesProbe`."""
+    present = torch.tensor([lab["present"] for lab in labels])
+    shape = torch.tensor([_SHAPES.index(lab["shape"]) if lab["present"] else 0 for lab in labels])
+    order = _ORDERS[shape] * present
+    rotation = torch.tensor([lab["rotation"] for lab in labels], dtype=torch.float32) * order
+    return {
+        "present": present,
+        "shape": shape,
+        "color": torch.tensor([_COLORS.index(lab["color"]) if lab["present"] else 0 for lab in labels]),
+        "background": torch.tensor([_BACKGROUNDS.index(lab["background"]) for lab in labels]),
+        "size": torch.tensor([lab["size"] for lab in labels], dtype=torch.float32),
+        "x": torch.tensor([lab["x"] for lab in labels], dtype=torch.float32),
+        "y": torch.tensor([lab["y"] for lab in labels], dtype=torch.float32),
+        "rotation": torch.stack([torch.cos(rotation), torch.sin(rotation)], dim=1),
+        "has_rotation": order > 0,
+    }
+
+
+def probe_loss(raw: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """Sum of per-factor losses; object factors only count where an object is present."""
+    ce = nn.functional.cross_entropy
+    present = target["present"]
+    parts = {"present": nn.functional.binary_cross_entropy_with_logits(raw["present"][:, 0], present.float()),
+             "background": ce(raw["background"], target["background"])}
+    if present.any():
+        for name in ("shape", "color"):
+            parts[name] = ce(raw[name][present], target[name][present])
+        for name, (centre, scale) in _REGRESSION.items():  # in normalised units: starts near 1, like the others
+            parts[name] = ((raw[name][present, 0] - (target[name][present] - centre) / scale) ** 2).mean()
+    rotating = target["has_rotation"]
+    if rotating.any():
+        parts["rotation"] = ((raw["rotation"][rotating] - target["rotation"][rotating]) ** 2).sum(1).mean()
+    total = sum(parts.values())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def load_probe(path: str | Path | None = None, *, device="cpu") -> Probe:
+    """Load a probe folder (``config.json`` + ``probe.safetensors``); default: the one shipped with latentlib."""
+    from safetensors.torch import load_file
+
+    folder = Path(path) if path is not None else PROBE_DIR
+    if not (folder / "probe.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ValueError(
+            f"{str(folder)!r} has no probe (config.json + probe.safetensors). Train one with "
+            f"`python -m latentlib.train_shapes probe --out {folder}`."
+        )
+    config = json.loads((folder / "config.json").read_text())
+    probe = ShapesProbe(widths=tuple(config["widths"]), hidden=config["hidden"], image_size=config["image_size"])
+    probe.load_state_dict(load_file(folder / "probe.safetensors"))
+    return Probe(probe.to(device))
+
+
+def _r2(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(1 - ((pred - true) ** 2).sum() / ((true - true.mean()) ** 2).sum())
+
+
+def evaluate_probe(probe: Probe, *, n: int = 2000, split: str = "test", start: int = 0) -> dict:
+    """Accuracy and R^2 of the probe on ``n`` fresh scenes of ``split`` (seeds ``start ..``)."""
+    images, labels, _ = shapes.make_dataset(n, split, start=start)
+    est = probe(images)
+    present = np.array([lab["present"] for lab in labels])
+    metrics = {"n": n, "split": split, "present_accuracy": float((est["present"] == present).mean()),
+               "background_accuracy": float((est["background"] == np.array([lab["background"] for lab in labels])).mean())}
+    on = present & est["present"]
+    for name in ("shape", "color"):
+        metrics[f"{name}_accuracy"] = float((est[name][present] == np.array([lab[name] for lab in labels])[present]).mean())
+    for name in ("size", "x", "y"):
+        metrics[f"{name}_r2"] = _r2(est[name][on], np.array([lab[name] for lab in labels])[on])
+    shape_true = np.array([lab["shape"] for lab in labels])
+    orders = np.array([shapes.SYMMETRY.get(s, 0) if s else 0 for s in shape_true])
+    rotating = on & (orders > 0) & (est["shape"] == shape_true)
+    period = 2 * np.pi / np.maximum(orders[rotating], 1)
+    diff = np.abs(est["rotation"][rotating] - np.array([lab["rotation"] for lab in labels])[rotating]) % period
+    metrics["rotation_error_deg_median"] = (
+        float(np.degrees(np.median(np.minimum(diff, period - diff)))) if rotating.any() else None
+    )
+    return metrics
