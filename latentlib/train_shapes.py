@@ -170,7 +170,7 @@ def train_probe(args) -> dict:
             loss.backward()
             opt.step()
             if step % preset.log_every == 0 or step == steps - 1:
-                row = {"step": step, "loss": float(loss), "lr": schedule(step), **parts}
+                row = {"step": step, "loss": loss.item(), "lr": schedule(step), **parts}
                 if writer is None:
                     writer = csv.DictWriter(log, fieldnames=["step", "loss", "lr", "present", "background", "shape",
                                                              "color", "size", "x", "y", "rotation"])
@@ -178,7 +178,7 @@ def train_probe(args) -> dict:
                         writer.writeheader()
                 writer.writerow(row)
                 log.flush()
-                bar.set_postfix(loss=f"{float(loss):.4f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}")
             stopping = args.stop_after is not None and step + 1 == args.stop_after and step + 1 < steps
             if ((step + 1) % preset.checkpoint_every == 0 and step + 1 < steps) or stopping:
                 _save_checkpoint(out, step + 1, net, opt, {"seconds": elapsed + time.perf_counter() - began})
