@@ -66,6 +66,25 @@ def _batch(step: int, batch: int, seed: int, *, augment: bool = True):
     return pixels, labels
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Atomic: a temporary file, then a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _truncate_log(path: Path, start: int) -> None:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    with open(path.with_name(path.name + ".tmp"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["step"]) < start)
+    path.with_name(path.name + ".tmp").replace(path)
+
+
 def _save_checkpoint(out: Path, step: int, net, opt, extra: dict) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     state = opt.state_dict()
@@ -76,8 +95,7 @@ def _save_checkpoint(out: Path, step: int, net, opt, extra: dict) -> None:
     tmp = out / "checkpoint.safetensors.tmp"
     save_file(tensors, tmp)
     tmp.replace(out / "checkpoint.safetensors")
-    (out / "checkpoint.json.tmp").write_text(json.dumps(meta, indent=1))
-    (out / "checkpoint.json.tmp").replace(out / "checkpoint.json")
+    _write_text(out / "checkpoint.json", json.dumps(meta, indent=1))
 
 
 def _load_checkpoint(out: Path, net, opt) -> dict:
@@ -151,6 +169,7 @@ def train_probe(args) -> dict:
     if args.resume and (out / "checkpoint.json").exists():
         meta = _load_checkpoint(out, net, opt)
         start, elapsed = meta["step"], meta.get("seconds", 0.0)
+        _truncate_log(out / "loss.csv", start)  # rows logged after the checkpoint are trained again
         print(f"resuming from step {start}")
     elif (out / "loss.csv").exists() and not args.overwrite:
         raise SystemExit(f"{out} holds an earlier run; pass --resume to continue it or --overwrite to start again.")
@@ -188,15 +207,16 @@ def train_probe(args) -> dict:
                 return {"stopped_at": step + 1}
     seconds = elapsed + time.perf_counter() - began
     net = net.cpu().eval()
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "probe.safetensors")
-    (out / "config.json").write_text(json.dumps(net.config, indent=1))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "probe.safetensors.tmp")
+    (out / "probe.safetensors.tmp").replace(out / "probe.safetensors")
+    _write_text(out / "config.json", json.dumps(net.config, indent=1))
     print(_plot(out / "loss.csv", out / "loss.png", "shapes probe"))
     metrics = {
         "test": probes.evaluate_probe(probes.Probe(net), n=args.eval_n, split="test"),
         "heldout": probes.evaluate_probe(probes.Probe(net), n=max(args.eval_n // 4, 1), split="heldout"),
         "provenance": _provenance(args, preset, seconds, device),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    _write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     print(json.dumps({k: metrics[k] for k in ("test", "heldout")}, indent=1))
     for leftover in ("checkpoint.safetensors", "checkpoint.json"):
         (out / leftover).unlink(missing_ok=True)

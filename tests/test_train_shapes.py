@@ -47,3 +47,12 @@ def test_an_earlier_run_is_not_clobbered(tmp_path):
     _run(tmp_path / "run", "--stop-after", "2")
     with pytest.raises(SystemExit, match="holds an earlier run; pass --resume"):
         _run(tmp_path / "run")
+
+
+def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
+    _run(tmp_path / "run", "--stop-after", "3")  # checkpoint at 3 (smoke preset: every 3 steps)
+    with open(tmp_path / "run" / "loss.csv", "a") as f:  # as if step 4 had been logged before a crash
+        f.write("4,9.9,0.001,,,,,,,,\n")
+    _run(tmp_path / "run", "--resume")
+    rows = list(csv.DictReader(open(tmp_path / "run" / "loss.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 2, 4, 5] and float(rows[2]["loss"]) != 9.9
