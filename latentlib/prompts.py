@@ -27,6 +27,7 @@ import torch
 
 from ._checks import check_finite, check_int, check_number
 from .interpolate import lerp as _lerp
+from .vocabulary import unknown_words
 from .interpolate import slerp as _slerp
 
 __all__ = ["PromptEmbedding", "encode_prompts", "mix"]
@@ -283,9 +284,14 @@ def _tokenize(tokenizer, prompts: list[str]):
                 stacklevel=4,
             )
             row = row[: max_length - 1] + [row[-1]]
+        unknown = unknown_words(tokenizer, prompt)
         unk = tokenizer.unk_token_id
-        if unk is not None and unk not in (tokenizer.eos_token_id, tokenizer.pad_token_id) and unk in row:
-            warnings.warn(f"prompt {prompt!r} has words the tokenizer does not know (mapped to unknown).", stacklevel=4)
+        if unknown:
+            warnings.warn(f"prompt {prompt!r} has words this model's vocabulary does not know: "
+                          f"{', '.join(map(repr, unknown))}; they reach the model as pieces or as unknown.", stacklevel=4)
+        elif unk is not None and unk not in (tokenizer.eos_token_id, tokenizer.pad_token_id) and unk in row:
+            warnings.warn(f"prompt {prompt!r} has characters the tokenizer does not know (mapped to unknown).",
+                          stacklevel=4)
         tokens.append(_token_strings(tokenizer, row))
     return ids.input_ids, tuple(tokens)
 

@@ -1,0 +1,76 @@
+"""Word-level CLIP tokenizers built from a closed vocabulary (the default model's captions).
+
+The tokenizer is a plain ``transformers.CLIPTokenizer`` (so diffusers loads it like Stable Diffusion's),
+whose BPE merges assemble exactly the listed words: a known word is one token, a word outside the
+vocabulary comes out in pieces (or as ``<|unk|>`` for characters never seen). The tokenizer records
+``latentlib_word_level=True`` in its config, and :func:`unknown_words` uses that to name the words it
+does not know, so ``model.embed`` can warn about them.
+
+Example:
+    >>> tok = build_word_tokenizer(["a", "red", "circle"])
+    >>> tok.convert_ids_to_tokens(tok("a red circle").input_ids)
+    ['<|startoftext|>', 'a</w>', 'red</w>', 'circle</w>', '<|endoftext|>']
+    >>> unknown_words(tok, "a red rose")
+    ['rose']
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+__all__ = ["build_word_tokenizer", "is_word_level", "unknown_words", "UNK"]
+
+UNK = "<|unk|>"
+_WORD = re.compile(r"[a-z]+|[0-9]|[^\sa-z0-9]+")  # how CLIP's pre-tokenizer splits lower-cased text
+
+
+def build_word_tokenizer(words: Iterable[str], *, punctuation: str = ",", max_length: int = 77):
+    """A CLIPTokenizer whose vocabulary is ``words`` (lower-case letters only) plus the pieces that build them.
+
+    Args:
+        words: the vocabulary, e.g. ``latentlib.shapes.vocabulary()``.
+        punctuation: characters that are tokens of their own (captions use commas).
+        max_length: ``model_max_length`` (token positions of the text encoder).
+    """
+    from transformers import CLIPTokenizer
+
+    words = list(dict.fromkeys(words))
+    bad = [w for w in words if not re.fullmatch(r"[a-z]+", w)]
+    if bad or not words:
+        raise ValueError(f"`words` must be non-empty lower-case a-z words; got {bad[:5] or words!r}.")
+    # Learn the merges with tokenizers' own BPE trainer on the word list: run to completion, it joins every
+    # word into one token, with merges ranked so that CLIP's BPE applies them consistently.
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    specials = ["<|startoftext|>", "<|endoftext|>", UNK]
+    bpe = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(vocab_size=1_000_000, min_frequency=1, special_tokens=specials,
+                                  end_of_word_suffix="</w>", show_progress=False)
+    bpe.train_from_iterator(words, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    vocab = dict(model["vocab"])
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    for mark in punctuation:
+        vocab.setdefault(mark + "</w>", len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, unk_token=UNK, latentlib_word_level=True)
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def is_word_level(tokenizer) -> bool:
+    """True for tokenizers made by :func:`build_word_tokenizer` (also after save/load)."""
+    return bool(getattr(tokenizer, "init_kwargs", {}).get("latentlib_word_level", False))
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """The words of ``text`` that a word-level tokenizer does not have as single tokens (in order)."""
+    if not is_word_level(tokenizer):
+        return []
+    unknown = []
+    for word in _WORD.findall(text.lower()):
+        if tokenizer.convert_tokens_to_ids(word + "</w>") in (None, tokenizer.unk_token_id):
+            unknown.append(word)
+    return unknown
