@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_finite, check_int, check_number
@@ -312,7 +313,7 @@ def generate(
                     pred_uncond, pred_text = pred.chunk(2)
                     pred = pred_uncond + guidance * (pred_text - pred_uncond)
                     if guidance_rescale > 0:
-                        pred = _rescale_cfg(pred, pred_text, guidance_rescale)
+                        pred = rescale_noise_cfg(pred, pred_text, guidance_rescale=guidance_rescale)
                 x = sched.step(pred, t, x, **step_kwargs, return_dict=False)[0]
                 bar.update()
                 if callback is not None:
@@ -339,14 +340,6 @@ def _replacement(model, replaced, x: torch.Tensor, height: int, width: int) -> t
     if replaced.shape != x.shape:
         raise ValueError(f"the callback returned latents of shape {tuple(replaced.shape)}; expected {tuple(x.shape)}.")
     return replaced.to(x.device, x.dtype)
-
-
-def _rescale_cfg(pred: torch.Tensor, pred_text: torch.Tensor, factor: float) -> torch.Tensor:
-    """Guidance rescale (Lin et al. 2023, sec. 3.4), as diffusers' ``rescale_noise_cfg``."""
-    std_text = pred_text.std(dim=list(range(1, pred_text.ndim)), keepdim=True)
-    std_cfg = pred.std(dim=list(range(1, pred.ndim)), keepdim=True)
-    rescaled = pred * (std_text / std_cfg)
-    return factor * rescaled + (1 - factor) * pred
 
 
 def _start_image(model, image) -> tuple[str, torch.Tensor]:

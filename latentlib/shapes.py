@@ -237,8 +237,8 @@ def caption(scene: Scene, seed: int = 0) -> str:
               "pos": position_words(scene.x, scene.y), "bg": scene.background}
     text = template.format(**fields)
     # Sometimes leave out an attribute the template named (its words and their glue).
-    for key, patterns in (("size", ("{size} ", ", {size}")), ("pos", (" in the {pos}", ", {pos}")),
-                          ("bg", (" on a {bg} background", ", {bg} background", ", on {bg}"))):
+    for patterns in (("{size} ", ", {size}"), (" in the {pos}", ", {pos}"),
+                     (" on a {bg} background", ", {bg} background", ", on {bg}")):
         if rng.random() < _DROP:
             for pattern in patterns:
                 text = text.replace(pattern.format(**fields), "", 1)

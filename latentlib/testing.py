@@ -48,24 +48,12 @@ def build_clip_tokenizer(words=WORDS, *, max_length: int = 77):
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer
 
-    alphabet = sorted(ByteLevel.alphabet())
-    vocab: dict[str, int] = {}
-    for symbol in alphabet:
-        vocab[symbol] = len(vocab)
-    for symbol in alphabet:
-        vocab[symbol + "</w>"] = len(vocab)
-    merges: list[tuple[str, str]] = []
-    for word in dict.fromkeys(words):  # ordered, unique
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        left = pieces[0]
-        for right in pieces[1:]:
-            merged = left + right
-            if merged not in vocab:
-                merges.append((left, right))
-                vocab[merged] = len(vocab)
-            left = merged
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
+    from .vocabulary import learn_merges
+
+    vocab, merges = learn_merges(list(dict.fromkeys(words)), specials=["<|startoftext|>", "<|endoftext|>"])
+    for symbol in sorted(ByteLevel.alphabet()):  # every byte, so any text encodes without an unknown token
+        vocab.setdefault(symbol, len(vocab))
+        vocab.setdefault(symbol + "</w>", len(vocab))
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
     tokenizer.model_max_length = max_length
     return tokenizer

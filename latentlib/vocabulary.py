@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable
 
-__all__ = ["build_word_tokenizer", "is_word_level", "unknown_words", "UNK"]
+__all__ = ["build_word_tokenizer", "learn_merges", "is_word_level", "unknown_words", "UNK"]
 
 UNK = "<|unk|>"
 _WORD = re.compile(r"[a-z]+|[0-9]|[^\sa-z0-9]+")  # how CLIP's pre-tokenizer splits lower-cased text
@@ -40,24 +40,33 @@ def build_word_tokenizer(words: Iterable[str], *, punctuation: str = ",", max_le
     bad = [w for w in words if not re.fullmatch(r"[a-z]+", w)]
     if bad or not words:
         raise ValueError(f"`words` must be non-empty lower-case a-z words; got {bad[:5] or words!r}.")
-    # Learn the merges with tokenizers' own BPE trainer on the word list: run to completion, it joins every
-    # word into one token, with merges ranked so that CLIP's BPE applies them consistently.
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    specials = ["<|startoftext|>", "<|endoftext|>", UNK]
-    bpe = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(vocab_size=1_000_000, min_frequency=1, special_tokens=specials,
-                                  end_of_word_suffix="</w>", show_progress=False)
-    bpe.train_from_iterator(words, trainer)
-    model = json.loads(bpe.to_str())["model"]
-    vocab = dict(model["vocab"])
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    vocab, merges = learn_merges(words, specials=["<|startoftext|>", "<|endoftext|>", UNK])
     for mark in punctuation:
         vocab.setdefault(mark + "</w>", len(vocab))
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, unk_token=UNK, latentlib_word_level=True)
     tokenizer.model_max_length = max_length
     return tokenizer
+
+
+def learn_merges(words: list[str], *, specials: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP-style BPE (``</w>`` word ends) that makes every word of ``words`` a single token.
+
+    The merges are learned by tokenizers' own BPE trainer run to completion, so they are ranked the way
+    CLIP's BPE applies them (merges written word by word conflict: "r i" from "right" breaks "triangle").
+
+    Returns:
+        ``(vocab, merges)``: specials first, then the letters, the pieces and the words.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(vocab_size=1_000_000, min_frequency=1, special_tokens=specials,
+                                  end_of_word_suffix="</w>", show_progress=False)
+    bpe.train_from_iterator(words, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return dict(model["vocab"]), merges
 
 
 def is_word_level(tokenizer) -> bool:

@@ -3,8 +3,6 @@
 import pytest
 import torch
 
-import latentlib as ll
-
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
