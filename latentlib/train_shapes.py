@@ -1,17 +1,23 @@
 """Train the default model's parts on the shapes world: one command per stage, seeded and resumable.
 
-    python -m latentlib.train_shapes probe --out runs/probe            # CPU preset
-    python -m latentlib.train_shapes probe --out runs/probe --resume   # continue from the last checkpoint
-    python -m latentlib.train_shapes probe --out runs/probe --preset gpu --device cuda
+    python -m latentlib.train_shapes all --out runs/shapes                  # every stage, CPU preset (~2 h, 2 cores)
+    python -m latentlib.train_shapes vae --out runs/shapes/vae              # one stage
+    python -m latentlib.train_shapes text --out runs/shapes/text
+    python -m latentlib.train_shapes unet --out runs/shapes/unet --vae runs/shapes/vae --text runs/shapes/text
+    python -m latentlib.train_shapes probe --out runs/shapes/probe
+    python -m latentlib.train_shapes unet ... --resume                      # continue from the last checkpoint
+    python -m latentlib.train_shapes all --out runs/shapes --preset gpu --device cuda
 
-Each stage writes into ``--out``: ``checkpoint.safetensors`` + ``checkpoint.json`` every
-``--checkpoint-every`` steps (weights and optimiser state; no pickle), ``loss.csv`` (one row a logged
-step), ``loss.png`` (the curve), and at the end the trained folder (``config.json`` + weights) and
-``metrics.json`` from the stage's evaluation. Data is generated on the fly: step ``s`` trains on the
-scenes (probe: split "all") with seeds ``s * batch .. (s + 1) * batch - 1``, so a run is a function of its
-seed, preset and step count.
+Each stage writes into its ``--out``: ``checkpoint.safetensors`` + ``checkpoint.json`` every
+``checkpoint_every`` steps (weights and optimiser state; no pickle), ``loss.csv`` (one row a logged
+step), ``loss.png`` (the curve), the trained weights, and ``metrics.json`` (the stage's evaluation and
+how it was made: command, git commit, seed, time, hardware). Data is generated on the fly from seeds,
+so a run is a function of its seed, preset and step count.
 
-Stages so far: ``probe``. The VAE, text encoder and UNet stages of the default model follow.
+Stages: ``vae`` (AutoencoderKL, f=8), ``text`` (CLIPTextModel + word-level tokenizer, trained to read
+every factor a caption names), ``unet`` (UNet2DConditionModel on the VAE's latents, conditioned on the
+text encoder; writes the diffusers folder under ``OUT/model``), ``probe`` (the factor probe), ``all``.
+The model's quality bars are measured by ``python -m latentlib.evaluate_shapes``.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from . import probes, shapes
+from . import probes, shapes, shapes_model
 
-__all__ = ["PRESETS", "train_probe", "main"]
+__all__ = ["PRESETS", "main", "train_probe", "train_text", "train_unet", "train_vae"]
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,24 @@ class Preset:
     checkpoint_every: int = 250
 
 
-#: stage -> preset name -> settings. "cpu" fits a 2-core machine; "gpu" one GPU.
+_SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
+#: stage -> preset name -> settings. "cpu" fits a 2-core machine (about two hours for vae + text + unet);
+#: "gpu" one GPU (about ten minutes); "smoke" seconds, for tests.
 PRESETS = {
+    "vae": {"cpu": Preset(steps=2600, batch=32, lr=1e-3), "gpu": Preset(steps=6000, batch=128, lr=1e-3),
+            "smoke": _SMOKE},
+    "text": {"cpu": Preset(steps=1500, batch=256, lr=1e-3), "gpu": Preset(steps=1500, batch=256, lr=1e-3),
+             "smoke": _SMOKE},
+    "unet": {"cpu": Preset(steps=5000, batch=128, lr=1e-3, checkpoint_every=500),
+             "gpu": Preset(steps=12000, batch=512, lr=1e-3, checkpoint_every=1000), "smoke": _SMOKE},
     "probe": {"cpu": Preset(steps=6000, batch=96, lr=1e-3), "gpu": Preset(steps=8000, batch=256, lr=1e-3),
-              "smoke": Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)},
+              "smoke": _SMOKE},
 }
+#: Scenes whose latents the unet stage pre-computes (encoded once with the trained VAE).
+UNET_SCENES = {"cpu": 60_000, "gpu": 200_000, "smoke": 64}
 
 
-def _batch(step: int, batch: int, seed: int, *, augment: bool = True):
+def _probe_batch(step: int, batch: int, seed: int, *, augment: bool = True):
     """Scenes for one step, as pixels (B, 3, 64, 64) in [0, 1] and label dicts; a function of (step, seed)."""
     rng = torch.Generator().manual_seed(seed * 1_000_003 + step)
     # The probe is an instrument: it sees every (shape, colour) pair, held-out ones included.
@@ -112,6 +128,7 @@ def _load_checkpoint(out: Path, net, opt) -> dict:
 
 
 def _plot(csv_path: Path, png_path: Path, title: str) -> str:
+    """Draw the loss curve of ``csv_path`` (log scale)."""
     try:
         import matplotlib
 
@@ -153,49 +170,57 @@ def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> d
     }
 
 
-def train_probe(args) -> dict:
-    """Train a :class:`~latentlib.probes.ShapesProbe`; write it and its metrics under ``args.out``."""
-    preset = PRESETS["probe"][args.preset]
-    steps = args.steps or preset.steps
-    out = Path(args.out)
+def _prepare_out(out: Path, final: str, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "probe.safetensors").exists() and not args.overwrite:
-        raise SystemExit(f"{out / 'probe.safetensors'} exists; pass --overwrite to replace it.")
-    device = torch.device(args.device)
-    torch.manual_seed(args.seed)
-    net = probes.ShapesProbe().to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=preset.lr, weight_decay=1e-4)
+    if (out / final).exists() and not args.overwrite:
+        raise SystemExit(f"{out / final} exists; pass --overwrite to replace it.")
+    if (out / "loss.csv").exists() and not args.resume and not args.overwrite:
+        raise SystemExit(f"{out} holds an earlier run; pass --resume to continue it or --overwrite to start again.")
+
+
+def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, opt, step_fn, fields: list[str],
+          after_step=None) -> tuple[float, int | None]:
+    """The shared training loop: cosine schedule, logging, checkpoints, resume, time-boxed stops.
+
+    ``step_fn(step) -> (loss, parts)``; ``after_step(step)`` runs after the optimiser (e.g. an EMA update).
+    Returns (training seconds, step it stopped at or None when finished).
+    """
+    out = Path(args.out)
     start, elapsed = 0, 0.0
     if args.resume and (out / "checkpoint.json").exists():
         meta = _load_checkpoint(out, net, opt)
         start, elapsed = meta["step"], meta.get("seconds", 0.0)
         _truncate_log(out / "loss.csv", start)  # rows logged after the checkpoint are trained again
-        print(f"resuming from step {start}")
-    elif (out / "loss.csv").exists() and not args.overwrite:
-        raise SystemExit(f"{out} holds an earlier run; pass --resume to continue it or --overwrite to start again.")
+        print(f"{stage}: resuming from step {start}")
+    warmup = min(100, steps // 10)
+
+    def schedule(s):
+        if s < warmup:
+            return preset.lr * (s + 1) / warmup
+        return preset.lr * 0.5 * (1 + math.cos(math.pi * min(s - warmup, steps) / max(steps - warmup, 1)))
+
     log_mode = "a" if start else "w"
-    schedule = lambda s: preset.lr * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))  # noqa: E731
     began = time.perf_counter()
     with open(out / "loss.csv", log_mode, newline="") as log:
-        writer = None
-        bar = tqdm(range(start, steps), desc="probe", initial=start, total=steps)
+        writer = csv.DictWriter(log, fieldnames=["step", "loss", "lr", *fields], extrasaction="ignore")
+        if log_mode == "w":
+            writer.writeheader()
+        bar = tqdm(range(start, steps), desc=stage, initial=start, total=steps)
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = schedule(step)
-            pixels, labels = _batch(step, preset.batch, args.seed)
-            loss, parts = probes.probe_loss(net(pixels.to(device)), {k: v.to(device) for k, v in
-                                                                      probes.probe_targets(labels).items()})
+            loss, parts = step_fn(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
             opt.step()
+            if after_step is not None:
+                after_step(step)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"{stage}: loss became {loss.item()} at step {step}; lower --lr or resume "
+                                         "from the last checkpoint")
             if step % preset.log_every == 0 or step == steps - 1:
-                row = {"step": step, "loss": loss.item(), "lr": schedule(step), **parts}
-                if writer is None:
-                    writer = csv.DictWriter(log, fieldnames=["step", "loss", "lr", "present", "background", "shape",
-                                                             "color", "size", "x", "y", "rotation"])
-                    if log_mode == "w":
-                        writer.writeheader()
-                writer.writerow(row)
+                writer.writerow({"step": step, "loss": loss.item(), "lr": schedule(step), **parts})
                 log.flush()
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             stopping = args.stop_after is not None and step + 1 == args.stop_after and step + 1 < steps
@@ -203,46 +228,294 @@ def train_probe(args) -> dict:
                 _save_checkpoint(out, step + 1, net, opt, {"seconds": elapsed + time.perf_counter() - began})
             if stopping:
                 bar.close()
-                print(f"stopped after step {step + 1} as asked; continue with --resume")
-                return {"stopped_at": step + 1}
-    seconds = elapsed + time.perf_counter() - began
-    net = net.cpu().eval()
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "probe.safetensors.tmp")
-    (out / "probe.safetensors.tmp").replace(out / "probe.safetensors")
-    _write_text(out / "config.json", json.dumps(net.config, indent=1))
-    print(_plot(out / "loss.csv", out / "loss.png", "shapes probe"))
-    metrics = {
-        "test": probes.evaluate_probe(probes.Probe(net), n=args.eval_n, split="test"),
-        "heldout": probes.evaluate_probe(probes.Probe(net), n=max(args.eval_n // 4, 1), split="heldout"),
-        "provenance": _provenance(args, preset, seconds, device),
-    }
+                print(f"{stage}: stopped after step {step + 1} as asked; continue with --resume")
+                return elapsed + time.perf_counter() - began, step + 1
+    return elapsed + time.perf_counter() - began, None
+
+
+def _finish(out: Path, stage: str, metrics: dict) -> dict:
+    print(_plot(out / "loss.csv", out / "loss.png", f"shapes {stage}"))
     _write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    print(json.dumps({k: metrics[k] for k in ("test", "heldout")}, indent=1))
+    print(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}, indent=1))
     for leftover in ("checkpoint.safetensors", "checkpoint.json"):
         (out / leftover).unlink(missing_ok=True)
     return metrics
 
 
+def _pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def vae_psnr(vae, split: str, n: int, *, device="cpu", batch: int = 250) -> dict:
+    """Reconstruction PSNR (dB, images in [0, 1], posterior mean) on ``n`` scenes of ``split``."""
+    psnr = []
+    with torch.inference_mode():
+        for begin in range(0, n, batch):
+            images, _, _ = shapes.make_dataset(min(batch, n - begin), split, start=begin)
+            x = _pixels(images).to(device)
+            rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+            mse = (((rec - x) / 2) ** 2).flatten(1).mean(1)
+            psnr.append((10 * torch.log10(1 / mse.clamp(min=1e-10))).cpu())
+    psnr = torch.cat(psnr)
+    return {"split": split, "n": n, "psnr_mean_db": round(float(psnr.mean()), 2),
+            "psnr_median_db": round(float(psnr.median()), 2), "psnr_p05_db": round(float(psnr.quantile(0.05)), 2)}
+
+
+def train_vae(args) -> dict:
+    """Train the AutoencoderKL; centre its latents, set ``scaling_factor``; save it under ``args.out``."""
+    preset = PRESETS["vae"][args.preset]
+    steps = args.steps or preset.steps
+    out = Path(args.out)
+    _prepare_out(out, "diffusion_pytorch_model.safetensors", args)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    vae = shapes_model.new_vae().to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=preset.lr, weight_decay=0.0)
+    kl_weight = 1e-6
+
+    def step_fn(step):
+        images, _, _ = shapes.make_dataset(preset.batch, "train", start=step * preset.batch)
+        x = _pixels(images).to(device)
+        posterior = vae.encode(x).latent_dist
+        gen = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step)
+        rec = vae.decode(posterior.sample(generator=gen)).sample
+        l1, l2, kl = (rec - x).abs().mean(), ((rec - x) ** 2).mean(), posterior.kl().mean()
+        return l1 + l2 + kl_weight * kl, {"l1": l1.item(), "l2": l2.item(), "kl": kl.item()}
+
+    vae.train()
+    seconds, stopped = _loop("vae", args, preset, steps, vae, opt, step_fn, ["l1", "l2", "kl"])
+    if stopped:
+        return {"stopped_at": stopped}
+    vae.eval()
+    with torch.inference_mode():  # latent statistics on training scenes -> centred, unit-variance latents
+        images, _, _ = shapes.make_dataset(2000, "train", start=10_000_000)
+        z = torch.cat([vae.encode(_pixels(images[i:i + 250]).to(device)).latent_dist.mean for i in range(0, 2000, 250)])
+    mean = z.mean(dim=(0, 2, 3))
+    shapes_model.center_latents(vae, mean)
+    std = float((z - mean[None, :, None, None]).std())
+    vae.register_to_config(scaling_factor=round(1 / std, 5))
+    vae = vae.cpu()
+    vae.save_pretrained(out, safe_serialization=True)
+    metrics = {
+        "test": vae_psnr(vae, "test", args.eval_n // 2),
+        "heldout": vae_psnr(vae, "heldout", args.eval_n // 4),
+        "latent_mean_removed": [round(float(m), 4) for m in mean], "latent_std": round(std, 4),
+        "provenance": _provenance(args, preset, seconds, device),
+    }
+    return _finish(out, "vae", metrics)
+
+
+def _caption_batch(step: int, batch: int, split: str = "train", offset: int = 0) -> list[str]:
+    labels = [shapes.sample_scene(offset + step * batch + i, split) for i in range(batch)]
+    return [shapes.caption(scene, offset + step * batch + i) for i, scene in enumerate(labels)]
+
+
+def _tokens(tokenizer, texts: list[str], device) -> torch.Tensor:
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids.to(device)
+
+
+def train_text(args) -> dict:
+    """Train the CLIPTextModel to read every factor a caption names; save it and its tokenizer."""
+    preset = PRESETS["text"][args.preset]
+    steps = args.steps or preset.steps
+    out = Path(args.out)
+    _prepare_out(out, "text_encoder", args)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    tokenizer = shapes_model.build_tokenizer()
+    net = torch.nn.ModuleDict({"text_encoder": shapes_model.new_text_encoder(tokenizer),
+                               "heads": shapes_model.TextFactorHeads(64)}).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=preset.lr, weight_decay=1e-4)
+    names = list(shapes_model.FACTOR_CLASSES)
+
+    def losses(texts):
+        pooled = net["text_encoder"](_tokens(tokenizer, texts, device)).pooler_output
+        logits = net["heads"](pooled)
+        target = shapes_model.caption_targets(texts)
+        parts = {}
+        for name in names:
+            t = target[name].to(device)
+            if (t >= 0).any():
+                parts[name] = torch.nn.functional.cross_entropy(logits[name], t, ignore_index=-100)
+        return logits, target, parts
+
+    def step_fn(step):
+        _, _, parts = losses(_caption_batch(step, preset.batch))
+        return sum(parts.values()), {k: v.item() for k, v in parts.items()}
+
+    net.train()
+    seconds, stopped = _loop("text", args, preset, steps, net, opt, step_fn, names)
+    if stopped:
+        return {"stopped_at": stopped}
+    net.eval()
+    accuracy = {}
+    with torch.inference_mode():
+        for split in ("test", "heldout"):
+            logits, target, _ = losses(_caption_batch(0, max(args.eval_n // 2, 8), split))
+            accuracy[split] = {name: round(float((logits[name].argmax(1).cpu() == target[name])[target[name] >= 0]
+                                                 .float().mean()), 4) for name in names if (target[name] >= 0).any()}
+    net["text_encoder"].cpu().save_pretrained(out / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(out / "tokenizer")
+    metrics = {"caption_factor_accuracy": accuracy, "provenance": _provenance(args, preset, seconds, device)}
+    return _finish(out, "text", metrics)
+
+
+def _encode_scenes(vae, n: int, device, batch: int = 500) -> torch.Tensor:
+    """Scaled latents of train scenes ``0 .. n - 1`` (posterior mean)."""
+    chunks = []
+    with torch.inference_mode():
+        for begin in tqdm(range(0, n, batch), desc="encoding scenes"):
+            images, _, _ = shapes.make_dataset(min(batch, n - begin), "train", start=begin)
+            chunks.append(vae.encode(_pixels(images).to(device)).latent_dist.mean.cpu())
+    return torch.cat(chunks) * vae.config.scaling_factor
+
+
+def train_unet(args) -> dict:
+    """Train the UNet on the trained VAE's latents and text encoder; write the diffusers folder OUT/model."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    preset = PRESETS["unet"][args.preset]
+    steps = args.steps or preset.steps
+    out = Path(args.out)
+    _prepare_out(out, "model", args)
+    device = torch.device(args.device)
+    for name, folder in (("--vae", args.vae), ("--text", args.text)):
+        if folder is None or not Path(folder).is_dir():
+            raise SystemExit(f"the unet stage needs {name} (a finished {name[2:]} stage folder); got {folder!r}")
+    vae = AutoencoderKL.from_pretrained(args.vae).to(device).eval()
+    text_encoder = CLIPTextModel.from_pretrained(Path(args.text) / "text_encoder").to(device).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(Path(args.text) / "tokenizer")
+    n_scenes = args.scenes or UNET_SCENES[args.preset]
+    cache = out / "latents.safetensors"
+    if cache.exists() and load_file(cache)["latents"].shape[0] == n_scenes:
+        latents = load_file(cache)["latents"]
+    else:
+        latents = _encode_scenes(vae, n_scenes, device)
+        save_file({"latents": latents.contiguous()}, cache)
+    latents = latents.to(device)
+    torch.manual_seed(args.seed)
+    unet = shapes_model.new_unet(text_encoder.config.hidden_size).to(device)
+    ema = shapes_model.new_unet(text_encoder.config.hidden_size).to(device).requires_grad_(False)
+    ema.load_state_dict(unet.state_dict())
+    net = torch.nn.ModuleDict({"unet": unet, "ema": ema})
+    opt = torch.optim.AdamW(unet.parameters(), lr=preset.lr, weight_decay=1e-2)
+    alphas = shapes_model.new_scheduler().alphas_cumprod.to(device)
+    snr = alphas / (1 - alphas)
+    weight = snr.clamp(max=5.0) / snr  # min-SNR-5 weighting (Hang et al. 2023), epsilon prediction
+    ema_decay = 0.999 if steps >= 2000 else 0.9
+
+    def step_fn(step):
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        index = torch.randint(0, n_scenes, (preset.batch,), generator=gen)
+        scenes = [shapes.sample_scene(int(i), "train") for i in index]
+        texts = [shapes.caption(scene, 10_000_000 + step * preset.batch + j) for j, scene in enumerate(scenes)]
+        with torch.no_grad():
+            context = text_encoder(_tokens(tokenizer, texts, device)).last_hidden_state
+        z0 = latents[index.to(device)]
+        t = torch.randint(0, 1000, (preset.batch,), generator=gen).to(device)
+        noise = torch.randn(z0.shape, generator=gen).to(device)
+        a = alphas[t].sqrt()[:, None, None, None]
+        s = (1 - alphas[t]).sqrt()[:, None, None, None]
+        pred = unet(a * z0 + s * noise, t, context).sample
+        per_item = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+        loss = (weight[t] * per_item).mean()
+        return loss, {"mse": per_item.mean().item()}
+
+    def ema_update(step):
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                e.lerp_(p, 1 - ema_decay)
+
+    unet.train()
+    seconds, stopped = _loop("unet", args, preset, steps, net, opt, step_fn, ["mse"], after_step=ema_update)
+    if stopped:
+        return {"stopped_at": stopped}
+    model_dir = shapes_model.assemble(out / "model", vae=vae.cpu(), text_encoder=text_encoder.cpu(),
+                                      tokenizer=tokenizer, unet=ema.cpu().eval())
+    metrics = {"model": str(model_dir), "scenes": n_scenes, "ema_decay": ema_decay,
+               "provenance": _provenance(args, preset, seconds, device)}
+    result = _finish(out, "unet", metrics)
+    print(f"evaluate it with: python -m latentlib.evaluate_shapes --model {model_dir}")
+    return result
+
+
+def train_probe(args) -> dict:
+    """Train a :class:`~latentlib.probes.ShapesProbe`; write it and its metrics under ``args.out``."""
+    preset = PRESETS["probe"][args.preset]
+    steps = args.steps or preset.steps
+    out = Path(args.out)
+    _prepare_out(out, "probe.safetensors", args)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    net = probes.ShapesProbe().to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=preset.lr, weight_decay=1e-4)
+
+    def step_fn(step):
+        pixels, labels = _probe_batch(step, preset.batch, args.seed)
+        targets = {k: v.to(device) for k, v in probes.probe_targets(labels).items()}
+        return probes.probe_loss(net(pixels.to(device)), targets)
+
+    seconds, stopped = _loop("probe", args, preset, steps, net, opt, step_fn,
+                             ["present", "background", "shape", "color", "size", "x", "y", "rotation"])
+    if stopped:
+        return {"stopped_at": stopped}
+    net = net.cpu().eval()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "probe.safetensors.tmp")
+    (out / "probe.safetensors.tmp").replace(out / "probe.safetensors")
+    _write_text(out / "config.json", json.dumps(net.config, indent=1))
+    metrics = {
+        "test": probes.evaluate_probe(probes.Probe(net), n=args.eval_n, split="test"),
+        "heldout": probes.evaluate_probe(probes.Probe(net), n=max(args.eval_n // 4, 1), split="heldout"),
+        "provenance": _provenance(args, preset, seconds, device),
+    }
+    return _finish(out, "probe", metrics)
+
+
+def train_all(args) -> dict:
+    """vae, text, unet (into OUT/unet/model), then probe; each in its own sub-folder of ``args.out``."""
+    root = Path(args.out)
+    results = {}
+    for stage in ("vae", "text", "unet", "probe"):
+        sub = argparse.Namespace(**vars(args))
+        sub.out = str(root / stage)
+        sub.vae, sub.text = str(root / "vae"), str(root / "text")
+        results[stage] = STAGES[stage](sub)
+        if "stopped_at" in results[stage]:
+            return results
+    return results
+
+
+STAGES = {"vae": train_vae, "text": train_text, "unet": train_unet, "probe": train_probe, "all": train_all}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m latentlib.train_shapes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=sorted(PRESETS), help="what to train")
+    parser.add_argument("stage", choices=list(STAGES), help="what to train")
     parser.add_argument("--out", required=True, help="run folder (created); the trained files land here")
     parser.add_argument("--preset", default="cpu", help="cpu (2 cores), gpu, or smoke (seconds, for tests)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--eval-n", type=int, default=2000, help="test scenes for the final evaluation")
+    parser.add_argument("--vae", default=None, help="unet stage: the finished vae stage folder")
+    parser.add_argument("--text", default=None, help="unet stage: the finished text stage folder")
+    parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="stop after this many steps, keeping a checkpoint (a time-boxed run); --resume goes on")
     args = parser.parse_args(argv)
     args.argv = argv
-    if args.preset not in PRESETS[args.stage]:
-        parser.error(f"--preset {args.preset!r} is not one of {', '.join(PRESETS[args.stage])} for {args.stage}")
+    if args.preset not in PRESETS["probe"]:
+        parser.error(f"--preset {args.preset!r} is not one of {', '.join(PRESETS['probe'])}")
+    if args.steps is not None and args.stage == "all":
+        parser.error("--steps applies to one stage; use it with vae, text, unet or probe")
     np.seterr(all="ignore")
-    return {"probe": train_probe}[args.stage](args)
+    return STAGES[args.stage](args)
 
 
 if __name__ == "__main__":
