@@ -378,10 +378,18 @@ def load(name_or_path: str | os.PathLike | None = None, *, device=None, dtype=No
         >>> model = latentlib.load("stabilityai/sd-turbo", device="cuda", dtype=torch.float16)
     """
     if name_or_path is None or name_or_path == DEFAULT_MODEL:
-        raise ModelNotFoundError(
-            f"the embedded default model ({DEFAULT_MODEL!r}) is not part of this version of latentlib yet; "
-            f"pass a local diffusers folder or a hub id to latentlib.load()."
-        )
+        from .shapes_model import MODEL_DIR
+
+        if not (MODEL_DIR / "model_index.json").is_file():
+            raise ModelNotFoundError(
+                f"the embedded default model ({DEFAULT_MODEL!r}) is missing from {MODEL_DIR}; reinstall latentlib "
+                "or train it with `python -m latentlib.train_shapes all --out runs/shapes`."
+            )
+        if revision is not None:
+            raise ValueError(f"`revision` ({revision!r}) applies to hub ids; {DEFAULT_MODEL!r} ships with latentlib.")
+        model = load(MODEL_DIR, device=device, dtype=dtype, variant=variant)
+        model.name = DEFAULT_MODEL
+        return model
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"`name_or_path` must be a string or path, got {type(name_or_path).__name__}.")
     device = _resolve_device(device)

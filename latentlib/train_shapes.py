@@ -1,9 +1,12 @@
 """Train the default model's parts on the shapes world: one command per stage, seeded and resumable.
 
-    python -m latentlib.train_shapes all --out runs/shapes                  # every stage, CPU preset (~2 h, 2 cores)
-    python -m latentlib.train_shapes vae --out runs/shapes/vae              # one stage
+    python -m latentlib.train_shapes all --out runs/shapes                  # every stage, CPU preset (2 cores)
+    python -m latentlib.train_shapes vae --out runs/shapes/vae              # one stage at a time:
+    python -m latentlib.train_shapes decoder --out runs/shapes/decoder --vae runs/shapes/vae
     python -m latentlib.train_shapes text --out runs/shapes/text
     python -m latentlib.train_shapes unet --out runs/shapes/unet --vae runs/shapes/vae --text runs/shapes/text
+    python -m latentlib.train_shapes assemble --out runs/shapes/model --vae runs/shapes/decoder \
+        --text runs/shapes/text --unet runs/shapes/unet
     python -m latentlib.train_shapes probe --out runs/shapes/probe
     python -m latentlib.train_shapes unet ... --resume                      # continue from the last checkpoint
     python -m latentlib.train_shapes all --out runs/shapes --preset gpu --device cuda
@@ -14,9 +17,11 @@ step), ``loss.png`` (the curve), the trained weights, and ``metrics.json`` (the 
 how it was made: command, git commit, seed, time, hardware). Data is generated on the fly from seeds,
 so a run is a function of its seed, preset and step count.
 
-Stages: ``vae`` (AutoencoderKL, f=8), ``text`` (CLIPTextModel + word-level tokenizer, trained to read
-every factor a caption names), ``unet`` (UNet2DConditionModel on the VAE's latents, conditioned on the
-text encoder; writes the diffusers folder under ``OUT/model``), ``probe`` (the factor probe), ``all``.
+Stages: ``vae`` (AutoencoderKL, f=8), ``decoder`` (fine-tunes the VAE's decoder on posterior-mean
+latents; the encoder, so every latent, stays the same), ``text`` (CLIPTextModel + word-level tokenizer,
+trained to read every factor a caption names), ``unet`` (UNet2DConditionModel on the VAE's latents,
+conditioned on the text encoder; EMA weights), ``assemble`` (the diffusers folder, checking that its VAE
+encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (every one, in order).
 The model's quality bars are measured by ``python -m latentlib.evaluate_shapes``.
 """
 
@@ -30,7 +35,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +55,26 @@ class Preset:
     lr: float
     log_every: int = 25
     checkpoint_every: int = 250
+    warmup: int = 0  # linear warm-up steps (capped at a tenth of the run), then cosine decay
+    clip: float | None = None  # gradient-norm clipping
 
 
 _SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
 #: stage -> preset name -> settings. "cpu" fits a 2-core machine (about two hours for vae + text + unet);
 #: "gpu" one GPU (about ten minutes); "smoke" seconds, for tests.
 PRESETS = {
-    "vae": {"cpu": Preset(steps=2600, batch=32, lr=1e-3), "gpu": Preset(steps=6000, batch=128, lr=1e-3),
-            "smoke": _SMOKE},
-    "text": {"cpu": Preset(steps=1500, batch=256, lr=1e-3), "gpu": Preset(steps=1500, batch=256, lr=1e-3),
-             "smoke": _SMOKE},
-    "unet": {"cpu": Preset(steps=5000, batch=128, lr=1e-3, checkpoint_every=500),
-             "gpu": Preset(steps=12000, batch=512, lr=1e-3, checkpoint_every=1000), "smoke": _SMOKE},
+    "vae": {"cpu": Preset(steps=2600, batch=32, lr=1e-3, warmup=100, clip=1.0),
+            "gpu": Preset(steps=6000, batch=128, lr=1e-3, warmup=100, clip=1.0),
+            "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
+    "decoder": {"cpu": Preset(steps=1200, batch=32, lr=3e-4, warmup=50, clip=1.0),
+                "gpu": Preset(steps=3000, batch=128, lr=3e-4, warmup=50, clip=1.0),
+                "smoke": replace(_SMOKE, warmup=50, clip=1.0)},
+    "text": {"cpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
+             "gpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
+             "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
+    "unet": {"cpu": Preset(steps=5000, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0),
+             "gpu": Preset(steps=12000, batch=512, lr=1e-3, checkpoint_every=1000, warmup=100, clip=1.0),
+             "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
     "probe": {"cpu": Preset(steps=6000, batch=96, lr=1e-3), "gpu": Preset(steps=8000, batch=256, lr=1e-3),
               "smoke": _SMOKE},
 }
@@ -192,7 +205,7 @@ def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, op
         start, elapsed = meta["step"], meta.get("seconds", 0.0)
         _truncate_log(out / "loss.csv", start)  # rows logged after the checkpoint are trained again
         print(f"{stage}: resuming from step {start}")
-    warmup = min(100, steps // 10)
+    warmup = min(preset.warmup, steps // 10)
 
     def schedule(s):
         if s < warmup:
@@ -212,7 +225,8 @@ def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, op
             loss, parts = step_fn(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+            if preset.clip is not None:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], preset.clip)
             opt.step()
             if after_step is not None:
                 after_step(step)
@@ -380,7 +394,7 @@ def train_unet(args) -> dict:
     preset = PRESETS["unet"][args.preset]
     steps = args.steps or preset.steps
     out = Path(args.out)
-    _prepare_out(out, "model", args)
+    _prepare_out(out, "unet", args)
     device = torch.device(args.device)
     for name, folder in (("--vae", args.vae), ("--text", args.text)):
         if folder is None or not Path(folder).is_dir():
@@ -433,13 +447,94 @@ def train_unet(args) -> dict:
     seconds, stopped = _loop("unet", args, preset, steps, net, opt, step_fn, ["mse"], after_step=ema_update)
     if stopped:
         return {"stopped_at": stopped}
-    model_dir = shapes_model.assemble(out / "model", vae=vae.cpu(), text_encoder=text_encoder.cpu(),
-                                      tokenizer=tokenizer, unet=ema.cpu().eval())
-    metrics = {"model": str(model_dir), "scenes": n_scenes, "ema_decay": ema_decay,
+    ema.cpu().eval().save_pretrained(out / "unet", safe_serialization=True)
+    metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae),
                "provenance": _provenance(args, preset, seconds, device)}
-    result = _finish(out, "unet", metrics)
-    print(f"evaluate it with: python -m latentlib.evaluate_shapes --model {model_dir}")
-    return result
+    return _finish(out, "unet", metrics)
+
+
+def encoder_fingerprint(vae) -> str:
+    """SHA-256 of the VAE's encoder side (encoder + quant_conv): the latents a UNet was trained on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(vae.state_dict().items()):
+        if key.startswith(("encoder.", "quant_conv.")):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_decoder(args) -> dict:
+    """Fine-tune the VAE's decoder on posterior-mean latents; the encoder (so every latent) stays as it is.
+
+    Stable Diffusion's released VAEs were improved the same way (decoder-only fine-tunes). Because the
+    latents do not change, this stage and the unet stage can run in either order.
+    """
+    from diffusers import AutoencoderKL
+
+    preset = PRESETS["decoder"][args.preset]
+    steps = args.steps or preset.steps
+    out = Path(args.out)
+    _prepare_out(out, "diffusion_pytorch_model.safetensors", args)
+    if args.vae is None or not Path(args.vae).is_dir():
+        raise SystemExit(f"the decoder stage needs --vae (a finished vae stage folder); got {args.vae!r}")
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKL.from_pretrained(args.vae).to(device)
+    before = encoder_fingerprint(vae)
+    vae.encoder.requires_grad_(False).eval()
+    vae.quant_conv.requires_grad_(False)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=preset.lr, weight_decay=0.0)
+
+    def step_fn(step):
+        images, _, _ = shapes.make_dataset(preset.batch, "train", start=5_000_000 + step * preset.batch)
+        x = _pixels(images).to(device)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+        rec = vae.decode(z).sample
+        l1, l2 = (rec - x).abs().mean(), ((rec - x) ** 2).mean()
+        return l1 + l2, {"l1": l1.item(), "l2": l2.item()}
+
+    vae.decoder.train()
+    seconds, stopped = _loop("decoder", args, preset, steps, vae, opt, step_fn, ["l1", "l2"])
+    if stopped:
+        return {"stopped_at": stopped}
+    vae = vae.cpu().eval()
+    if encoder_fingerprint(vae) != before:
+        raise RuntimeError("the decoder stage changed the encoder; this is a bug")
+    vae.save_pretrained(out, safe_serialization=True)
+    metrics = {
+        "test": vae_psnr(vae, "test", args.eval_n // 2),
+        "heldout": vae_psnr(vae, "heldout", args.eval_n // 4),
+        "vae_encoder": before,
+        "provenance": _provenance(args, preset, seconds, device),
+    }
+    return _finish(out, "decoder", metrics)
+
+
+def assemble_model(args) -> dict:
+    """Write the diffusers folder ``--out`` from the vae (or decoder), text and unet stage folders."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    out = Path(args.out)
+    for name, folder in (("--vae", args.vae), ("--text", args.text), ("--unet", args.unet)):
+        if folder is None or not Path(folder).is_dir():
+            raise SystemExit(f"assemble needs {name} (a finished stage folder); got {folder!r}")
+    if (out / "model_index.json").exists() and not args.overwrite:
+        raise SystemExit(f"{out} already holds a model; pass --overwrite to replace it.")
+    vae = AutoencoderKL.from_pretrained(args.vae)
+    unet_metrics = json.loads((Path(args.unet) / "metrics.json").read_text())
+    if unet_metrics.get("vae_encoder") != encoder_fingerprint(vae):
+        raise SystemExit(f"{args.vae} does not encode the latents the UNet in {args.unet} was trained on "
+                         "(different VAE encoder); pass the vae or decoder stage it was trained with")
+    shapes_model.assemble(out, vae=vae, unet=UNet2DConditionModel.from_pretrained(Path(args.unet) / "unet"),
+                          text_encoder=CLIPTextModel.from_pretrained(Path(args.text) / "text_encoder"),
+                          tokenizer=CLIPTokenizer.from_pretrained(Path(args.text) / "tokenizer"))
+    print(f"wrote {out}; evaluate it with: python -m latentlib.evaluate_shapes --model {out} --runs {out.parent} --card")
+    return {"model": str(out)}
 
 
 def train_probe(args) -> dict:
@@ -475,20 +570,22 @@ def train_probe(args) -> dict:
 
 
 def train_all(args) -> dict:
-    """vae, text, unet (into OUT/unet/model), then probe; each in its own sub-folder of ``args.out``."""
+    """vae, decoder, text, unet, the model folder OUT/model, then probe; each stage in ``OUT/<stage>``."""
     root = Path(args.out)
     results = {}
-    for stage in ("vae", "text", "unet", "probe"):
+    for stage in ("vae", "decoder", "text", "unet", "assemble", "probe"):
         sub = argparse.Namespace(**vars(args))
-        sub.out = str(root / stage)
-        sub.vae, sub.text = str(root / "vae"), str(root / "text")
+        sub.out = str(root / ("model" if stage == "assemble" else stage))
+        sub.vae = str(root / ("decoder" if stage == "assemble" else "vae"))
+        sub.text, sub.unet = str(root / "text"), str(root / "unet")
         results[stage] = STAGES[stage](sub)
         if "stopped_at" in results[stage]:
             return results
     return results
 
 
-STAGES = {"vae": train_vae, "text": train_text, "unet": train_unet, "probe": train_probe, "all": train_all}
+STAGES = {"vae": train_vae, "decoder": train_decoder, "text": train_text, "unet": train_unet,
+          "assemble": assemble_model, "probe": train_probe, "all": train_all}
 
 
 def main(argv=None) -> dict:
@@ -501,8 +598,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--eval-n", type=int, default=2000, help="test scenes for the final evaluation")
-    parser.add_argument("--vae", default=None, help="unet stage: the finished vae stage folder")
-    parser.add_argument("--text", default=None, help="unet stage: the finished text stage folder")
+    parser.add_argument("--vae", default=None,
+                        help="decoder, unet: the finished vae stage folder; assemble: the vae or decoder stage")
+    parser.add_argument("--text", default=None, help="unet, assemble: the finished text stage folder")
+    parser.add_argument("--unet", default=None, help="assemble: the finished unet stage folder")
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")

@@ -75,9 +75,9 @@ def test_unknown_hub_id_offline_says_how_to_get_it():
     assert isinstance(info.value, ValueError)
 
 
-def test_default_model_is_named_until_it_ships():
-    with pytest.raises(ll.ModelNotFoundError, match=r"embedded default model \('shapes'\)"):
-        ll.load()
+def test_default_model_loads_without_a_name():
+    model = ll.load()
+    assert model.name == ll.load("shapes").name == "shapes" and model.unet.config.sample_size == 8
 
 
 def test_pickle_only_weights_are_refused_unless_allowed(tmp_path, sd):

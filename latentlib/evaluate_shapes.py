@@ -1,0 +1,328 @@
+"""Measure the default model against its quality bars; print them and write them into the model card.
+
+    python -m latentlib.evaluate_shapes                                   # the shipped model
+    python -m latentlib.evaluate_shapes --model runs/shapes/model --runs runs/shapes --card
+
+Every judgement is the factor probe's (:mod:`latentlib.probes`), trained on ground-truth labels, not on
+the model. Generation uses the model's defaults (``Model.generate``: its own scheduler, 20 steps,
+guidance 5). Bars (issue 3):
+
+- VAE reconstruction PSNR >= 30 dB on 1,000 held-out (test split) images.
+- Faithfulness over 500 prompts drawn from the training combinations: shape >= 90%, object colour >= 90%,
+  background >= 95%, size word >= 85%, position word >= 85% (each over the prompts that name it).
+- Held-out (shape, colour) combinations: shape and colour both right >= 60%.
+- Diversity: for prompts that name no position, the std of the probe's x and y over 64 seeds >= 50% of
+  the dataset's.
+- Empty prompt: >= 90% of samples are valid scenes (probe: object present, one shape it is sure of).
+- Speed (bench/bench_shapes.py, CPU, 2 threads, float32): one image <= 300 ms; 8-step preview <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import probes, shapes
+from .shapes_model import MODEL_DIR, caption_factors
+
+__all__ = [
+    "BARS",
+    "diversity",
+    "empty_prompt",
+    "evaluate",
+    "faithfulness",
+    "generation_speed",
+    "heldout_combinations",
+    "main",
+    "reconstruction",
+    "write_card",
+]
+
+#: metric -> (threshold, "min"/"max", what it means)
+BARS = {
+    "vae_psnr_db": (30.0, "min", "VAE reconstruction PSNR, 1,000 test images (dB, mean)"),
+    "shape_accuracy": (0.90, "min", "faithfulness: shape"),
+    "color_accuracy": (0.90, "min", "faithfulness: object colour"),
+    "background_accuracy": (0.95, "min", "faithfulness: background"),
+    "size_word_accuracy": (0.85, "min", "faithfulness: size word"),
+    "position_word_accuracy": (0.85, "min", "faithfulness: position word"),
+    "heldout_both_right": (0.60, "min", "held-out (shape, colour) pairs: both right"),
+    "diversity_x_ratio": (0.50, "min", "std of x over 64 seeds / dataset std (worst prompt)"),
+    "diversity_y_ratio": (0.50, "min", "std of y over 64 seeds / dataset std (worst prompt)"),
+    "empty_prompt_valid": (0.90, "min", "empty prompt: valid scenes"),
+    "speed_default_ms": (300.0, "max", "one image, default settings, CPU 2 threads fp32 (ms, median)"),
+    "speed_preview_ms": (100.0, "max", "8-step preview, CPU 2 threads fp32 (ms, median)"),
+}
+#: Prompts that name no position, for the diversity bar.
+DIVERSITY_PROMPTS = ("a red circle", "a blue square on a white background", "a large yellow star")
+
+
+def _generate(model, prompts: list[str], seeds: list[int], batch: int, desc: str) -> list[np.ndarray]:
+    images = []
+    for begin in tqdm(range(0, len(prompts), batch), desc=desc):
+        chunk = prompts[begin : begin + batch]
+        images.append(model.generate(chunk, seed=seeds[begin : begin + batch], output="np", progress=False))
+    return list((np.concatenate(images) * 255).round().astype(np.uint8))  # as saved images: uint8
+
+
+def _prompts(split: str, n: int, *, start: int = 0) -> list[str]:
+    """Non-empty captions of scenes with an object, naming shape and colour, from ``split``."""
+    prompts, seed = [], start
+    while len(prompts) < n:
+        scene = shapes.sample_scene(seed, split)
+        text = shapes.caption(scene, seed)
+        named = caption_factors(text)
+        if scene.present and "shape" in named and "color" in named:
+            prompts.append(text)
+        seed += 1
+    return prompts
+
+
+def _position(x: float, y: float) -> tuple[str, str]:
+    words = shapes.position_words(x, y)
+    row = "top" if "top" in words else "bottom" if "bottom" in words else "middle"
+    col = "left" if "left" in words else "right" if "right" in words else "middle"
+    return row, col
+
+
+def _judge(prompts: list[str], images: list[np.ndarray], probe) -> tuple[dict, list[dict]]:
+    est = probe(np.stack(images))
+    rows, hits = [], {k: [] for k in ("shape", "color", "background", "size", "position", "both")}
+    for i, text in enumerate(prompts):
+        named = caption_factors(text)
+        got = {"shape": est["shape"][i], "color": est["color"][i], "background": est["background"][i],
+               "size": shapes.size_word(float(est["size"][i])),
+               "position": _position(float(est["x"][i]), float(est["y"][i]))}
+        row = {"prompt": text, **{k: (v if not isinstance(v, tuple) else " ".join(v)) for k, v in got.items()}}
+        for key in ("shape", "color", "background", "size"):
+            if key in named:
+                hits[key].append(got[key] == named[key])
+        if "row" in named:
+            hits["position"].append(got["position"] == (named["row"], named["col"]))
+        hits["both"].append(got["shape"] == named.get("shape") and got["color"] == named.get("color"))
+        rows.append(row)
+    return {k: (float(np.mean(v)) if v else None, len(v)) for k, v in hits.items()}, rows
+
+
+def faithfulness(model, probe, *, n: int = 500, batch: int = 100) -> dict:
+    """Probe-judged accuracy of each factor a prompt names, over ``n`` test-split prompts (training pairs)."""
+    prompts = _prompts("test", n)
+    images = _generate(model, prompts, list(range(n)), batch, "faithfulness")
+    scores, _ = _judge(prompts, images, probe)
+    return {"n": n, "shape_accuracy": scores["shape"][0], "color_accuracy": scores["color"][0],
+            "background_accuracy": scores["background"][0], "size_word_accuracy": scores["size"][0],
+            "position_word_accuracy": scores["position"][0],
+            "counts": {k: v[1] for k, v in scores.items()}}
+
+
+def heldout_combinations(model, probe, *, n: int = 250, batch: int = 100) -> dict:
+    """Prompts naming a (shape, colour) pair the model never saw together: how often both come out right."""
+    prompts = _prompts("heldout", n)
+    images = _generate(model, prompts, list(range(10_000, 10_000 + n)), batch, "held-out pairs")
+    scores, _ = _judge(prompts, images, probe)
+    per_pair = {}
+    est = probe(np.stack(images))
+    for i, text in enumerate(prompts):
+        named = caption_factors(text)
+        key = f"{named['color']} {named['shape']}"
+        per_pair.setdefault(key, []).append(est["shape"][i] == named["shape"] and est["color"][i] == named["color"])
+    return {"n": n, "heldout_both_right": scores["both"][0], "shape_accuracy": scores["shape"][0],
+            "color_accuracy": scores["color"][0], "per_pair": {k: float(np.mean(v)) for k, v in per_pair.items()}}
+
+
+def dataset_position_std(n: int = 20_000) -> tuple[float, float]:
+    """Std of x and y over scenes with an object (train split)."""
+    scenes = [shapes.sample_scene(i, "train") for i in range(n)]
+    xs = np.array([s.x for s in scenes if s.present])
+    ys = np.array([s.y for s in scenes if s.present])
+    return float(xs.std()), float(ys.std())
+
+
+def diversity(model, probe, *, seeds: int = 64, prompts=DIVERSITY_PROMPTS) -> dict:
+    """Spread of the probe's x and y over ``seeds`` samples of prompts that name no position."""
+    sx, sy = dataset_position_std()
+    per_prompt = {}
+    for text in prompts:
+        est = probe(np.stack(_generate(model, [text] * seeds, list(range(seeds)), seeds, f"diversity: {text}")))
+        on = est["present"]
+        per_prompt[text] = {"x_std_ratio": float(est["x"][on].std() / sx), "y_std_ratio": float(est["y"][on].std() / sy),
+                            "present": float(on.mean())}
+    return {"seeds": seeds, "dataset_x_std": sx, "dataset_y_std": sy, "per_prompt": per_prompt,
+            "diversity_x_ratio": min(p["x_std_ratio"] for p in per_prompt.values()),
+            "diversity_y_ratio": min(p["y_std_ratio"] for p in per_prompt.values())}
+
+
+def empty_prompt(model, probe, *, n: int = 200, confidence: float = 0.8) -> dict:
+    """Share of empty-prompt samples that are valid scenes: an object, one shape the probe is sure of."""
+    images = _generate(model, [""] * n, list(range(20_000, 20_000 + n)), 100, "empty prompt")
+    est = probe(np.stack(images))
+    sure = est["shape_prob"].max(1) >= confidence
+    valid = est["present"] & sure
+    return {"n": n, "empty_prompt_valid": float(valid.mean()), "present": float(est["present"].mean()),
+            "shape_confidence_threshold": confidence,
+            "shapes_seen": {s: int((est["shape"][valid] == s).sum()) for s in shapes.SHAPES}}
+
+
+def reconstruction(model, *, n: int = 1000) -> dict:
+    """VAE PSNR on ``n`` test scenes and ``n // 4`` held-out-pair scenes."""
+    from .train_shapes import vae_psnr
+
+    vae = model.vae.float()
+    test = vae_psnr(vae, "test", n, device=model.device)
+    return {"vae_psnr_db": test["psnr_mean_db"], "test": test, "heldout": vae_psnr(vae, "heldout", n // 4, device=model.device)}
+
+
+def generation_speed(model, *, repeats: int = 15, threads: int | None = 2) -> dict:
+    """Median wall time (ms) of one image at the default settings and of an 8-step preview."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    prompt = "a small red circle in the top left on a black background"
+    out = {"threads": torch.get_num_threads(), "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
+           "repeats": repeats}
+    for key, kwargs in (("speed_default_ms", {}), ("speed_preview_ms", {"steps": 8}),
+                        ("speed_preview_no_cfg_ms", {"steps": 8, "guidance": 1.0})):
+        model.generate(prompt, seed=0, progress=False, **kwargs)  # warm-up
+        times = []
+        for i in range(repeats):
+            began = time.perf_counter()
+            model.generate(prompt, seed=i, progress=False, **kwargs)
+            times.append((time.perf_counter() - began) * 1000)
+        out[key] = round(float(np.median(times)), 1)
+        out[key.replace("_ms", "_p90_ms")] = round(float(np.percentile(times, 90)), 1)
+    return out
+
+
+def evaluate(model_dir: str | Path = MODEL_DIR, *, probe_dir=None, n_prompts: int = 500, quick: bool = False) -> dict:
+    """Every quality figure of the model in ``model_dir``; ``quick`` uses small samples (for tests)."""
+    from .model import load
+
+    model = load(model_dir)
+    probe = probes.load_probe(probe_dir)
+    scale = 0.05 if quick else 1.0
+    results = {
+        "reconstruction": reconstruction(model, n=max(int(1000 * scale), 8)),
+        "faithfulness": faithfulness(model, probe, n=max(int(n_prompts * scale), 8)),
+        "heldout": heldout_combinations(model, probe, n=max(int(250 * scale), 8)),
+        "diversity": diversity(model, probe, seeds=64 if not quick else 16),
+        "empty_prompt": empty_prompt(model, probe, n=max(int(200 * scale), 8)),
+        "speed": generation_speed(model, repeats=15 if not quick else 2),
+    }
+    flat = {}
+    for part in results.values():
+        flat.update({k: v for k, v in part.items() if k in BARS})
+    results["bars"] = {
+        name: {"value": flat.get(name), "bar": bar, "kind": kind, "what": what,
+               "pass": flat.get(name) is not None and (flat[name] >= bar if kind == "min" else flat[name] <= bar)}
+        for name, (bar, kind, what) in BARS.items()
+    }
+    results["all_pass"] = all(b["pass"] for b in results["bars"].values())
+    results["settings"] = {"steps": 20, "guidance": 5.0, "scheduler": type(model.scheduler).__name__,
+                           "quick": quick, "probe": str(probe_dir or probes.PROBE_DIR.name)}
+    return results
+
+
+def _fmt(value, name: str) -> str:
+    if value is None:
+        return "n/a"
+    if name.endswith(("_ms", "_db")):
+        return f"{value:.1f}"
+    return f"{value:.1%}" if value <= 1.0 and not name.startswith("diversity") else f"{value:.2f}"
+
+
+def write_card(model_dir: str | Path, results: dict, *, training: dict | None = None) -> Path:
+    """Write ``MODEL_CARD.md`` into ``model_dir`` from evaluation ``results`` and training provenance."""
+    model_dir = Path(model_dir)
+    training = training or {}
+    lines = ["# shapes: latentlib's embedded default model", "",
+             "A small latent diffusion model in diffusers format (StableDiffusionPipeline layout), trained by",
+             "`latentlib.train_shapes` on the procedural shapes world (`datasets/shapes/README.md`). It is built",
+             "from Stable Diffusion's classes: AutoencoderKL (f=8, 64x64 RGB -> 8x8x4 latents), CLIPTextModel over a",
+             "word-level tokenizer of the caption vocabulary, UNet2DConditionModel with cross-attention.", "",
+             "```python", "import latentlib as ll", "model = ll.load()          # or ll.load(\"shapes\")",
+             "images = model.generate(\"a small red circle in the top left on a black background\", seed=0)", "```", "",
+             "## Quality (measured by `python -m latentlib.evaluate_shapes`)", "",
+             "Judged by the shapes probe (`latentlib/weights/shapes-probe`, trained on ground-truth labels).",
+             f"Generation at the defaults: {results['settings']['scheduler']}, 20 steps, guidance 5.", "",
+             "| figure | value | bar | pass |", "|---|---|---|---|"]
+    for name, bar in results["bars"].items():
+        sign = ">=" if bar["kind"] == "min" else "<="
+        lines.append(f"| {bar['what']} | {_fmt(bar['value'], name)} | {sign} {_fmt(bar['bar'], name)} | "
+                     f"{'yes' if bar['pass'] else '**no**'} |")
+    speed = results["speed"]
+    lines += ["", (f"Speed measured on this card's evaluation machine ({speed['threads']} threads, {speed['dtype']}, "
+              f"{speed['device']}); without guidance an 8-step preview takes {speed['speed_preview_no_cfg_ms']:.1f} ms. "
+              "`bench/bench_shapes.py` measures the same and saves JSON."), "",
+              "### Details", "", "```json", json.dumps({k: v for k, v in results.items() if k not in ("bars",)}, indent=1),
+              "```", "", "## Training", ""]
+    for stage, metrics in training.items():
+        prov = metrics.get("provenance", {})
+        lines += [f"### {stage}", "",
+                  f"- command: `{prov.get('command')}`",
+                  f"- git commit: `{prov.get('git_commit')}` (uncommitted changes: {prov.get('git_uncommitted_changes')})",
+                  f"- data seed: {prov.get('seed')}; preset: {prov.get('preset')}; settings: {prov.get('settings')}",
+                  (f"- training time: {prov.get('seconds', 0) / 60:.1f} min on {prov.get('hardware')} "
+                  f"({prov.get('device')}, torch {prov.get('torch')})"),
+                  f"- loss curve: `training/{stage}-loss.png`, log `training/{stage}-loss.csv`", ""]
+        rest = {k: v for k, v in metrics.items() if k != "provenance"}
+        if rest:
+            lines += ["```json", json.dumps(rest, indent=1), "```", ""]
+    lines += ["## Limits", "",
+              "- It knows only its world: 64x64 scenes of one flat-coloured shape on a plain background, and the",
+              "  46 words of `shapes.vocabulary()`; other words map to `<|unk|>` and `embed` warns about them.",
+              "- Rotation has no words in the captions; it is a factor only unsupervised directions can find.",
+              "- The five held-out (shape, colour) pairs never appear together in training (see the figure above).", ""]
+    path = model_dir / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
+    """Copy each stage's metrics and loss log/curve from a ``train_shapes all`` folder into ``model_dir/training``."""
+    runs, dest = Path(runs), Path(model_dir) / "training"
+    dest.mkdir(parents=True, exist_ok=True)
+    training = {}
+    for stage in ("vae", "decoder", "text", "unet", "probe"):
+        folder = runs / stage
+        if not (folder / "metrics.json").is_file():
+            continue
+        training[stage] = json.loads((folder / "metrics.json").read_text())
+        shutil.copyfile(folder / "metrics.json", dest / f"{stage}-metrics.json")
+        for name in ("loss.csv", "loss.png"):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, dest / f"{stage}-{name}")
+    return training
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m latentlib.evaluate_shapes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(MODEL_DIR), help="diffusers folder (default: the shipped model)")
+    parser.add_argument("--probe", default=None, help="probe folder (default: the shipped probe)")
+    parser.add_argument("--runs", default=None, help="a `train_shapes all` folder: copy its logs and provenance in")
+    parser.add_argument("--card", action="store_true", help="write MODEL_CARD.md and metrics.json into --model")
+    parser.add_argument("--quick", action="store_true", help="small samples (a smoke test, not the bars)")
+    args = parser.parse_args(argv)
+    np.seterr(all="ignore")
+    results = evaluate(args.model, probe_dir=args.probe, quick=args.quick)
+    for name, bar in results["bars"].items():
+        sign = ">=" if bar["kind"] == "min" else "<="
+        print(f"{'PASS' if bar['pass'] else 'FAIL'}  {bar['what']}: {_fmt(bar['value'], name)} ({sign} {_fmt(bar['bar'], name)})")
+    if args.card:
+        training = collect_training(args.runs, args.model) if args.runs else {}
+        if not training and (Path(args.model) / "training").is_dir():
+            training = {p.name.removesuffix("-metrics.json"): json.loads(p.read_text())
+                        for p in sorted((Path(args.model) / "training").glob("*-metrics.json"))}
+        (Path(args.model) / "metrics.json").write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {write_card(args.model, results, training=training)}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

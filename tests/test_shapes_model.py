@@ -1,0 +1,173 @@
+"""The embedded default model: its folder, offline loading both ways, the probe's verdict on a few
+samples, every core operation on it, and the pieces that build it (latent centring, caption factors)."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import latentlib as ll
+from latentlib import probes, shapes, shapes_model
+
+MODEL_DIR = shapes_model.MODEL_DIR
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ll.load()
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return probes.load_probe()
+
+
+def test_folder_is_a_small_safetensors_stable_diffusion_layout():
+    index = json.loads((MODEL_DIR / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert index["vae"] == ["diffusers", "AutoencoderKL"] and index["unet"] == ["diffusers", "UNet2DConditionModel"]
+    assert index["text_encoder"] == ["transformers", "CLIPTextModel"]
+    weights = list(MODEL_DIR.rglob("*.safetensors"))
+    assert {w.parent.name for w in weights} == {"vae", "unet", "text_encoder"}
+    assert not list(MODEL_DIR.rglob("*.bin")) and not list(MODEL_DIR.rglob("*.ckpt"))
+    assert all(w.stat().st_size < 16 * 2**20 for w in weights)
+    assert sum(w.stat().st_size for w in weights) <= 40 * 2**20
+    assert (MODEL_DIR / "MODEL_CARD.md").is_file()
+
+
+def test_loads_offline_through_diffusers_and_latentlib(model):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(MODEL_DIR, safety_checker=None, requires_safety_checker=False)
+    assert type(pipe.vae).__name__ == "AutoencoderKL" and type(pipe.text_encoder).__name__ == "CLIPTextModel"
+    assert pipe.vae_scale_factor == 8 and pipe.unet.config.sample_size == 8
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+    named = ll.load("shapes")
+    assert named.name == model.name
+    assert model.encode(np.zeros((64, 64, 3), np.uint8)).shape == (1, 4, 8, 8)
+
+
+def test_our_loop_matches_the_diffusers_pipeline_on_the_default_model(model):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(MODEL_DIR, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    latents = model.noise(seed=3)
+    ours = model.generate("a blue star on a white background", latents=latents, steps=6, output="np", progress=False)
+    theirs = pipe("a blue star on a white background", latents=latents, num_inference_steps=6, guidance_scale=5.0,
+                  output_type="np").images
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
+def test_probe_judges_a_few_samples_right(model, probe):
+    prompts = ["a large red circle on a black background", "a big blue square in the center on a white background",
+               "a yellow triangle on a gray background", "a large green cross on a beige background",
+               "a pink star on a black background", "a big cyan circle on a white background"]
+    images = model.generate(prompts, seed=0, output="np", progress=False)
+    est = probe((images * 255).round().astype(np.uint8))
+    for i, text in enumerate(prompts):
+        named = shapes_model.caption_factors(text)
+        got = (est["shape"][i], est["color"][i], est["background"][i])
+        assert got == (named["shape"], named["color"], named["background"]), (text, got)
+
+
+def test_reconstruction_of_test_scenes(model):
+    images, _, _ = shapes.make_dataset(16, "test")
+    decoded = model.decode(model.encode(images), output="np")
+    mse = ((decoded - images / 255) ** 2).reshape(16, -1).mean(1)
+    assert (10 * np.log10(1 / mse)).mean() > 28  # the model card's bar is 30 dB over 1,000 images
+
+
+def test_every_core_operation_runs_on_the_default_model(model):
+    z = model.encode(shapes.render(shapes.sample_scene(0, "test")))
+    assert model.decode(z)[0].size == (64, 64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb = model.embed("a red zebra")
+    assert any("zebra" in str(w.message) for w in caught)
+    mixed = model.embed("a red circle") + 0.5 * (model.embed("a blue circle") - model.embed("a red circle"))
+    assert mixed.embeds.shape == emb.embeds.shape
+    a, b = model.noise(seed=0), model.noise(seed=1)
+    path = ll.slerp(a, b, torch.linspace(0, 1, 3))
+    images = model.generate(mixed, latents=path, steps=4, progress=False)
+    assert len(images) == 3
+    for name in ("ddim", "euler", "dpm++2m-karras"):
+        assert model.generate("a star", seed=0, steps=3, scheduler=name, output="np", progress=False).shape == (1, 64, 64, 3)
+    img2img = model.generate("a green square", image=shapes.render(shapes.sample_scene(1, "test")), strength=0.5,
+                             seed=0, steps=4, progress=False)
+    assert img2img[0].size == (64, 64)
+    seen = []
+    model.generate("a cross", seed=0, steps=3, callback=lambda step: seen.append(step.index), progress=False)
+    assert seen == [1, 2, 3]
+    first = model.generate("a cross", seed=5, steps=3, output="pt", progress=False)
+    assert torch.equal(first, model.generate("a cross", seed=5, steps=3, output="pt", progress=False))
+
+
+def test_centring_latents_keeps_reconstructions(tmp_path):
+    torch.manual_seed(0)
+    vae = shapes_model.new_vae().eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        before = vae.decode(vae.encode(x).latent_dist.mean).sample
+        mean = vae.encode(x).latent_dist.mean.mean(dim=(0, 2, 3))
+        shapes_model.center_latents(vae, mean)
+        z = vae.encode(x).latent_dist.mean
+        after = vae.decode(z).sample
+    assert torch.allclose(before, after, atol=1e-5)
+    assert z.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+
+
+def test_caption_factors_read_back_the_scene():
+    for seed in range(400):
+        scene = shapes.sample_scene(seed)
+        text = shapes.caption(scene, seed)
+        named = shapes_model.caption_factors(text)
+        if not text:
+            assert named == {}
+            continue
+        if not scene.present:
+            assert named == {"present": "no", "background": scene.background}
+            continue
+        assert named["shape"] == scene.shape and named["color"] == scene.color and named["present"] == "yes"
+        if "background" in named:
+            assert named["background"] == scene.background
+        if "size" in named:
+            assert named["size"] == shapes.size_word(scene.size)
+        if "row" in named:
+            words = shapes.position_words(scene.x, scene.y)
+            assert (named["row"] in words or (named["row"] == "middle" and not {"top", "bottom"} & set(words.split())))
+            assert (named["col"] in words or (named["col"] == "middle" and not {"left", "right"} & set(words.split())))
+    targets = shapes_model.caption_targets(["", "a red circle"])
+    assert targets["color"].tolist() == [-100, list(shapes.COLORS).index("red")]
+
+
+def test_tokenizer_is_word_level_over_the_vocabulary(model):
+    from latentlib.vocabulary import is_word_level
+
+    assert is_word_level(model.tokenizer)
+    assert model.tokenizer.model_max_length == shapes_model.MAX_TOKENS
+    for word in shapes.vocabulary():
+        assert len(model.tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(shapes_model, "MODEL_DIR", tmp_path / "nothing")
+    with pytest.raises(ll.ModelNotFoundError, match=r"embedded default model \('shapes'\) is missing"):
+        ll.load()
+
+
+def test_model_card_states_every_bar_and_the_training():
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text()
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    from latentlib.evaluate_shapes import BARS
+
+    for name, (_, _, what) in BARS.items():
+        assert what in card and name in metrics["bars"]
+    for stage in ("vae", "text", "unet"):
+        prov = json.loads((MODEL_DIR / "training" / f"{stage}-metrics.json").read_text())["provenance"]
+        assert prov["command"].startswith("python -m latentlib.train_shapes") and prov["command"] in card
+        assert prov["git_commit"] and prov["seconds"] > 0
+    assert math.isfinite(metrics["reconstruction"]["vae_psnr_db"])
