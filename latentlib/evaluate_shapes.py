@@ -239,7 +239,9 @@ def _fmt(value, name: str) -> str:
 def write_card(model_dir: str | Path, results: dict, *, training: dict | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir`` from evaluation ``results`` and training provenance."""
     model_dir = Path(model_dir)
-    training = training or {}
+    training = dict(training or {})
+    if "probe" not in training and (probes.PROBE_DIR / "metrics.json").is_file():  # the shipped probe's own record
+        training["probe"] = json.loads((probes.PROBE_DIR / "metrics.json").read_text())
     lines = ["# shapes: latentlib's embedded default model", "",
              "A small latent diffusion model in diffusers format (StableDiffusionPipeline layout), trained by",
              "`latentlib.train_shapes` on the procedural shapes world (`datasets/shapes/README.md`). It is built",
@@ -269,7 +271,9 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
                   f"- data seed: {prov.get('seed')}; preset: {prov.get('preset')}; settings: {prov.get('settings')}",
                   (f"- training time: {prov.get('seconds', 0) / 60:.1f} min on {prov.get('hardware')} "
                   f"({prov.get('device')}, torch {prov.get('torch')})"),
-                  f"- loss curve: `training/{stage}-loss.png`, log `training/{stage}-loss.csv`", ""]
+                  (f"- loss curve: `training/{stage}-loss.png`, log `training/{stage}-loss.csv`"
+                   if (model_dir / "training" / f"{stage}-loss.csv").is_file() else
+                   "- loss curve and log: `latentlib/weights/shapes-probe/`"), ""]
         rest = {k: v for k, v in metrics.items() if k != "provenance"}
         if rest:
             lines += ["```json", json.dumps(rest, indent=1), "```", ""]

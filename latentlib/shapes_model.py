@@ -50,7 +50,7 @@ def new_vae():
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(32, 64, 64, 64), layers_per_block=1, norm_num_groups=8,
+        block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=8,
     )
 
 

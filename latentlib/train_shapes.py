@@ -63,11 +63,11 @@ _SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
 #: stage -> preset name -> settings. "cpu" fits a 2-core machine (about two hours for vae + text + unet);
 #: "gpu" one GPU (about ten minutes); "smoke" seconds, for tests.
 PRESETS = {
-    "vae": {"cpu": Preset(steps=2000, batch=32, lr=1e-3, warmup=100, clip=1.0),
+    "vae": {"cpu": Preset(steps=3200, batch=32, lr=2e-3, warmup=100, clip=1.0),
             "gpu": Preset(steps=6000, batch=128, lr=1e-3, warmup=100, clip=1.0),
             "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
-    "decoder": {"cpu": Preset(steps=1200, batch=32, lr=3e-4, warmup=50, clip=1.0),
-                "gpu": Preset(steps=3000, batch=128, lr=3e-4, warmup=50, clip=1.0),
+    "decoder": {"cpu": Preset(steps=1500, batch=32, lr=5e-4, warmup=50, clip=1.0),
+                "gpu": Preset(steps=3000, batch=128, lr=5e-4, warmup=50, clip=1.0),
                 "smoke": replace(_SMOKE, warmup=50, clip=1.0)},
     "text": {"cpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
              "gpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
@@ -286,7 +286,7 @@ def train_vae(args) -> dict:
     torch.manual_seed(args.seed)
     vae = shapes_model.new_vae().to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=preset.lr, weight_decay=0.0)
-    kl_weight, sigma_weight = 1e-6, 1.0
+    kl_weight, sigma_weight = 1e-6, 0.1
 
     def step_fn(step):
         images, _, _ = shapes.make_dataset(preset.batch, "train", start=step * preset.batch)
