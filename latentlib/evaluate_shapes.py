@@ -236,7 +236,7 @@ def _fmt(value, name: str) -> str:
     return f"{value:.1%}" if value <= 1.0 and not name.startswith("diversity") else f"{value:.2f}"
 
 
-def write_card(model_dir: str | Path, results: dict, *, training: dict | None = None) -> Path:
+def write_card(model_dir: str | Path, results: dict, *, training: dict | None = None, note: str | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into ``model_dir`` from evaluation ``results`` and training provenance."""
     model_dir = Path(model_dir)
     training = dict(training or {})
@@ -277,6 +277,8 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
         rest = {k: v for k, v in metrics.items() if k != "provenance"}
         if rest:
             lines += ["```json", json.dumps(rest, indent=1), "```", ""]
+    if note:
+        lines += ["### Notes on this run", "", note, ""]
     lines += ["## Limits", "",
               "- It knows only its world: 64x64 scenes of one flat-coloured shape on a plain background, and the",
               "  46 words of `shapes.vocabulary()`; other words map to `<|unk|>` and `embed` warns about them.",
@@ -312,6 +314,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", default=None, help="a `train_shapes all` folder: copy its logs and provenance in")
     parser.add_argument("--card", action="store_true", help="write MODEL_CARD.md and metrics.json into --model")
     parser.add_argument("--quick", action="store_true", help="small samples (a smoke test, not the bars)")
+    parser.add_argument("--note", default=None, help="a paragraph for the card (how the run went, deviations)")
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
     results = evaluate(args.model, probe_dir=args.probe, quick=args.quick)
@@ -324,7 +327,7 @@ def main(argv=None) -> dict:
             training = {p.name.removesuffix("-metrics.json"): json.loads(p.read_text())
                         for p in sorted((Path(args.model) / "training").glob("*-metrics.json"))}
         (Path(args.model) / "metrics.json").write_text(json.dumps(results, indent=1) + "\n")
-        print(f"wrote {write_card(args.model, results, training=training)}")
+        print(f"wrote {write_card(args.model, results, training=training, note=args.note)}")
     return results
 
 

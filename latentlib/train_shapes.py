@@ -164,7 +164,8 @@ def _plot(csv_path: Path, png_path: Path, title: str) -> str:
     return f"wrote {png_path}"
 
 
-def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> dict:
+def _git_state() -> tuple[str | None, bool | None]:
+    """(commit, whether latentlib/ has uncommitted changes) of the code as it is now."""
     here = Path(__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -173,6 +174,16 @@ def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> d
                                     capture_output=True, text=True, check=True, cwd=here).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
+    return commit, dirty
+
+
+#: The code's git state when this process started (a stage's provenance must name the code that ran,
+#: not whatever was committed while it trained).
+_GIT_AT_START = _git_state()
+
+
+def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> dict:
+    commit, dirty = _GIT_AT_START
     return {
         "command": "python -m latentlib.train_shapes " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
         "git_commit": commit, "git_uncommitted_changes": dirty, "seed": args.seed, "preset": args.preset, "settings": asdict(preset),

@@ -19,3 +19,14 @@ def test_bench_core_quick_writes_json(tmp_path, monkeypatch):
         assert run[key]["median_ms"] > 0
     assert run["generate"]["max_pixel_difference"] <= 1  # same inputs, same images as the pipeline
     assert run["generate"]["ratio_latentlib_over_pipeline"] > 0
+
+
+def test_bench_shapes_quick_writes_json(tmp_path, monkeypatch):
+    script = BENCH.parent / "bench_shapes.py"
+    out = tmp_path / "shapes.json"
+    monkeypatch.setattr(sys, "argv", ["bench_shapes.py", "--quick", "--out", str(out)])
+    runpy.run_path(str(script), run_name="__main__")
+    report = json.loads(out.read_text())
+    for key in ("speed_default_ms", "speed_preview_ms", "speed_preview_no_cfg_ms"):
+        assert report[key] > 0
+    assert report["threads"] == 2 and set(report["parts"]) >= {"unet_step_b1_ms", "unet_step_b2_ms"}
