@@ -51,3 +51,15 @@ def test_public_api_names_exist():
         assert hasattr(ll, name), name
     for method in ("encode", "decode", "noise", "embed", "generate"):
         assert callable(getattr(ll.Model, method))
+
+
+def test_package_data_covers_every_shipped_weight_file():
+    """A non-editable install must carry the default model and probe: every file under weights/ matches."""
+    import fnmatch
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["latentlib"]
+    files = [p.relative_to(root / "latentlib").as_posix() for p in (root / "latentlib" / "weights").rglob("*") if p.is_file()]
+    assert any(f.endswith(".safetensors") for f in files)
+    missed = [f for f in files if not any(fnmatch.fnmatchcase(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
+    assert missed == []
