@@ -429,6 +429,12 @@ def train_unet(args) -> dict:
     torch.manual_seed(args.seed)
     unet = shapes_model.new_unet(text_encoder.config.hidden_size).to(device)
     ema = shapes_model.new_unet(text_encoder.config.hidden_size).to(device).requires_grad_(False)
+    if args.init is not None:  # continue training a finished UNet (a new schedule, a new run folder)
+        from diffusers import UNet2DConditionModel
+
+        folder = Path(args.init)
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(folder / "unet" if (folder / "unet").is_dir()
+                                                                  else folder).state_dict())
     ema.load_state_dict(unet.state_dict())
     net = torch.nn.ModuleDict({"unet": unet, "ema": ema})
     opt = torch.optim.AdamW(unet.parameters(), lr=preset.lr, weight_decay=1e-2)
@@ -464,7 +470,7 @@ def train_unet(args) -> dict:
     if stopped:
         return {"stopped_at": stopped}
     ema.cpu().eval().save_pretrained(out / "unet", safe_serialization=True)
-    metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae),
+    metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae), "init": args.init,
                "provenance": _provenance(args, preset, seconds, device)}
     return _finish(out, "unet", metrics)
 
@@ -618,6 +624,8 @@ def main(argv=None) -> dict:
                         help="decoder, unet: the finished vae stage folder; assemble: the vae or decoder stage")
     parser.add_argument("--text", default=None, help="unet, assemble: the finished text stage folder")
     parser.add_argument("--unet", default=None, help="assemble: the finished unet stage folder")
+    parser.add_argument("--init", default=None,
+                        help="unet stage: start from this UNet (a unet stage folder or a model folder)")
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")

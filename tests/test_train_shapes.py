@@ -117,6 +117,22 @@ def test_decoder_keeps_latents_and_assemble_refuses_a_foreign_vae(tmp_path):
                            "--text", str(run / "text"), "--unet", str(run / "unet")])
 
 
+def test_unet_stage_can_start_from_a_trained_unet(tmp_path):
+    train_shapes.main(["vae", "--out", str(tmp_path / "vae"), "--preset", "smoke", "--eval-n", "8"])
+    train_shapes.main(["text", "--out", str(tmp_path / "text"), "--preset", "smoke", "--eval-n", "8"])
+    common = ["--preset", "smoke", "--vae", str(tmp_path / "vae"), "--text", str(tmp_path / "text")]
+    train_shapes.main(["unet", "--out", str(tmp_path / "first"), *common])
+    more = train_shapes.main(["unet", "--out", str(tmp_path / "more"), *common, "--init", str(tmp_path / "first"),
+                              "--steps", "1"])
+    assert more["init"] == str(tmp_path / "first")
+    a = load_file(tmp_path / "first" / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "more" / "unet" / "diffusion_pytorch_model.safetensors")
+    fresh = train_shapes.main(["unet", "--out", str(tmp_path / "fresh"), *common, "--steps", "1"])
+    c = load_file(tmp_path / "fresh" / "unet" / "diffusion_pytorch_model.safetensors")
+    gap = lambda x, y: max((x[k] - y[k]).abs().max().item() for k in x)  # noqa: E731
+    assert fresh["init"] is None and gap(a, b) < gap(a, c)  # one more step stays near where it started
+
+
 def test_unet_stage_needs_its_inputs(tmp_path):
     with pytest.raises(SystemExit, match="needs --vae"):
         train_shapes.main(["unet", "--out", str(tmp_path / "u"), "--preset", "smoke"])
