@@ -194,6 +194,14 @@ def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> d
     }
 
 
+def _stage(stage: str, args, final: str) -> tuple[Preset, int, Path]:
+    """A stage's preset, step count and run folder (checked: no finished or earlier run is overwritten)."""
+    preset = PRESETS[stage][args.preset]
+    out = Path(args.out)
+    _prepare_out(out, final, args)
+    return preset, args.steps or preset.steps, out
+
+
 def _prepare_out(out: Path, final: str, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if (out / final).exists() and not args.overwrite:
@@ -289,10 +297,7 @@ def vae_psnr(vae, split: str, n: int, *, device="cpu", batch: int = 250) -> dict
 
 def train_vae(args) -> dict:
     """Train the AutoencoderKL; centre its latents, set ``scaling_factor``; save it under ``args.out``."""
-    preset = PRESETS["vae"][args.preset]
-    steps = args.steps or preset.steps
-    out = Path(args.out)
-    _prepare_out(out, "diffusion_pytorch_model.safetensors", args)
+    preset, steps, out = _stage("vae", args, "diffusion_pytorch_model.safetensors")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     vae = shapes_model.new_vae().to(device)
@@ -348,10 +353,7 @@ def _tokens(tokenizer, texts: list[str], device) -> torch.Tensor:
 
 def train_text(args) -> dict:
     """Train the CLIPTextModel to read every factor a caption names; save it and its tokenizer."""
-    preset = PRESETS["text"][args.preset]
-    steps = args.steps or preset.steps
-    out = Path(args.out)
-    _prepare_out(out, "text_encoder", args)
+    preset, steps, out = _stage("text", args, "text_encoder")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     tokenizer = shapes_model.build_tokenizer()
@@ -403,14 +405,11 @@ def _encode_scenes(vae, n: int, device, batch: int = 500) -> torch.Tensor:
 
 
 def train_unet(args) -> dict:
-    """Train the UNet on the trained VAE's latents and text encoder; write the diffusers folder OUT/model."""
+    """Train the UNet on the trained VAE's latents and text encoder; write its EMA weights to OUT/unet."""
     from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    preset = PRESETS["unet"][args.preset]
-    steps = args.steps or preset.steps
-    out = Path(args.out)
-    _prepare_out(out, "unet", args)
+    preset, steps, out = _stage("unet", args, "unet")
     device = torch.device(args.device)
     for name, folder in (("--vae", args.vae), ("--text", args.text)):
         if folder is None or not Path(folder).is_dir():
@@ -495,10 +494,7 @@ def train_decoder(args) -> dict:
     """
     from diffusers import AutoencoderKL
 
-    preset = PRESETS["decoder"][args.preset]
-    steps = args.steps or preset.steps
-    out = Path(args.out)
-    _prepare_out(out, "diffusion_pytorch_model.safetensors", args)
+    preset, steps, out = _stage("decoder", args, "diffusion_pytorch_model.safetensors")
     if args.vae is None or not Path(args.vae).is_dir():
         raise SystemExit(f"the decoder stage needs --vae (a finished vae stage folder); got {args.vae!r}")
     device = torch.device(args.device)
@@ -561,10 +557,7 @@ def assemble_model(args) -> dict:
 
 def train_probe(args) -> dict:
     """Train a :class:`~latentlib.probes.ShapesProbe`; write it and its metrics under ``args.out``."""
-    preset = PRESETS["probe"][args.preset]
-    steps = args.steps or preset.steps
-    out = Path(args.out)
-    _prepare_out(out, "probe.safetensors", args)
+    preset, steps, out = _stage("probe", args, "probe.safetensors")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     net = probes.ShapesProbe().to(device)
