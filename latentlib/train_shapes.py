@@ -177,13 +177,10 @@ def _git_state() -> tuple[str | None, bool | None]:
     return commit, dirty
 
 
-#: The code's git state when this process started (a stage's provenance must name the code that ran,
-#: not whatever was committed while it trained).
-_GIT_AT_START = _git_state()
-
-
 def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> dict:
-    commit, dirty = _GIT_AT_START
+    # main() records the git state when the run starts: provenance names the code that ran, not whatever
+    # was committed while it trained.
+    commit, dirty = getattr(args, "git_at_start", None) or _git_state()
     return {
         "command": "python -m latentlib.train_shapes " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
         "git_commit": commit, "git_uncommitted_changes": dirty, "seed": args.seed, "preset": args.preset, "settings": asdict(preset),
@@ -626,6 +623,7 @@ def main(argv=None) -> dict:
                         help="stop after this many steps, keeping a checkpoint (a time-boxed run); --resume goes on")
     args = parser.parse_args(argv)
     args.argv = argv
+    args.git_at_start = _git_state()
     if args.preset not in PRESETS["probe"]:
         parser.error(f"--preset {args.preset!r} is not one of {', '.join(PRESETS['probe'])}")
     if args.steps is not None and args.stage == "all":
