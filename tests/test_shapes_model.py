@@ -175,3 +175,26 @@ def test_model_card_states_every_bar_and_the_training():
         assert prov["command"].startswith("python -m latentlib.train_shapes") and prov["command"] in card
         assert prov["git_commit"] and prov["seconds"] > 0
     assert math.isfinite(metrics["reconstruction"]["vae_psnr_db"])
+
+
+def test_bars_are_read_from_the_part_that_measures_them():
+    from latentlib.evaluate_shapes import judge_bars
+
+    results = {"faithfulness": {"shape_accuracy": 0.95, "color_accuracy": 0.5},
+               "heldout": {"heldout_both_right": 0.7, "heldout_shape_accuracy": 0.1}}
+    bars = judge_bars(results)
+    assert bars["shape_accuracy"]["value"] == 0.95 and bars["shape_accuracy"]["pass"]
+    assert bars["shape_accuracy"]["from"] == "faithfulness"
+    assert bars["color_accuracy"]["value"] == 0.5 and not bars["color_accuracy"]["pass"]
+    assert bars["vae_psnr_db"]["value"] is None and not bars["vae_psnr_db"]["pass"]
+    results["heldout"]["shape_accuracy"] = 0.1
+    with pytest.raises(ValueError, match="'shape_accuracy' is reported by both 'faithfulness' and 'heldout'"):
+        judge_bars(results)
+
+
+def test_model_card_bars_match_the_measurements():
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    for name in ("shape_accuracy", "color_accuracy", "size_word_accuracy"):
+        assert metrics["bars"][name]["value"] == metrics["faithfulness"][name]
+    assert metrics["bars"]["heldout_both_right"]["value"] == metrics["heldout"]["heldout_both_right"]
+    assert metrics["bars"]["speed_preview_ms"]["value"] == metrics["speed"]["speed_preview_ms"]
