@@ -136,3 +136,19 @@ def test_unet_stage_can_start_from_a_trained_unet(tmp_path):
 def test_unet_stage_needs_its_inputs(tmp_path):
     with pytest.raises(SystemExit, match="needs --vae"):
         train_shapes.main(["unet", "--out", str(tmp_path / "u"), "--preset", "smoke"])
+
+
+def test_object_weights_favour_the_object_and_keep_the_loss_scale():
+    from latentlib import shapes
+
+    scene = shapes.Scene(shape="square", color="red", background="black", size=0.25, x=0.5, y=0.5, rotation=0.0)
+    image = torch.from_numpy(__import__("numpy").asarray(shapes.render(scene, 64))).permute(2, 0, 1)[None].float()
+    x = image / 127.5 - 1
+    labels = [{"background": "black"}]
+    w = train_shapes.object_weights(x, labels, 9.0, grow=0)
+    on, off = (image[0, 0] == 220), (image[0] == 15).all(0)  # object interior, plain background
+    assert w.shape == (1, 1, 64, 64)
+    assert torch.allclose(w.mean(), torch.tensor(1.0))
+    assert on.sum() > 100 and off.sum() > 2000
+    assert torch.allclose(w[0, 0][on].min() / w[0, 0][off].max(), torch.tensor(10.0))
+    assert torch.equal(train_shapes.object_weights(x, labels, 0.0), torch.ones(1, 1, 64, 64))
