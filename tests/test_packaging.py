@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_TO_PYPI = {"pytorch": "torch", "huggingface_hub": "huggingface-hub"}
+CONDA_TO_PYPI = {"pytorch": "torch", "huggingface_hub": "huggingface-hub", "python-kaleido": "kaleido"}
 
 
 def _split(requirement: str) -> tuple[str, str]:
