@@ -167,6 +167,9 @@ def direction_record(direction, strength: float | None = None) -> dict:
               "scale": float(getattr(direction, "scale", 1.0) or 1.0),
               "timesteps": list(direction.timesteps) if getattr(direction, "timesteps", None) is not None else None,
               "vector_sha256": hashlib.sha256(raw).hexdigest(), "vector": base64.b64encode(raw).decode("ascii")}
+    bank = getattr(direction, "bank", None)
+    if bank is not None:
+        record["bank"] = _jsonable(bank)
     provenance = getattr(direction, "provenance", None)
     if provenance is not None:
         record["provenance"] = _jsonable(provenance)
@@ -687,9 +690,12 @@ def _thumbnail_uri(image, size: int = 64) -> str:
 
 
 def scatter_map(xy, *, color: Sequence | None = None, labels: Sequence[str] | None = None,
-                thumbnails: Sequence | None = None, title: str = "", color_name: str = "", metadata=None):
+                thumbnails: Sequence | None = None, title: str = "", color_name: str = "", metadata=None,
+                thumbnails_on_map: bool = False, thumbnail_size: float = 0.06):
     """A plotly scatter of a 2-D map (UMAP, PCA...): points coloured by ``color``, ``labels`` on hover,
-    and ``thumbnails`` (images, one per point) shown on hover in the HTML export.
+    and ``thumbnails`` (images, one per point) shown on hover in the HTML export. With
+    ``thumbnails_on_map`` each thumbnail is also drawn at its point (``thumbnail_size``: a fraction of
+    the axes' span), so static PNG/SVG/PDF exports show them too.
 
     Returns a ``plotly.graph_objects.Figure`` whose ``layout.meta`` holds ``metadata``.
     """
@@ -722,6 +728,11 @@ def scatter_map(xy, *, color: Sequence | None = None, labels: Sequence[str] | No
         traces = [go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, text=text, customdata=custom,
                              hovertemplate="%{text}<extra></extra>")]
     fig = go.Figure(traces)
+    if thumbnails_on_map and custom:
+        span = float(max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1]), 1e-9))
+        for (x, y), uri in zip(xy, custom, strict=True):
+            fig.add_layout_image(source=uri, x=float(x), y=float(y), xref="x", yref="y", sizex=thumbnail_size * span,
+                                 sizey=thumbnail_size * span, xanchor="center", yanchor="middle", layer="above")
     fig.update_layout(title=title, template="plotly_white", width=720, height=560,
                       legend_title_text=color_name, meta=_jsonable(dict(metadata or {})))
     return fig

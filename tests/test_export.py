@@ -286,3 +286,13 @@ def test_static_map_with_chromium(fig, tmp_path, ext):
     else:
         assert data.startswith(b"%PDF" if ext == "pdf" else b"<svg")
     assert export.read_metadata(out["path"])["latentlib"] == {"space": "xT", "method": "pca"}
+
+
+def test_thumbnails_can_sit_on_the_map(fig):
+    plain = _map(fig)
+    assert len(plain.layout.images) == 0
+    rng = np.random.default_rng(0)
+    on = export.scatter_map(rng.normal(size=(4, 2)), thumbnails=fig.images, thumbnails_on_map=True)
+    assert len(on.layout.images) == 4 and on.layout.images[0].source.startswith("data:image/png;base64,")
+    with pytest.raises(ValueError, match="`thumbnails` has 4 entries; `xy` has 3 points"):
+        export.scatter_map(np.zeros((3, 2)), thumbnails=fig.images)
