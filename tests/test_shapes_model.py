@@ -65,8 +65,8 @@ def test_our_loop_matches_the_diffusers_pipeline_on_the_default_model(model):
 def test_probe_judges_a_few_samples_right(model, probe):
     """The first 12 faithfulness prompts of the model card, at its seeds: a CI-sized slice of that figure.
 
-    Thresholds follow what this model measures (MODEL_CARD.md: colour 84%, background 99.6%, position
-    97.7%, shape 38%), with room for a 12-prompt sample; the shape bar (90%) is not met yet (issue 3).
+    Thresholds follow what this model measures (MODEL_CARD.md: colour 91.8%, background 100%, position
+    97.2%, shape 66.8%), with room for a 12-prompt sample; the shape bar (90%) is not met yet (issue 3).
     """
     from latentlib.evaluate_shapes import _generate, _judge, _prompts
 
@@ -74,14 +74,14 @@ def test_probe_judges_a_few_samples_right(model, probe):
     scores, rows = _judge(prompts, _generate(model, prompts, list(range(12)), 12, "samples"), probe)
     assert scores["color"][0] >= 9 / 12 and scores["background"][0] >= 0.8, rows
     assert scores["position"][0] is None or scores["position"][0] >= 0.6, rows
-    assert scores["shape"][0] >= 3 / 12, rows  # chance is 1 / 5
+    assert scores["shape"][0] >= 5 / 12, rows  # chance is 1 / 5
 
 
 def test_reconstruction_of_test_scenes(model):
     images, _, _ = shapes.make_dataset(16, "test")
     decoded = model.decode(model.encode(images), output="np")
     mse = ((decoded - images / 255) ** 2).reshape(16, -1).mean(1)
-    assert (10 * np.log10(1 / mse)).mean() > 30  # the model card's bar: 30 dB over 1,000 images
+    assert (10 * np.log10(1 / mse)).mean() > 33  # the bar is 30 dB over 1,000 images; the card measures 36.6
 
 
 def test_every_core_operation_runs_on_the_default_model(model):
@@ -170,7 +170,9 @@ def test_model_card_states_every_bar_and_the_training():
 
     for name, (_, _, what) in BARS.items():
         assert what in card and name in metrics["bars"]
-    for stage in ("vae", "decoder", "text", "unet"):
+    stages = sorted(p.name.removesuffix("-metrics.json") for p in (MODEL_DIR / "training").glob("*-metrics.json"))
+    assert {"vae", "text", "unet"} <= set(stages)  # the decoder stage is optional
+    for stage in stages:
         prov = json.loads((MODEL_DIR / "training" / f"{stage}-metrics.json").read_text())["provenance"]
         assert prov["command"].startswith("python -m latentlib.train_shapes") and prov["command"] in card
         assert prov["git_commit"] and prov["seconds"] > 0
