@@ -40,6 +40,7 @@ import math
 import numbers
 import os
 import platform
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -283,31 +284,28 @@ def save_image(image: PIL.Image.Image, path, *, metadata: Mapping | None = None,
 
 
 def _save_vector(image: PIL.Image.Image, path: Path, fmt: str, parameters: str | None, blob: str) -> None:
-    """PDF/SVG through matplotlib: the image at 100 dpi, metadata in the document, no dates or random ids."""
-    import matplotlib
+    """PDF/SVG through matplotlib: the image at 100 dpi, metadata in the document, no dates or random ids.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Uses a bare matplotlib Figure (no pyplot), so a notebook's plotting backend is left alone.
+    """
+    import matplotlib
+    from matplotlib.figure import Figure as MplFigure
 
     payload = "latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")
     w, h = image.size
+    title = parameters.splitlines()[0] if parameters else "latentlib figure"
+    if fmt == "PDF":
+        meta = {"Title": title, "Subject": payload, "Keywords": parameters or "", "Creator": "latentlib",
+                "Producer": "latentlib", "CreationDate": None, "ModDate": None}
+    else:
+        meta = {"Title": title, "Description": payload, "Date": None, "Creator": "latentlib"}
+        if parameters:
+            meta["Source"] = parameters
     with matplotlib.rc_context({"svg.hashsalt": "latentlib", "svg.image_inline": True, "pdf.compression": 6}):
-        fig = plt.figure(figsize=(w / 100, h / 100), dpi=100)
-        try:
-            fig.figimage(np.asarray(image), xo=0, yo=0, origin="upper")
-            if fmt == "PDF":
-                meta = {"Title": parameters.splitlines()[0] if parameters else "latentlib figure",
-                        "Subject": payload, "Keywords": parameters or "", "Creator": "latentlib",
-                        "Producer": "latentlib", "CreationDate": None, "ModDate": None}
-            else:
-                meta = {"Title": parameters.splitlines()[0] if parameters else "latentlib figure",
-                        "Description": payload, "Date": None, "Creator": "latentlib"}
-                if parameters:
-                    meta["Source"] = parameters
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format=fmt.lower(), dpi=100, metadata=meta)
-        finally:
-            plt.close(fig)
+        fig = MplFigure(figsize=(w / 100, h / 100), dpi=100)
+        fig.figimage(np.asarray(image), xo=0, yo=0, origin="upper")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt.lower(), dpi=100, metadata=meta)
     data = buffer.getvalue()
     _atomic_write(path, lambda f: f.write(data))
 
@@ -339,15 +337,14 @@ def read_metadata(path) -> dict:
     raise ValueError(f"{str(path)!r} carries no latentlib metadata (no text chunk, document metadata or sidecar).")
 
 
+_PAYLOAD = re.compile(rb"latentlib-json-base64:([A-Za-z0-9+/=]+)")
+
+
 def _vector_metadata(data: bytes) -> dict | None:
-    marker = b"latentlib-json-base64:"
-    at = data.find(marker)
-    if at < 0:
+    found = _PAYLOAD.search(data)
+    if found is None:
         return None
-    end = at + len(marker)
-    while end < len(data) and data[end:end + 1] in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=":
-        end += 1
-    meta = json.loads(base64.b64decode(data[at + len(marker):end]))
+    meta = json.loads(base64.b64decode(found.group(1)))
     return {PARAMETERS_KEY: meta.pop("_parameters", None), JSON_KEY: meta}
 
 
@@ -596,7 +593,6 @@ def strip(model, start, end, *, between: str = "seeds", n: int = 8, method: str 
         noise = model.noise(seed=[a, b], height=gen["height"], width=gen["width"])
         latents = interpolate(noise[0], noise[1], t)
         images = model.generate(prompt, latents=latents, seed=[a] * int(n), progress=False, **gen)
-        labels = [f"{x:.2f}" for x in t.tolist()]
         first = (prompt, a)
     else:
         start, end = _check_prompt("start", start), _check_prompt("end", end)
@@ -604,11 +600,10 @@ def strip(model, start, end, *, between: str = "seeds", n: int = 8, method: str 
         ea, eb = model.embed(start), model.embed(end)
         mix = [getattr(ea, method)(eb, float(x)) for x in t.tolist()]
         images = [model.generate(e, seed=seed, progress=False, **gen)[0] for e in mix]
-        labels = [f"{x:.2f}" for x in t.tolist()]
         first = (start, seed)
     cell = cell or max(gen["width"], 128)
     default_title = f"{method} between {between}: {start!r} -> {end!r}"
-    image = image_grid(images, rows=1, cols=int(n), col_labels=labels,
+    image = image_grid(images, rows=1, cols=int(n), col_labels=[f"{x:.2f}" for x in t.tolist()],
                        title=title if title is not None else default_title, cell=cell)
     recipe = {"start": start, "end": end, "between": between, "n": int(n), "method": method, "prompt": prompt,
               "seed": seed, "cell": cell, "title": title, **gen}
@@ -834,27 +829,23 @@ def _stamp_vector(data: bytes, suffix: str, blob: str) -> bytes:
 
 def _matplotlib_map(fig, fmt: str, blob: str) -> bytes:
     import matplotlib
+    from matplotlib.figure import Figure as MplFigure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(7.2, 5.6), dpi=100)
-    try:
-        for trace in fig.data:
-            colors = trace.marker.color if trace.marker is not None else None
-            ax.scatter(trace.x, trace.y, s=18, c=colors if colors is not None and not isinstance(colors, str) else None,
-                       label=trace.name)
-        if any(t.name for t in fig.data):
-            ax.legend(title=fig.layout.legend.title.text or None, fontsize=8)
-        ax.set_title(fig.layout.title.text or "")
-        payload = "latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")
-        meta = {"PDF": {"Subject": payload, "CreationDate": None, "ModDate": None, "Producer": "latentlib"},
-                "SVG": {"Description": payload, "Date": None}}.get(fmt.upper(), {})
-        buffer = io.BytesIO()
-        with matplotlib.rc_context({"svg.hashsalt": "latentlib"}):
-            figure.savefig(buffer, format=fmt, metadata=meta or None)
-    finally:
-        plt.close(figure)
+    figure = MplFigure(figsize=(7.2, 5.6), dpi=100)  # no pyplot: a notebook's backend is left alone
+    ax = figure.add_subplot()
+    for trace in fig.data:
+        colors = trace.marker.color if trace.marker is not None else None
+        ax.scatter(trace.x, trace.y, s=18, c=colors if colors is not None and not isinstance(colors, str) else None,
+                   label=trace.name)
+    if any(t.name for t in fig.data):
+        ax.legend(title=fig.layout.legend.title.text or None, fontsize=8)
+    ax.set_title(fig.layout.title.text or "")
+    payload = "latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")
+    meta = {"PDF": {"Subject": payload, "CreationDate": None, "ModDate": None, "Producer": "latentlib"},
+            "SVG": {"Description": payload, "Date": None}}.get(fmt.upper(), {})
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "latentlib"}):
+        figure.savefig(buffer, format=fmt, metadata=meta or None)
     return buffer.getvalue()
 
 

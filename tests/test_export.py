@@ -296,3 +296,16 @@ def test_thumbnails_can_sit_on_the_map(fig):
     assert len(on.layout.images) == 4 and on.layout.images[0].source.startswith("data:image/png;base64,")
     with pytest.raises(ValueError, match="`thumbnails` has 4 entries; `xy` has 3 points"):
         export.scatter_map(np.zeros((3, 2)), thumbnails=fig.images)
+
+
+def test_vector_export_leaves_the_plotting_backend_alone(fig, tmp_path, monkeypatch):
+    import matplotlib
+
+    calls = []
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: calls.append(a))
+    fig.save(tmp_path / "grid.pdf")
+    monkeypatch.setenv("BROWSER_PATH", "")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning):
+        export.save_map(_map(fig), tmp_path / "map.svg")
+    assert calls == []  # a notebook's inline backend is never switched
