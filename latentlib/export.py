@@ -765,6 +765,8 @@ def save_map(fig, path, *, overwrite: bool = False, browser_path: str | None = N
     import shutil
 
     path = _target(path, overwrite, MAP_FORMATS, "a map")
+    if path.suffix.lower() in (".png", ".pdf") and _sidecar(path).exists() and not overwrite:
+        raise FileExistsError(f"{str(_sidecar(path))!r} (the metadata sidecar) exists; pass overwrite=True.")
     meta = fig.layout.meta if fig.layout.meta is not None else {}
     blob = json.dumps(_jsonable(meta), sort_keys=True, separators=(",", ":"))
     suffix = path.suffix.lower()
@@ -795,7 +797,7 @@ def save_map(fig, path, *, overwrite: bool = False, browser_path: str | None = N
     elif suffix in (".svg", ".pdf"):
         data = _stamp_vector(data, suffix, blob)
     _atomic_write(path, lambda f: f.write(data))
-    if suffix == ".png" or renderer == "kaleido" and suffix == ".pdf":
+    if suffix == ".png" or (renderer == "kaleido" and suffix == ".pdf"):  # no room in the file for the JSON
         _write_json(_sidecar(path), {PARAMETERS_KEY: None, JSON_KEY: json.loads(blob), "renderer": renderer})
     if note is not None:
         import warnings

@@ -309,3 +309,12 @@ def test_vector_export_leaves_the_plotting_backend_alone(fig, tmp_path, monkeypa
     with pytest.warns(UserWarning):
         export.save_map(_map(fig), tmp_path / "map.svg")
     assert calls == []  # a notebook's inline backend is never switched
+
+
+def test_static_map_never_replaces_a_sidecar_unasked(fig, tmp_path, monkeypatch):
+    monkeypatch.setenv("BROWSER_PATH", "")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    (tmp_path / "map.png.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="sidecar"):
+        export.save_map(_map(fig), tmp_path / "map.png")
+    assert (tmp_path / "map.png.json").read_text() == "{}" and not (tmp_path / "map.png").exists()
