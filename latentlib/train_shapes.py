@@ -73,7 +73,7 @@ PRESETS = {
     "text": {"cpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
              "gpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
-    "unet": {"cpu": Preset(steps=4500, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0),
+    "unet": {"cpu": Preset(steps=10_000, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0),
              "gpu": Preset(steps=12000, batch=512, lr=1e-3, checkpoint_every=1000, warmup=100, clip=1.0),
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
     "probe": {"cpu": Preset(steps=6000, batch=96, lr=1e-3), "gpu": Preset(steps=8000, batch=256, lr=1e-3),
