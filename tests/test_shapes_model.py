@@ -200,3 +200,20 @@ def test_model_card_bars_match_the_measurements():
         assert metrics["bars"][name]["value"] == metrics["faithfulness"][name]
     assert metrics["bars"]["heldout_both_right"]["value"] == metrics["heldout"]["heldout_both_right"]
     assert metrics["bars"]["speed_preview_ms"]["value"] == metrics["speed"]["speed_preview_ms"]
+
+
+def test_diversity_reference_is_the_spread_of_the_matching_scenes():
+    from latentlib.evaluate_shapes import dataset_position_std, diversity
+
+    # x | size ~ U(size, 1 - size): for "large" (size uniform over the top third of SIZE_RANGE) the std
+    # is sqrt(E[(1 - 2 size)^2] / 12), worked out here in closed form.
+    lo, hi = shapes.SIZE_RANGE
+    a, b = 1 - 2 * hi, 1 - 2 * (hi - (hi - lo) / 3)
+    expected = math.sqrt((b**3 - a**3) / (3 * (b - a)) / 12)
+    sx, sy = dataset_position_std(size="large")
+    assert sx == pytest.approx(expected, abs=0.004) and sy == pytest.approx(expected, abs=0.004)
+    assert dataset_position_std()[0] > sx + 0.02
+    with pytest.raises(ValueError, match=r"`size` must be one of small, medium, large or None; got 'huge'"):
+        dataset_position_std(size="huge")
+    with pytest.raises(ValueError, match=r"`prompts` must name no position; 'a red circle in the top left' does"):
+        diversity(None, None, prompts=("a red circle in the top left",))
