@@ -12,7 +12,7 @@ guidance 5). Bars (issue 3):
   background >= 95%, size word >= 85%, position word >= 85% (each over the prompts that name it).
 - Held-out (shape, colour) combinations: shape and colour both right >= 60%.
 - Diversity: for prompts that name no position, the std of the probe's x and y over 64 seeds >= 50% of
-  the dataset's.
+  the dataset's, over the dataset scenes that match the prompt (a "large" prompt against large scenes).
 - Empty prompt: >= 90% of samples are valid scenes (probe: object present, one shape it is sure of).
 - Speed (bench/bench_shapes.py, CPU, 2 threads, float32): one image <= 300 ms; 8-step preview <= 100 ms.
 """

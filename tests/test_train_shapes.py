@@ -64,13 +64,13 @@ def test_all_stages_smoke_run_builds_a_loadable_model(tmp_path):
     import latentlib as ll
 
     results = train_shapes.main(["all", "--out", str(tmp_path / "run"), "--preset", "smoke", "--eval-n", "8"])
-    assert set(results) == {"vae", "decoder", "text", "unet", "assemble", "probe"}
+    assert set(results) == {"vae", "text", "unet", "assemble", "probe"}  # the decoder stage is opt-in
     model_dir = tmp_path / "run" / "model"
     pipe = StableDiffusionPipeline.from_pretrained(model_dir)
     assert pipe.vae_scale_factor == 8
     model = ll.load(model_dir)
     assert model.generate("a red circle", seed=0, steps=2, output="np", progress=False).shape == (1, 64, 64, 3)
-    for stage in ("vae", "decoder", "text", "unet"):
+    for stage in ("vae", "text", "unet"):
         saved = json.loads((tmp_path / "run" / stage / "metrics.json").read_text())
         assert saved["provenance"]["command"].startswith("python -m latentlib.train_shapes all")
         assert (tmp_path / "run" / stage / "loss.csv").exists()
@@ -101,7 +101,10 @@ def test_decoder_keeps_latents_and_assemble_refuses_a_foreign_vae(tmp_path):
     from diffusers import AutoencoderKL
 
     run = tmp_path / "run"
-    train_shapes.main(["all", "--out", str(run), "--preset", "smoke", "--eval-n", "8"])
+    results = train_shapes.main(["all", "--out", str(run), "--preset", "smoke", "--eval-n", "8", "--decoder"])
+    assert list(results) == ["vae", "decoder", "text", "unet", "assemble", "probe"]
+    with pytest.raises(SystemExit):
+        train_shapes.main(["vae", "--out", str(tmp_path / "v"), "--preset", "smoke", "--decoder"])
     vae, decoder = AutoencoderKL.from_pretrained(run / "vae"), AutoencoderKL.from_pretrained(run / "decoder")
     assert train_shapes.encoder_fingerprint(vae) == train_shapes.encoder_fingerprint(decoder)
     assert not torch.equal(vae.decoder.conv_out.weight, decoder.decoder.conv_out.weight)  # the decoder did train
