@@ -23,7 +23,7 @@ trained to read every factor a caption names), ``unet`` (UNet2DConditionModel on
 conditioned on the text encoder; EMA weights), ``assemble`` (the diffusers folder, checking that its VAE
 encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (vae, text, unet, assemble,
 probe in order; ``--decoder`` adds the decoder stage). On 2 CPU cores the cpu preset takes about 35 min
-(vae) + 5 (text) + 78 (unet) for the model, then about 26 min for the probe.
+(vae) + 5 (text) + 80 (unet) for the model, then about 26 min for the probe.
 The model's quality bars are measured by ``python -m latentlib.evaluate_shapes``.
 """
 
