@@ -20,6 +20,7 @@ guidance 5). Bars (issue 3):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import time
@@ -144,14 +145,19 @@ def dataset_position_std(n: int = 20_000, *, size: str | None = None) -> tuple[f
     A scene's centre is drawn uniformly in [size, 1 - size], so large objects have less room to move:
     the dataset's own spread of x for "large" scenes is about 0.78 of its spread over all scenes.
     """
+    if size is not None and size not in ("small", "medium", "large"):
+        raise ValueError(f"`size` must be one of small, medium, large or None; got {size!r}.")
+    xs, ys, words = _train_positions(n)
+    keep = slice(None) if size is None else words == size
+    return float(xs[keep].std()), float(ys[keep].std())
+
+
+@functools.lru_cache(maxsize=2)
+def _train_positions(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y and size word of the train scenes with an object among the first ``n`` (drawn once)."""
     scenes = [s for s in (shapes.sample_scene(i, "train") for i in range(n)) if s.present]
-    if size is not None:
-        if size not in ("small", "medium", "large"):
-            raise ValueError(f"`size` must be one of small, medium, large or None; got {size!r}.")
-        scenes = [s for s in scenes if shapes.size_word(s.size) == size]
-    xs = np.array([s.x for s in scenes])
-    ys = np.array([s.y for s in scenes])
-    return float(xs.std()), float(ys.std())
+    return (np.array([s.x for s in scenes]), np.array([s.y for s in scenes]),
+            np.array([shapes.size_word(s.size) for s in scenes]))
 
 
 def diversity(model, probe, *, seeds: int = 64, prompts=DIVERSITY_PROMPTS) -> dict:

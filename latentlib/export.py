@@ -241,6 +241,17 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def _refuse_sidecar(path: Path, overwrite: bool) -> None:
+    """Never replace an existing metadata sidecar unasked (the file beside ``path``)."""
+    if _sidecar(path).exists() and not overwrite:
+        raise FileExistsError(f"{str(_sidecar(path))!r} (the metadata sidecar) exists; pass overwrite=True.")
+
+
+def _payload(blob: str) -> str:
+    """The JSON as one base64 token, which ``_PAYLOAD`` finds again in a PDF, SVG or HTML file."""
+    return "latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")
+
+
 def _write_json(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     _atomic_write(path, lambda f: f.write(text.encode()))
@@ -271,8 +282,7 @@ def save_image(image: PIL.Image.Image, path, *, metadata: Mapping | None = None,
         info.add_itxt(JSON_KEY, blob, zip=True)
         _atomic_write(path, lambda f: rgb.save(f, "PNG", pnginfo=info))
     elif fmt in ("JPEG", "WEBP"):
-        if _sidecar(path).exists() and not overwrite:
-            raise FileExistsError(f"{str(_sidecar(path))!r} (the metadata sidecar) exists; pass overwrite=True.")
+        _refuse_sidecar(path, overwrite)
         exif = PIL.Image.Exif()
         if parameters is not None:
             exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + parameters.encode("utf-16-be")  # Exif UserComment
@@ -291,7 +301,7 @@ def _save_vector(image: PIL.Image.Image, path: Path, fmt: str, parameters: str |
     import matplotlib
     from matplotlib.figure import Figure as MplFigure
 
-    payload = "latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")
+    payload = _payload(blob)
     w, h = image.size
     title = parameters.splitlines()[0] if parameters else "latentlib figure"
     if fmt == "PDF":
@@ -765,8 +775,8 @@ def save_map(fig, path, *, overwrite: bool = False, browser_path: str | None = N
     import shutil
 
     path = _target(path, overwrite, MAP_FORMATS, "a map")
-    if path.suffix.lower() in (".png", ".pdf") and _sidecar(path).exists() and not overwrite:
-        raise FileExistsError(f"{str(_sidecar(path))!r} (the metadata sidecar) exists; pass overwrite=True.")
+    if path.suffix.lower() in (".png", ".pdf"):  # these may get a sidecar
+        _refuse_sidecar(path, overwrite)
     meta = fig.layout.meta if fig.layout.meta is not None else {}
     blob = json.dumps(_jsonable(meta), sort_keys=True, separators=(",", ":"))
     suffix = path.suffix.lower()
@@ -774,7 +784,7 @@ def save_map(fig, path, *, overwrite: bool = False, browser_path: str | None = N
         div = "latentlib-map"
         html = fig.to_html(include_plotlyjs=True, full_html=True, div_id=div)
         html = html.replace("</body>", (_HOVER_SCRIPT % {"div": div}) + "</body>", 1)
-        payload = "latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")
+        payload = _payload(blob)
         html = html.replace("<head>", f'<head><meta name="latentlib" content="{payload}">', 1)
         _atomic_write(path, lambda f: f.write(html.encode()))
         return {"path": path, "renderer": "plotly", "note": None}
@@ -822,7 +832,7 @@ def _kaleido_bytes(fig, fmt: str, browser: str) -> bytes:
 
 def _stamp_vector(data: bytes, suffix: str, blob: str) -> bytes:
     """Add the JSON to an SVG produced by another renderer (as an XML comment the reader finds)."""
-    payload = ("latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")).encode()
+    payload = _payload(blob).encode()
     if suffix == ".svg":
         at = data.find(b">", data.find(b"<svg")) + 1
         return data[:at] + b"<!-- " + payload + b" -->" + data[at:]
@@ -842,7 +852,7 @@ def _matplotlib_map(fig, fmt: str, blob: str) -> bytes:
     if any(t.name for t in fig.data):
         ax.legend(title=fig.layout.legend.title.text or None, fontsize=8)
     ax.set_title(fig.layout.title.text or "")
-    payload = "latentlib-json-base64:" + base64.b64encode(blob.encode()).decode("ascii")
+    payload = _payload(blob)
     meta = {"PDF": {"Subject": payload, "CreationDate": None, "ModDate": None, "Producer": "latentlib"},
             "SVG": {"Description": payload, "Date": None}}.get(fmt.upper(), {})
     buffer = io.BytesIO()
@@ -916,8 +926,7 @@ def save_table(rows, path, *, overwrite: bool = False, digits: int = 4, caption:
                metadata: Mapping | None = None) -> Path:
     """Write a table as CSV, Markdown or LaTeX (from the extension), with ``metadata`` in a sidecar ``.json``."""
     path = _target(path, overwrite, TABLE_FORMATS, "a table")
-    if _sidecar(path).exists() and not overwrite:
-        raise FileExistsError(f"{str(_sidecar(path))!r} (the metadata sidecar) exists; pass overwrite=True.")
+    _refuse_sidecar(path, overwrite)
     text = table_text(rows, path.suffix.lower()[1:], digits=digits, caption=caption)
     _atomic_write(path, lambda f: f.write(text.encode()))
     _write_json(_sidecar(path), {PARAMETERS_KEY: None,
