@@ -41,6 +41,7 @@ __all__ = ["SCHEDULERS", "make_scheduler"]
 
 _DPM = {"algorithm_type": "dpmsolver++", "solver_order": 2}
 _SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas")
+_LATENT_OFF = ("clip_sample", "thresholding")
 
 #: name -> (diffusers class, config overrides)
 SCHEDULERS: dict[str, tuple[type, dict]] = {
@@ -70,6 +71,8 @@ def make_scheduler(name: str | SchedulerMixin | None, base: SchedulerMixin) -> S
         name: a key of :data:`SCHEDULERS`, ``"default"``/None for ``base``'s own class, or a diffusers
             scheduler instance (a fresh copy of it is made).
         base: the model's scheduler; its config (betas, timestep spacing, prediction type...) is kept.
+            Where it does not set ``clip_sample`` or ``thresholding``, they are off (diffusers' DDIM
+            default clips x0 to [-1, 1], which is meant for pixel-space models).
     """
     if name is None or name == "default":
         return type(base).from_config(base.config)
@@ -84,5 +87,9 @@ def make_scheduler(name: str | SchedulerMixin | None, base: SchedulerMixin) -> S
     # The name fixes the sigma schedule: options of the model's own sampler (e.g. Karras sigmas) do not leak in.
     accepted = inspect.signature(cls.__init__).parameters
     settings = {flag: False for flag in _SIGMA_FLAGS if flag in accepted}
+    # diffusers' DDIM/DDPM default to clipping the predicted x0 to [-1, 1], a pixel-space setting that
+    # wrecks latents; Stable Diffusion's configs turn it off. A config that does not say (a DPM-solver
+    # config, say) gets it off too; one that sets it keeps its value.
+    settings.update({key: False for key in _LATENT_OFF if key in accepted and key not in base.config})
     settings.update(overrides)
     return cls.from_config(base.config, **settings)

@@ -92,11 +92,15 @@ def new_scheduler():
     """Training noise schedule (SD's scaled-linear betas, epsilon prediction); sampling uses DPM++ 2M on it."""
     from diffusers import DPMSolverMultistepScheduler
 
-    return DPMSolverMultistepScheduler(
+    scheduler = DPMSolverMultistepScheduler(
         num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
         prediction_type="epsilon", algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="leading",
         steps_offset=1,
     )
+    # Stable Diffusion's settings for the other samplers (DPM-solver ignores them): a diffusers user who swaps
+    # in DDIMScheduler.from_config(...) gets no pixel-space x0 clipping.
+    scheduler.register_to_config(clip_sample=False, set_alpha_to_one=False, skip_prk_steps=True)
+    return scheduler
 
 
 # -- text encoder training: caption -> the factors it names -----------------------------------------------

@@ -301,6 +301,19 @@ def test_named_schedulers_are_the_classes_and_settings_they_claim():
     assert make_scheduler("default", karras_sde_base).config.use_karras_sigmas is True
 
 
+def test_ddim_from_a_config_that_does_not_say_does_not_clip_latents():
+    """diffusers' DDIM defaults to clipping x0 to [-1, 1] (pixel space); from a DPM config (which has no
+    such key) it must come out off, while a config that sets it keeps its value."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    from latentlib.schedulers import make_scheduler
+
+    assert DDIMScheduler.from_config(DPMSolverMultistepScheduler().config).config.clip_sample is True  # the trap
+    made = make_scheduler("ddim", DPMSolverMultistepScheduler())
+    assert made.config.clip_sample is False and made.config.thresholding is False
+    assert make_scheduler("ddim", DDIMScheduler(clip_sample=True)).config.clip_sample is True
+
+
 def test_n_and_seed_must_agree_with_latents(sd):
     x = sd.noise(0, n=2)
     with pytest.raises(ValueError, match=r"`n` is 5 but `latents` has a batch of 2"):
