@@ -189,17 +189,18 @@ def encode_pixels(
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor, *, batch_size: int = 8) -> torch.Tensor:
+def decode_latents(vae, latents: torch.Tensor, *, batch_size: int = 8, run=None) -> torch.Tensor:
     """Scaled latents ``(B, C, h, w)`` -> float32 images ``(B, 3, H, W)`` in [0, 1] on the CPU.
 
-    Decodes ``batch_size`` latents at a time so a long sweep needs the memory of one chunk.
+    Decodes ``batch_size`` latents at a time so a long sweep needs the memory of one chunk. ``run``
+    replaces ``vae.decode`` (the fast path's compiled or graphed decoder: VAE-space latents -> [-1, 1]).
     """
     batch_size = check_int("batch_size", batch_size, minimum=1)
     device, dtype = vae.device, _vae_dtype(vae)
     out = []
     for start in range(0, latents.shape[0], batch_size):
         chunk = latent_to_vae(vae, latents[start : start + batch_size].to(device, dtype))
-        image = vae.decode(chunk, return_dict=False)[0]
+        image = vae.decode(chunk, return_dict=False)[0] if run is None else run(chunk)
         out.append((image / 2 + 0.5).clamp(0, 1).to("cpu", torch.float32))  # [-1, 1] -> [0, 1]
     return torch.cat(out)
 

@@ -66,6 +66,8 @@ class Model:
         self.text_encoder_2, self.tokenizer_2 = text_encoder_2, tokenizer_2
         self.name = name
         self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
+        self.fast = None  # a latentlib.fast.FastPath once accelerate() is called
+        self.preview_decoder = None  # an AutoencoderTiny (TAESD) for decoder="preview"
         for module in self._modules():
             module.eval().requires_grad_(False)
         if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
@@ -86,7 +88,8 @@ class Model:
             )
 
     def _modules(self):
-        return [m for m in (self.vae, self.unet, self.text_encoder, self.text_encoder_2) if m is not None]
+        return [m for m in (self.vae, self.unet, self.text_encoder, self.text_encoder_2, self.preview_decoder)
+                if m is not None]
 
     def __repr__(self) -> str:
         kind = "SDXL" if self.is_sdxl else "SD"
@@ -108,8 +111,43 @@ class Model:
         for module in self._modules():
             target = vae_dtype if module is self.vae else dtype
             module.to(device) if module.dtype == target else module.to(device=device, dtype=target)
+        if self.fast is not None and (torch.device(device) != self.device or dtype != self.dtype):
+            self.fast.clear()  # cached embeddings, noise and captured graphs belong to the old device/dtype
         self.device, self.dtype = torch.device(device), dtype
         return self
+
+    # -- the fast path (latentlib.fast) --------------------------------------
+    def accelerate(self, **flags):
+        """Turn on the fast path (fp16, SDPA, channels-last, torch.compile, CUDA graphs, caches); automatic
+        defaults on CUDA, clean fallbacks elsewhere. Returns the :class:`latentlib.fast.FastPath` report.
+        See :func:`latentlib.fast.accelerate` for the flags."""
+        from . import fast
+
+        return fast.accelerate(self, **flags)
+
+    def decelerate(self) -> None:
+        """Turn the fast path off (eager UNet and decoder, no caches)."""
+        self.fast = None
+
+    def set_preview_decoder(self, decoder) -> None:
+        """Use ``decoder`` (an ``AutoencoderTiny``, or a local folder holding one) for ``decoder="preview"``.
+
+        ``None`` removes it (then "preview" decodes with the full VAE). Nothing is downloaded.
+        """
+        from . import fast
+
+        if decoder is not None and not hasattr(decoder, "decode"):
+            decoder = fast.load_preview_decoder(decoder)
+        if decoder is not None and decoder.config.latent_channels != self.latent_channels:
+            raise ValueError(f"`decoder` takes {decoder.config.latent_channels}-channel latents; this model's have "
+                             f"{self.latent_channels}.")
+        if decoder is not None:
+            decoder = decoder.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
+        self.preview_decoder = decoder
+        if self.fast is not None:  # re-apply the same flags so the new decoder gets them too
+            f = self.fast
+            fast.accelerate(self, dtype=self.dtype, sdpa=f.sdpa, channels_last=f.channels_last, compile=f.compile,
+                            cuda_graphs=f.cuda_graphs, cache=f.cache, compile_cache=f.compile_cache)
 
     # -- checks shared by the operations ----------------------------------
     def _check_size(self, height, width) -> tuple[int, int]:
@@ -219,6 +257,8 @@ class Model:
             interrupt: a ``threading.Event``; when set, the loop stops before the next step.
             output: "pil", "np", "pt" or "latent".
             return_latents: also return the final latents: ``(images, latents)``.
+            decoder: "full" (the VAE) or "preview" (the preview decoder set with :meth:`set_preview_decoder`,
+                e.g. TAESD; the full VAE when none is set).
             progress: show a progress bar.
 
         Returns:

@@ -28,6 +28,7 @@ from .schedulers import make_scheduler
 __all__ = ["Step", "noise", "generate", "guidance_embedding"]
 
 OUTPUTS = ("pil", "pt", "np", "latent")
+DECODERS = ("full", "preview")
 
 
 @dataclass
@@ -122,6 +123,10 @@ def _as_embedding(model, value, name: str) -> PromptEmbedding:
             raise ValueError(f"`{name}` has no pooled embedding, which this SDXL model needs.")
         return value.to(model.device, model.dtype)
     if isinstance(value, str) or (isinstance(value, Sequence) and value and all(isinstance(p, str) for p in value)):
+        fast = getattr(model, "fast", None)
+        if fast is not None and fast.cache:
+            key = (value,) if isinstance(value, str) else tuple(value)
+            return fast.cached_prompt(model, key, lambda: encode_prompts(model, value))
         return encode_prompts(model, value)
     raise TypeError(f"`{name}` must be a string, a list of strings or a PromptEmbedding; got {type(value).__name__}.")
 
@@ -170,6 +175,7 @@ def generate(
     output: str = "pil",
     return_latents: bool = False,
     decode_batch_size: int = 8,
+    decoder: str = "full",
     progress: bool = True,
 ):
     """Text-to-image, or image-to-image when ``image`` is given. See ``Model.generate`` for the arguments."""
@@ -179,6 +185,7 @@ def generate(
     guidance_rescale = check_number("guidance_rescale", guidance_rescale, low=0.0, high=1.0)
     eta = check_number("eta", eta, low=0.0)
     check_choice("output", output, OUTPUTS)
+    check_choice("decoder", decoder, DECODERS)
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
     if interrupt is not None and not hasattr(interrupt, "is_set"):
@@ -230,6 +237,7 @@ def generate(
         batch = len(seeds)
         height, width = model._check_size(height, width)
     generators = _generators(seeds)
+    fast = getattr(model, "fast", None)
 
     # 3. Encode the prompt(s)
     cond = _match_batch(_as_embedding(model, prompt, "prompt"), batch, "prompt", "the latents/seeds")
@@ -272,7 +280,17 @@ def generate(
         start_noise = latents.to(device, dtype)
     else:
         shape = (model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
-        start_noise = _draw(generators, shape).to(device, dtype)
+        if fast is not None and fast.cache:
+            # The cache keeps the generators' state after the draw too, so stochastic samplers that
+            # draw from them next get exactly what they would get uncached.
+            def draw():
+                return _draw(generators, shape).to(device, dtype), [g.get_state() for g in generators]
+
+            start_noise, states = fast.cached_noise((tuple(seeds), shape, str(device), dtype), draw)
+            for g, state in zip(generators, states, strict=True):
+                g.set_state(state)
+        else:
+            start_noise = _draw(generators, shape).to(device, dtype)
     start_noise = apply_vector_edits(checked, "xT", start_noise)
     if image_latents is None:
         x = start_noise * sched.init_noise_sigma
@@ -293,7 +311,16 @@ def generate(
         time_ids = model._add_time_ids(height, width).to(device, dtype).repeat(pooled.shape[0], 1)
         added = {"text_embeds": pooled, "time_ids": time_ids}
 
-    # 7. Denoising loop (h edits ride on a forward hook on the UNet's mid block)
+    # 7. Denoising loop (h edits ride on a forward hook on the UNet's mid block). The fast path's UNet
+    #    (compiled / CUDA graphs) cannot see hooks, so it serves only runs that need none.
+    unet = model.unet
+    if fast is not None and fast._unet is not None and not any(space == "h" for _, space, _, _ in checked) \
+            and not _has_hooks(model.unet):
+        runner = fast._unet
+
+        def unet(x_in, t, encoder_hidden_states, timestep_cond, added_cond_kwargs, return_dict):
+            return (runner(x_in, t, encoder_hidden_states, timestep_cond, added_cond_kwargs),)
+
     total = len(timesteps)
     current = {"t": timesteps[0] if total else None}
     bar = tqdm(total=total, desc="generate", leave=False, disable=not progress or total == 0)
@@ -305,7 +332,7 @@ def generate(
                 current["t"] = t
                 x_in = torch.cat([x, x]) if do_cfg else x
                 x_in = sched.scale_model_input(x_in, t)
-                pred = model.unet(
+                pred = unet(
                     x_in, t, encoder_hidden_states=text, timestep_cond=timestep_cond, added_cond_kwargs=added,
                     return_dict=False,
                 )[0]
@@ -329,8 +356,17 @@ def generate(
     # 8. Decode
     if output == "latent":
         return (x, x) if return_latents else x
-    images = pixels_to_output(decode_latents(model.vae, x, batch_size=decode_batch_size), output)
+    vae = model.vae
+    if decoder == "preview" and getattr(model, "preview_decoder", None) is not None:
+        vae = model.preview_decoder
+    run = None if fast is None else fast._decode.get("preview" if vae is not model.vae else "full")
+    images = pixels_to_output(decode_latents(vae, x, batch_size=decode_batch_size, run=run), output)
     return (images, x) if return_latents else images
+
+
+def _has_hooks(module: torch.nn.Module) -> bool:
+    """Whether any submodule has forward (pre-)hooks, which a compiled or graphed UNet would not run."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
 def _replacement(model, replaced, x: torch.Tensor, height: int, width: int) -> torch.Tensor:

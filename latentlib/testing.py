@@ -24,6 +24,7 @@ __all__ = [
     "build_clip_tokenizer",
     "tiny_sd_components",
     "tiny_sdxl_components",
+    "tiny_preview_decoder",
     "save_tiny_model",
 ]
 
@@ -217,3 +218,14 @@ def save_tiny_model(path: str | os.PathLike, *, kind: str = "sd", seed: int = 0)
         raise ValueError(f"`kind` must be 'sd' or 'sdxl', got {kind!r}.")
     pipe.save_pretrained(path, safe_serialization=True)
     return path
+
+
+def tiny_preview_decoder(seed: int = 0, *, latent_channels: int = 4):
+    """A random ``AutoencoderTiny`` (TAESD's layout, narrow): f=8, for ``decoder="preview"`` tests and benchmarks."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    return AutoencoderTiny(
+        encoder_block_out_channels=(16, 16, 16, 16), decoder_block_out_channels=(16, 16, 16, 16),
+        num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1), latent_channels=latent_channels,
+    ).eval()

@@ -1,0 +1,314 @@
+"""The fast path: opt-in speed-ups for live generation, automatic on CUDA, each falling back cleanly elsewhere.
+
+On a GPU a diffusion step of a real-sized model is bound by Python and kernel launches, not by
+arithmetic (DESIGN.md: SD 1.5's UNet step costs the same at batch 1 and 2). The levers, in the order
+:func:`accelerate` applies them:
+
+=================  =====================================================  ===================  ===========
+flag               what it does                                           ``"auto"`` on CUDA   elsewhere
+=================  =====================================================  ===================  ===========
+``dtype``          run the networks in float16/bfloat16                   float16              unchanged
+``sdpa``           PyTorch's fused scaled-dot-product attention           on                   on
+``channels_last``  NHWC memory layout for the convolutions                on                   off
+``compile``        ``torch.compile`` of the UNet and the decoder          on                   off
+``cuda_graphs``    replay a captured CUDA graph per fixed input shape     on                   off (CUDA only)
+``cache``          reuse prompt embeddings and seed noise across frames   on                   on
+=================  =====================================================  ===================  ===========
+
+Asking for ``cuda_graphs=True`` without CUDA, or ``compile=True`` where compilation fails, warns and
+runs eagerly: the :class:`FastPath` that :func:`accelerate` returns says what is on and why the rest
+is off. The compiled kernels are cached on disk (``compile_cache``, default
+``~/.cache/latentlib/torchinductor``) so a second session starts warm.
+
+The preview decoder (``model.generate(..., decoder="preview")``) is an ``AutoencoderTiny`` (TAESD)
+that the user loads with :func:`load_preview_decoder` or sets with
+:meth:`latentlib.Model.set_preview_decoder`; nothing is downloaded implicitly. Without one, "preview"
+decodes with the full VAE.
+
+The fast path is used for a denoising step only when nothing needs to see inside the UNet: with an
+h-space edit, or with forward hooks registered on any UNet module (e.g. a collector), the loop calls
+the eager UNet for that generation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+__all__ = ["FastPath", "accelerate", "load_preview_decoder"]
+
+_AUTO = "auto"
+_FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "cache")
+
+
+@dataclass
+class FastPath:
+    """What :func:`accelerate` turned on (``model.fast``), and why the rest is off.
+
+    Attributes:
+        dtype: the networks' dtype after acceleration ("float16", "bfloat16" or "float32").
+        sdpa, channels_last, compile, cuda_graphs, cache: whether each lever is on.
+        compile_cache: folder of the on-disk compile cache (None when not compiling).
+        notes: one line per flag that was asked for but is off, and why.
+    """
+
+    dtype: str
+    sdpa: bool
+    channels_last: bool
+    compile: bool
+    cuda_graphs: bool
+    cache: bool
+    compile_cache: str | None = None
+    notes: list[str] = field(default_factory=list)
+    # runtime state, not part of the report
+    _unet: object = field(default=None, repr=False)
+    _decode: dict = field(default_factory=dict, repr=False)
+    _prompts: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _noise: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    cache_size: int = 64
+
+    def report(self) -> dict:
+        """The flags as a plain dict (for benchmark JSON and app status lines)."""
+        return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS},
+                "compile_cache": self.compile_cache, "notes": list(self.notes)}
+
+    # -- caches -------------------------------------------------------------------------------------
+    def _remember(self, store: OrderedDict, key, make):
+        if not self.cache:
+            return make()
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+        value = store[key] = make()
+        while len(store) > self.cache_size:
+            store.popitem(last=False)
+        return value
+
+    def cached_prompt(self, model, prompts: tuple[str, ...], make):
+        return self._remember(self._prompts, (prompts, str(model.device), model.dtype), make)
+
+    def cached_noise(self, key, make):
+        return self._remember(self._noise, key, make)
+
+    def clear(self) -> None:
+        """Forget cached prompt embeddings, noise and captured graphs (e.g. after changing weights)."""
+        self._prompts.clear()
+        self._noise.clear()
+        for runner in (self._unet, *self._decode.values()):
+            if isinstance(runner, _Graphed):
+                runner.graphs.clear()
+
+
+def _resolve(name: str, value, default: bool) -> bool:
+    if value == _AUTO:
+        return default
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True, False or 'auto', got {value!r}.")
+    return value
+
+
+def _inductor_cache(folder) -> str:
+    folder = Path(folder if folder is not None else Path.home() / ".cache" / "latentlib" / "torchinductor")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    try:
+        import torch._inductor.config as inductor
+
+        inductor.fx_graph_cache = True
+    except (ImportError, AttributeError):  # pragma: no cover - very old torch
+        pass
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+
+
+class _Compiled:
+    """``torch.compile`` of a callable that falls back to the eager callable (with one warning) if
+    compiling fails, e.g. without a C++ compiler on CPU."""
+
+    def __init__(self, fn, what: str):
+        self.eager, self.what = fn, what
+        self.compiled = torch.compile(fn, dynamic=False)
+        self.failed = False
+
+    def __call__(self, *args):
+        if not self.failed:
+            try:
+                return self.compiled(*args)
+            except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
+                self.failed = True
+                warnings.warn(f"torch.compile of the {self.what} failed ({type(error).__name__}: {error}); "
+                              f"running it eagerly.", RuntimeWarning, stacklevel=3)
+        return self.eager(*args)
+
+
+class _Graphed:
+    """Capture ``fn(*tensors)`` in a CUDA graph per input signature (shapes, dtypes) and replay it.
+
+    Inputs are copied into static buffers before each replay and the output is cloned after, so
+    callers see ordinary tensors. All graphs share one memory pool.
+    """
+
+    def __init__(self, fn, warmup: int = 3):
+        self.fn, self.warmup = fn, warmup
+        self.graphs: dict = {}
+        self.pool = None
+
+    def __call__(self, *tensors):
+        key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self.graphs[key] = self._capture(tensors)
+        graph, static_in, static_out = entry
+        for buffer, value in zip(static_in, tensors, strict=True):
+            buffer.copy_(value)
+        graph.replay()
+        return static_out.clone()
+
+    def _capture(self, tensors):
+        static_in = [t.clone() for t in tensors]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(self.warmup):  # compiles (when compiled) and settles allocator state
+                self.fn(*static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            static_out = self.fn(*static_in)
+        return graph, static_in, static_out
+
+
+def _unet_fn(unet, keys: tuple[str, ...]):
+    """A positional-tensor wrapper of the UNet call: (sample, t, text, *extras named by ``keys``)."""
+
+    def call(sample, t, text, *extras):
+        named = dict(zip(keys, extras, strict=True))
+        added = {k[6:]: v for k, v in named.items() if k.startswith("added.")} or None
+        return unet(sample, t, encoder_hidden_states=text, timestep_cond=named.get("timestep_cond"),
+                    added_cond_kwargs=added, return_dict=False)[0]
+
+    return call
+
+
+class _UNetRunner:
+    """What the denoising loop calls instead of ``model.unet`` when the fast path is on."""
+
+    def __init__(self, unet, *, compile: bool, cuda_graphs: bool):
+        self.unet, self.compile, self.cuda_graphs = unet, compile, cuda_graphs
+        self.runners: dict = {}
+
+    def __call__(self, sample, t, text, timestep_cond=None, added=None):
+        extras = {}
+        if timestep_cond is not None:
+            extras["timestep_cond"] = timestep_cond
+        for k, v in (added or {}).items():
+            extras[f"added.{k}"] = v
+        keys = tuple(extras)
+        runner = self.runners.get(keys)
+        if runner is None:
+            runner = _unet_fn(self.unet, keys)
+            if self.compile:
+                runner = _Compiled(runner, "UNet")
+            if self.cuda_graphs:
+                runner = _Graphed(runner)
+            self.runners[keys] = runner
+        if not torch.is_tensor(t):
+            t = torch.tensor(t, device=sample.device)
+        return runner(sample, t.to(sample.device), text, *extras.values())
+
+    @property
+    def graphs(self) -> dict:
+        return {k: v for r in self.runners.values() if isinstance(r, _Graphed) for k, v in r.graphs.items()}
+
+
+def _decode_runner(vae, *, compile: bool, cuda_graphs: bool):
+    def call(z):
+        return vae.decode(z, return_dict=False)[0]
+
+    runner = call
+    if compile:
+        runner = _Compiled(runner, "decoder")
+    if cuda_graphs:
+        runner = _Graphed(runner)
+    return runner
+
+
+def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_AUTO, cuda_graphs=_AUTO,
+               cache=True, compile_cache=None) -> FastPath:
+    """Turn on the fast path for ``model`` (in place) and return what is on; see the module docstring.
+
+    Args:
+        dtype: "auto" (float16 on CUDA, unchanged elsewhere), "float16", "bfloat16", "float32" or a torch dtype.
+        sdpa, channels_last, compile, cuda_graphs: True, False or "auto".
+        cache: keep the last 64 prompt embeddings and seed noises (cheap; on by default).
+        compile_cache: folder for compiled kernels kept between sessions.
+
+    Returns:
+        :class:`FastPath`, also stored as ``model.fast``. ``model.accelerate(...)`` is the same call;
+        :func:`decelerate` (``model.decelerate()``) turns it off again.
+    """
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    cuda = model.device.type == "cuda"
+    notes = []
+    if dtype == _AUTO:
+        dtype = torch.float16 if cuda else model.dtype
+    if dtype != model.dtype:
+        model.to(dtype=dtype)
+    sdpa = _resolve("sdpa", sdpa, True)
+    channels_last = _resolve("channels_last", channels_last, cuda)
+    want_compile = _resolve("compile", compile, cuda)
+    want_graphs = _resolve("cuda_graphs", cuda_graphs, cuda)
+    if not isinstance(cache, bool):
+        raise TypeError(f"`cache` must be True or False, got {cache!r}.")
+    if want_graphs and not cuda:
+        warnings.warn(f"cuda_graphs=True needs a CUDA device; this model is on {model.device}, so steps run "
+                      f"without graphs.", RuntimeWarning, stacklevel=2)
+        notes.append(f"cuda_graphs: off (the model is on {model.device}, graphs need CUDA)")
+        want_graphs = False
+    if sdpa and not hasattr(torch.nn.functional, "scaled_dot_product_attention"):  # pragma: no cover - torch < 2
+        notes.append("sdpa: off (this torch has no scaled_dot_product_attention)")
+        sdpa = False
+    decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
+    for module in (model.unet, *decoders):
+        if hasattr(module, "set_attn_processor"):
+            module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())
+        module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    cache_dir = _inductor_cache(compile_cache) if want_compile else None
+    fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
+                    compile=want_compile, cuda_graphs=want_graphs, cache=cache, compile_cache=cache_dir, notes=notes)
+    if want_compile or want_graphs:
+        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs)
+        for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):
+            if module is not None:
+                fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs)
+    model.fast = fast
+    return fast
+
+
+def decelerate(model) -> None:
+    """Turn the fast path off: eager UNet and decoder, no caches (the dtype and layout stay as they are)."""
+    model.fast = None
+
+
+def load_preview_decoder(folder, *, device=None, dtype=None):
+    """An ``AutoencoderTiny`` (TAESD, e.g. a local copy of madebyollin/taesd) from a local folder.
+
+    Never downloads: ``folder`` must exist. The result goes to :meth:`latentlib.Model.set_preview_decoder`.
+    """
+    from diffusers import AutoencoderTiny
+
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"`folder` {str(folder)!r} is not an AutoencoderTiny folder (no config.json there); "
+                                f"save one with AutoencoderTiny.save_pretrained or download TAESD yourself.")
+    tiny = AutoencoderTiny.from_pretrained(path, local_files_only=True)
+    if device is not None or dtype is not None:
+        tiny.to(device=device, dtype=dtype)
+    return tiny.eval().requires_grad_(False)

@@ -1,0 +1,154 @@
+"""The fast path on CPU: every flag falls back cleanly, caches change nothing, reduced precision stays close."""
+
+import warnings
+
+import pytest
+import torch
+
+import latentlib as ll
+from latentlib.fast import FastPath, load_preview_decoder
+from latentlib.testing import tiny_preview_decoder, tiny_sd_components
+
+
+@pytest.fixture
+def model():
+    return ll.Model(**tiny_sd_components())  # a fresh one: accelerate() changes the model in place
+
+
+def _gen(m, **kw):
+    kw = {"seed": 3, "steps": 4, "output": "pt", "progress": False, **kw}
+    return m.generate("a red circle", **kw)
+
+
+def test_auto_on_cpu_is_eager_with_caches_and_changes_no_pixel(model):
+    before = _gen(model)
+    fast = model.accelerate()
+    assert isinstance(fast, FastPath) and model.fast is fast
+    assert fast.report() == {"dtype": "float32", "sdpa": True, "channels_last": False, "compile": False,
+                             "cuda_graphs": False, "cache": True, "compile_cache": None, "notes": []}
+    assert torch.equal(_gen(model), before)
+    assert torch.equal(_gen(model), before)  # from the caches this time
+    model.decelerate()
+    assert model.fast is None and torch.equal(_gen(model), before)
+
+
+def test_cuda_graphs_without_cuda_warns_and_runs_eagerly(model):
+    before = _gen(model)
+    with pytest.warns(RuntimeWarning, match="cuda_graphs=True needs a CUDA device; this model is on cpu"):
+        fast = model.accelerate(cuda_graphs=True)
+    assert fast.cuda_graphs is False and fast.notes == ["cuda_graphs: off (the model is on cpu, graphs need CUDA)"]
+    assert torch.equal(_gen(model), before)
+
+
+def test_prompt_cache_skips_the_text_encoder(model):
+    calls = []
+    model.text_encoder.register_forward_hook(lambda *a: calls.append(1))
+    model.accelerate()
+    _gen(model)
+    _gen(model, seed=4)
+    assert len(calls) == 2  # the prompt and the empty negative prompt, once each
+    model.accelerate(cache=False)
+    _gen(model)
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("scheduler", ["euler-a", "dpm++2m-sde"])
+def test_noise_cache_keeps_stochastic_samplers_exact(model, scheduler):
+    """The cache restores the generators' state after the draw, so the sampler's own noise is unchanged."""
+    before = [_gen(model, scheduler=scheduler, seed=[5, 6]) for _ in range(2)]
+    assert torch.equal(before[0], before[1])
+    model.accelerate()
+    assert torch.equal(_gen(model, scheduler=scheduler, seed=[5, 6]), before[0])  # fills the cache
+    assert torch.equal(_gen(model, scheduler=scheduler, seed=[5, 6]), before[0])  # served from it
+
+
+def test_the_fast_unet_serves_plain_runs_only(model):
+    """A compiled or graphed UNet cannot run hooks, so h-space edits and hooked UNets go eager."""
+    from types import SimpleNamespace
+
+    model.accelerate()
+    seen = []
+
+    def runner(sample, t, text, timestep_cond=None, added=None):
+        seen.append(sample.shape[0])
+        return model.unet(sample, t, encoder_hidden_states=text, return_dict=False)[0]
+
+    model.fast._unet = runner
+    plain = _gen(model)
+    assert seen == [2] * 4
+    model.decelerate()
+    assert torch.equal(_gen(model), plain)
+    model.accelerate()
+    model.fast._unet = runner
+    seen.clear()
+    shapes = []
+    handle = model.unet.mid_block.register_forward_hook(lambda m, a, out: shapes.append(out.shape[1:]))
+    _gen(model, steps=1)
+    handle.remove()
+    seen.clear()
+    _gen(model, steps=1)
+    assert seen == [2]  # hook gone: fast again
+    seen.clear()
+    h_edit = SimpleNamespace(space="h", vector=torch.ones(shapes[0]))
+    _gen(model, edits=[(h_edit, 1.0)])
+    handle = model.unet.down_blocks[0].register_forward_hook(lambda *a: None)
+    _gen(model)
+    handle.remove()
+    assert seen == []
+
+
+def test_compile_on_cpu_matches_eager(model):
+    """torch.compile works on CPU too (it is off by default there); its images match eager's."""
+    before = _gen(model, steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fast = model.accelerate(compile=True, compile_cache=None)
+        after = _gen(model, steps=2)
+    assert fast.compile and fast.compile_cache
+    assert (after - before).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reduced_precision_stays_within_its_tolerance(model, dtype):
+    before = _gen(model)
+    fast = model.accelerate(dtype=dtype)
+    assert fast.dtype == dtype and model.unet.dtype == getattr(torch, dtype)
+    after = _gen(model)
+    assert after.dtype == torch.float32
+    tolerance = 0.05 if dtype == "bfloat16" else 0.01  # of the [0, 1] pixel range; bf16 keeps 8 bits
+    assert (after - before).abs().max() < tolerance, (after - before).abs().max()
+
+
+def test_channels_last_matches(model):
+    before = _gen(model)
+    model.accelerate(channels_last=True)
+    assert model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert (_gen(model) - before).abs().max() < 1e-5
+
+
+def test_preview_decoder(model, tmp_path):
+    full = _gen(model)
+    assert torch.equal(_gen(model, decoder="preview"), full)  # none set: the full VAE, as documented
+    tiny = tiny_preview_decoder()
+    tiny.save_pretrained(tmp_path / "taesd")
+    model.set_preview_decoder(tmp_path / "taesd")
+    preview = _gen(model, decoder="preview")
+    assert preview.shape == full.shape and not torch.equal(preview, full)
+    assert torch.equal(_gen(model), full)
+    model.accelerate()
+    assert torch.equal(_gen(model, decoder="preview"), preview)
+    model.set_preview_decoder(None)
+    assert torch.equal(_gen(model, decoder="preview"), full)
+
+
+def test_bad_input_is_named(model, tmp_path):
+    with pytest.raises(TypeError, match=r"`compile` must be True, False or 'auto', got 'yes'"):
+        model.accelerate(compile="yes")
+    with pytest.raises(TypeError, match=r"`cache` must be True or False, got 1"):
+        model.accelerate(cache=1)
+    with pytest.raises(ValueError, match=r"`decoder` must be one of 'full', 'preview'; got 'tiny'"):
+        _gen(model, decoder="tiny")
+    with pytest.raises(FileNotFoundError, match=r"`folder` '.*nowhere' is not an AutoencoderTiny folder"):
+        load_preview_decoder(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"`decoder` takes 8-channel latents; this model's have 4"):
+        model.set_preview_decoder(tiny_preview_decoder(latent_channels=8))
