@@ -131,7 +131,9 @@ class _Compiled:
 
     def __init__(self, fn, what: str):
         self.eager, self.what = fn, what
-        self.compiled = torch.compile(fn, dynamic=False)
+        # Default (automatic) dynamic shapes: a second batch size recompiles once with a symbolic batch,
+        # which later sizes reuse; each CUDA graph still has fixed shapes.
+        self.compiled = torch.compile(fn)
         self.failed = False
 
     def __call__(self, *args):

@@ -30,3 +30,22 @@ def test_bench_shapes_quick_writes_json(tmp_path, monkeypatch):
     for key in ("speed_default_ms", "speed_preview_ms", "speed_preview_no_cfg_ms"):
         assert report[key] > 0
     assert report["threads"] == 2 and set(report["parts"]) >= {"unet_step_b1_ms", "unet_step_b2_ms"}
+
+
+def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
+    """The CPU variant of the fast-path benchmark: both layouts, every figure beside diffusers', and (with
+    every CUDA-only lever off here) the fast path's pixels equal to the eager path's."""
+    script = BENCH.parent / "bench_fast.py"
+    out = tmp_path / "fast.json"
+    monkeypatch.setattr(sys, "argv", ["bench_fast.py", "--quick", "--out", str(out)])
+    runpy.run_path(str(script), run_name="__main__")
+    report = json.loads(out.read_text())
+    assert [r["model"] for r in report["runs"]] == ["sd15-tiny", "sdxl-tiny"] and report["skipped"] == []
+    for run in report["runs"]:
+        figures = run["figures"]
+        for key in ("unet_step_b1_ms", "unet_step_b2_ms", "unet_step_b8_ms", "live_frame_ms", "live_4_steps_ms",
+                    "image_25_steps_cfg_ms", "vae_encode_ms", "vae_decode_ms", "sweep_ms"):
+            assert figures[key]["diffusers_ms"] > 0 and figures[key]["latentlib_ms"] > 0, key
+            assert figures[key]["speedup"] > 0
+        assert run["fast_path"]["cuda_graphs"] is False and run["fast_path"]["compile"] is False
+        assert all(v["max_abs"] == 0 for v in run["fast_matches_eager"].values()), run["fast_matches_eager"]

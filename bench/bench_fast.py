@@ -1,0 +1,365 @@
+"""The fast-path benchmark: diffusers' pipelines against latentlib's fast path, same models, same process.
+
+Builds SD 1.5- and SDXL-shaped models with random weights (no download; speed does not depend on the
+weights), then measures, for each: the UNet step at batch 1/2/8, a live frame (1 step without CFG,
+with the preview decoder; and 4 steps), a 25-step DPM++ image with CFG, VAE encode/decode, a 16-frame
+direction sweep (one batched call against 16 pipeline calls), and peak GPU memory. diffusers is timed
+first (eager, as it ships), then latentlib eager (the reference images), then ``model.accelerate()``.
+Every latentlib figure is printed beside diffusers' with the speed-up, the fast images are compared
+with the eager ones, and on a GPU the UNet step is set against its FLOP floor.
+
+    python bench/bench_fast.py --device cuda                 # H100/H200: full-size SD 1.5 (512) and SDXL (1024)
+    python bench/bench_fast.py                               # CPU: the same layouts at tiny sizes (CI runs --quick)
+    python bench/bench_fast.py --device cuda --models sd15   # one model
+
+Writes JSON (default bench/results/fast.json). A ``--budget-s`` deadline skips models that would not
+start in time, saying so in the JSON, so the GPU run fits its slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+import latentlib as ll  # noqa: E402
+from latentlib import testing  # noqa: E402
+
+#: Issue 8's targets on an H100/H200 for SD 1.5 at 512x512 (ms, except the sweep's speed-up).
+TARGETS = {"live_frame_ms": 10.0, "unet_step_b2_ms": 6.0, "image_25_steps_cfg_ms": 300.0, "vae_decode_ms": 8.0,
+           "sweep_speedup": 4.0}
+#: Dense fp16 tensor throughput we count as reachable (DESIGN.md's floor: 0.80 TFLOP at ~790 TFLOP/s).
+PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0}
+PROMPT = "a red circle on a black background"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int, warmup: int = 2) -> float:
+    """Median milliseconds of ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+# -- models -----------------------------------------------------------------------------------------
+def _sd15(device, full: bool) -> dict:
+    """SD 1.5's layout (UNet 860M, VAE f=8, CLIP ViT-L text encoder) at full size, or the test fixture's."""
+    if not full:
+        return testing.tiny_sd_components(sample_size=8)
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = testing.build_clip_tokenizer()
+    with torch.device(device):
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                            up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
+                            sample_size=512, scaling_factor=0.18215)
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=3072,
+                                            num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                            pad_token_id=tokenizer.pad_token_id))
+    scheduler = DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                            steps_offset=1, timestep_spacing="leading")
+    return {"vae": vae, "unet": unet, "text_encoder": text, "tokenizer": tokenizer, "scheduler": scheduler}
+
+
+def _sdxl(device, full: bool) -> dict:
+    """SDXL's layout (UNet 2.6B with 10-layer transformers, two text encoders, 1024x1024), or the fixture's."""
+    if not full:
+        return testing.tiny_sdxl_components(sample_size=8)
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer, tokenizer_2 = testing.build_clip_tokenizer(), testing.build_clip_tokenizer()
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id, "vocab_size": len(tokenizer), "max_position_embeddings": 77}
+    with torch.device(device):
+        unet = UNet2DConditionModel(
+            sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816)
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                            up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
+                            sample_size=1024, scaling_factor=0.13025, force_upcast=False)
+        text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                            num_attention_heads=12, hidden_act="quick_gelu", **ids))
+        text_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=1280, intermediate_size=5120,
+                                                            num_hidden_layers=32, num_attention_heads=20,
+                                                            projection_dim=1280, hidden_act="gelu", **ids))
+    scheduler = DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                            steps_offset=1, timestep_spacing="leading")
+    return {"vae": vae, "unet": unet, "text_encoder": text, "tokenizer": tokenizer, "text_encoder_2": text_2,
+            "tokenizer_2": tokenizer_2, "scheduler": scheduler}
+
+
+def _preview_decoder(full: bool):
+    from diffusers import AutoencoderTiny
+
+    return AutoencoderTiny() if full else testing.tiny_preview_decoder()  # AutoencoderTiny() is TAESD's layout
+
+
+# -- one model ----------------------------------------------------------------------------------------
+def _pipeline(model):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    parts = {"vae": model.vae, "unet": model.unet, "text_encoder": model.text_encoder, "tokenizer": model.tokenizer,
+             "scheduler": model.scheduler}
+    if model.is_sdxl:
+        pipe = StableDiffusionXLPipeline(**parts, text_encoder_2=model.text_encoder_2, tokenizer_2=model.tokenizer_2)
+    else:
+        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _unet_inputs(model, batch: int):
+    h, w = model.default_size
+    emb = model.embed([PROMPT] * batch)
+    x = model.noise(0, n=batch)
+    t = torch.tensor(500, device=model.device)
+    added = None
+    if model.is_sdxl:
+        added = {"text_embeds": emb.pooled, "time_ids": model._add_time_ids(h, w).to(model.device, model.dtype)
+                 .repeat(batch, 1)}
+    return x, t, emb.embeds, added
+
+
+def _unet_flops(model) -> float | None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, t, text, added = _unet_inputs(model, 1)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added)
+    return float(counter.get_total_flops())
+
+
+def _pixels_close(a: torch.Tensor, b: torch.Tensor) -> dict:
+    d = (a.float() - b.float()).abs()
+    return {"max_abs": round(float(d.max()), 5), "mean_abs": round(float(d.mean()), 6)}
+
+
+def bench_model(label: str, components: dict, *, device, dtype, full: bool, repeats: int, image_steps: int,
+                sweep_frames: int, compile_flag, graphs_flag) -> dict:
+    from diffusers import DPMSolverMultistepScheduler
+
+    model = ll.Model(**components, name=label).to(device, dtype)
+    model.scheduler = DPMSolverMultistepScheduler.from_config(model.scheduler.config)  # both sides: DPM++ 2M
+    cuda = device.type == "cuda"
+    h, w = model.default_size
+    out: dict = {"model": label, "size": [h, w], "dtype": str(model.dtype).replace("torch.", ""),
+                 "unet_parameters_m": round(sum(p.numel() for p in model.unet.parameters()) / 1e6, 1)}
+    pipe = _pipeline(model)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    diffusers_ms, ours_ms, eager_ms = {}, {}, {}
+    images = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+
+    # 1. diffusers as it ships (eager)
+    def pipe_call(steps, guidance, n=1, latents=None):
+        gens = [torch.Generator().manual_seed(i) for i in range(n)]
+        return pipe(PROMPT, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+                    num_images_per_prompt=n if latents is None else 1, latents=latents, output_type="pt",
+                    height=h, width=w).images
+
+    with torch.no_grad():
+        for batch in (1, 2, 8):
+            x, t, text, added = _unet_inputs(model, batch)
+            kw = {} if added is None else {"added_cond_kwargs": added}
+            diffusers_ms[f"unet_step_b{batch}_ms"] = timed(
+                lambda x=x, t=t, text=text, kw=kw: model.unet(x, t, encoder_hidden_states=text, **kw), device, repeats)
+        z = model.encode(images)
+        diffusers_ms["vae_encode_ms"] = timed(lambda: model.vae.encode(images.to(device, model.vae.dtype) * 2 - 1),
+                                              device, repeats)
+        diffusers_ms["vae_decode_ms"] = timed(
+            lambda: model.vae.decode(z.to(model.vae.dtype) / model.vae.config.scaling_factor), device, repeats)
+    diffusers_ms["live_frame_ms"] = timed(lambda: pipe_call(1, 0.0), device, repeats)
+    diffusers_ms["live_4_steps_ms"] = timed(lambda: pipe_call(4, 0.0), device, repeats)
+    diffusers_ms["image_25_steps_cfg_ms"] = timed(lambda: pipe_call(image_steps, 7.5), device, max(3, repeats // 4), 1)
+    strengths = torch.linspace(-3, 3, sweep_frames)
+    direction = torch.randn(model.noise(0).shape[1:], generator=torch.Generator().manual_seed(1))
+    direction = (direction / direction.norm()).to(device, model.dtype)
+    # Unit noise has standard deviation 1 along any unit direction, so the strengths are in std units.
+    sweep_latents = model.noise(0) + strengths.to(device, model.dtype)[:, None, None, None] * direction
+
+    def pipe_sweep():
+        return [pipe_call(4, 0.0, latents=sweep_latents[i : i + 1]) for i in range(sweep_frames)]
+
+    diffusers_ms["sweep_ms"] = timed(pipe_sweep, device, max(2, repeats // 8), 1)
+    if cuda:
+        out["diffusers_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+    # 2. latentlib eager: the reference images
+    def ours(steps, guidance, decoder="full", latents=None, seed=0):
+        return model.generate(PROMPT, seed=seed, steps=steps, guidance=guidance, decoder=decoder, output="pt",
+                              latents=latents, progress=False)
+
+    eager_images = {"live": ours(1, 0.0), "image": ours(image_steps, 7.5), "sweep": ours(4, 0.0, latents=sweep_latents)}
+    eager_ms["image_25_steps_cfg_ms"] = timed(lambda: ours(image_steps, 7.5), device, max(3, repeats // 4), 1)
+    eager_ms["live_frame_ms"] = timed(lambda: ours(1, 0.0), device, repeats)
+
+    # 3. latentlib's fast path
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    model.set_preview_decoder(_preview_decoder(full))
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag)
+        fast_images = {"live": ours(1, 0.0), "image": ours(image_steps, 7.5),
+                       "sweep": ours(4, 0.0, latents=sweep_latents)}
+        with torch.no_grad():
+            for batch in (1, 2, 8):  # compile and capture every shape the timings below use
+                x, t, text, added = _unet_inputs(model, batch)
+                if fast._unet is not None:
+                    fast._unet(x, t, text, None, added)
+        out["fast_warmup_s"] = round(time.perf_counter() - began, 1)
+        out["fast_path"] = fast.report()
+        with torch.no_grad():
+            for batch in (1, 2, 8):
+                x, t, text, added = _unet_inputs(model, batch)
+                if fast._unet is not None:
+                    step = lambda x=x, t=t, text=text, added=added: fast._unet(x, t, text, None, added)  # noqa: E731
+                else:
+                    kw = {} if added is None else {"added_cond_kwargs": added}
+                    step = lambda x=x, t=t, text=text, kw=kw: model.unet(x, t, encoder_hidden_states=text, **kw)  # noqa: E731
+                ours_ms[f"unet_step_b{batch}_ms"] = timed(step, device, repeats)
+            decode = fast._decode.get("full") or (lambda zz: model.vae.decode(zz, return_dict=False)[0])
+            z_vae = (z.to(model.vae.dtype) / model.vae.config.scaling_factor).contiguous()
+            ours_ms["vae_decode_ms"] = timed(lambda: decode(z_vae), device, repeats)
+            ours_ms["vae_encode_ms"] = timed(lambda: model.vae.encode(images.to(device, model.vae.dtype) * 2 - 1),
+                                             device, repeats)
+        ours_ms["live_frame_ms"] = timed(lambda: ours(1, 0.0, decoder="preview"), device, repeats)
+        ours_ms["live_frame_full_vae_ms"] = timed(lambda: ours(1, 0.0), device, repeats)
+        ours_ms["live_4_steps_ms"] = timed(lambda: ours(4, 0.0, decoder="preview"), device, repeats)
+        ours_ms["image_25_steps_cfg_ms"] = timed(lambda: ours(image_steps, 7.5), device, max(3, repeats // 4), 1)
+        ours_ms["sweep_ms"] = timed(lambda: ours(4, 0.0, latents=sweep_latents), device, max(2, repeats // 8), 1)
+    if cuda:
+        out["latentlib_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    out["fast_matches_eager"] = {k: _pixels_close(fast_images[k], eager_images[k]) for k in eager_images}
+
+    out["figures"] = {}
+    for key in sorted(set(diffusers_ms) | set(ours_ms)):
+        row = {"diffusers_ms": _r(diffusers_ms.get(key)), "latentlib_ms": _r(ours_ms.get(key)),
+               "latentlib_eager_ms": _r(eager_ms.get(key))}
+        if key in diffusers_ms and key in ours_ms:
+            row["speedup"] = round(diffusers_ms[key] / ours_ms[key], 2)
+        out["figures"][key] = row
+    out["figures"]["sweep_ms"]["what"] = f"{sweep_frames} frames, 4 steps, no CFG: 16 pipeline calls vs one batched call"
+    out["sweep_speedup"] = out["figures"]["sweep_ms"]["speedup"]
+    if cuda:
+        flops = _unet_flops(model)
+        peak = next((v for k, v in PEAK_TFLOPS.items() if k in torch.cuda.get_device_name()), None)
+        out["unet_step_b1_tflop"] = round(flops / 1e12, 3)
+        if peak:
+            floor = flops / (peak * 1e12) * 1e3
+            out["unet_floor_b1_ms"] = round(floor, 3)
+            out["fraction_of_floor"] = {"diffusers": round(floor / diffusers_ms["unet_step_b1_ms"], 3),
+                                        "latentlib": round(floor / ours_ms["unet_step_b1_ms"], 3)}
+    del pipe, model
+    if cuda:
+        torch.cuda.empty_cache()
+    return out
+
+
+def _r(v):
+    return None if v is None else round(v, 3)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--dtype", default=None, help="float16 (default on CUDA), bfloat16 or float32 (default on CPU)")
+    parser.add_argument("--models", default="sd15,sdxl", help="comma-separated: sd15, sdxl (default: both)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per figure (default: 20)")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="skip a model that would start after this")
+    parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile (auto: CUDA)")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fast.json"), help="JSON to write")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda was asked for but CUDA is not available here; use --device cpu.")
+    full = device.type == "cuda"
+    dtype = ll.model._resolve_dtype(args.dtype, device)
+    repeats, image_steps, frames = (3, 2, 4) if args.quick else (args.repeats, 25, 16)
+    compile_flag = {"auto": "auto", "on": True, "off": False}[args.compile]
+    builders = {"sd15": _sd15, "sdxl": _sdxl}
+    began = time.perf_counter()
+    runs, skipped = [], []
+    for name in args.models.split(","):
+        if name not in builders:
+            raise SystemExit(f"--models: {name!r} is not known; use sd15, sdxl.")
+        if time.perf_counter() - began > args.budget_s:
+            skipped.append(f"{name}: not started, {time.perf_counter() - began:.0f} s of the {args.budget_s:.0f} s budget used")
+            continue
+        torch.manual_seed(0)
+        label = f"{name}-{'full' if full else 'tiny'}"
+        print(f"building {label} ...", flush=True)
+        runs.append(bench_model(label, builders[name](device, full), device=device, dtype=dtype, full=full,
+                                repeats=repeats, image_steps=image_steps, sweep_frames=frames,
+                                compile_flag=compile_flag, graphs_flag="auto"))
+        _print(runs[-1])
+    import diffusers
+
+    report = {
+        "benchmark": "fast",
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
+                     "latentlib": ll.__version__},
+        "threads": torch.get_num_threads(), "device": str(device), "quick": args.quick, "skipped": skipped,
+        "targets_sd15": TARGETS, "runs": runs, "seconds": round(time.perf_counter() - began, 1),
+    }
+    sd = next((r for r in runs if r["model"] == "sd15-full"), None)
+    if sd is not None:
+        got = {k: sd["figures"][k]["latentlib_ms"] for k in TARGETS if k in sd["figures"]}
+        got["sweep_speedup"] = sd["sweep_speedup"]
+        report["targets_met"] = {k: (got[k] >= v if k == "sweep_speedup" else got[k] <= v) for k, v in TARGETS.items()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return report
+
+
+def _print(run: dict) -> None:
+    print(f"\n{run['model']} {run['size'][1]}x{run['size'][0]} {run['dtype']}  fast path: {run['fast_path']}")
+    print(f"  {'figure':26} {'diffusers':>11} {'latentlib':>11} {'speed-up':>9}")
+    for key, row in run["figures"].items():
+        d, o = row["diffusers_ms"], row["latentlib_ms"]
+        print(f"  {key:26} {'' if d is None else f'{d:9.2f}ms':>11} {'' if o is None else f'{o:9.2f}ms':>11} "
+              f"{row.get('speedup', ''):>9}")
+    print(f"  fast vs eager pixels: {run['fast_matches_eager']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The prepared GPU run of the fast-path benchmark (issue 8): SD 1.5 (512x512) and SDXL (1024x1024) shaped
+# models with random weights, diffusers against latentlib's fast path, in about 8 minutes on one H100/H200.
+# Writes fast.json, the log and nvidia-smi's view under ${OUT:-bench/results/gpu-fast}.
+#   OUT=/some/dir bash bench/gpu_fast.sh
+# On the project's lent GPU machines diffusers is not installed: carry its wheel (see bench/README.md) and
+# set WHEELS=.whl to install it into /tmp/site first.
+set -euo pipefail
+OUT=${OUT:-bench/results/gpu-fast}
+PY=${PY:-python3}
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$HOME/.cache/latentlib/torchinductor}
+if [ -n "${WHEELS:-}" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=${PYTHONPATH:-}:$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" || true
+$PY bench/bench_fast.py --device cuda --budget-s "${BUDGET_S:-300}" --out "$OUT/fast.json" 2>&1 | tee "$OUT/bench.log"
