@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" || true
 start=$(date +%s)
-$PY -m latentlib.train_shapes all --out "$OUT/runs" --preset gpu --device cuda 2>&1 | tr '\r' '\n' | grep -v "it/s]" > "$OUT/train.log"
+$PY -m latentlib.train_shapes all --out "$OUT/runs" --decoder --preset gpu --device cuda 2>&1 | tr '\r' '\n' | grep -v "it/s]" > "$OUT/train.log"
 end=$(date +%s)
 echo "{\"train_all_gpu_seconds\": $((end - start))}" > "$OUT/timing.json"
 $PY -m latentlib.evaluate_shapes --model "$OUT/runs/model" --runs "$OUT/runs" --card 2>&1 | tr '\r' '\n' \
