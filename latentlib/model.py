@@ -269,6 +269,16 @@ class Model:
         """
         return sampling.generate(self, prompt, negative_prompt, **kwargs)
 
+    def sweep(self, prompt, direction, strengths, **kwargs):
+        """One seed's frames along ``direction`` at each strength, batched for xT and prompt directions.
+
+        Example:
+            >>> frames = model.sweep("a red circle", direction, [-3, -1.5, 0, 1.5, 3], seed=0, steps=8)
+
+        See :func:`latentlib.sampling.sweep`.
+        """
+        return sampling.sweep(self, prompt, direction, strengths, **kwargs)
+
 
 # -- loading --------------------------------------------------------------
 

@@ -152,3 +152,43 @@ def test_bad_input_is_named(model, tmp_path):
         load_preview_decoder(tmp_path / "nowhere")
     with pytest.raises(ValueError, match=r"`decoder` takes 8-channel latents; this model's have 4"):
         model.set_preview_decoder(tiny_preview_decoder(latent_channels=8))
+
+
+@pytest.mark.parametrize("space", ["xT", "prompt", "h"])
+def test_sweep_equals_one_call_per_frame(model, space):
+    """A batched sweep gives the frames that one generate call per strength gives."""
+    from types import SimpleNamespace
+
+    if space == "xT":
+        vector = torch.randn(model.noise(0).shape[1:], generator=torch.Generator().manual_seed(0))
+    elif space == "prompt":
+        vector = torch.randn(model.embedding_shape[-1], generator=torch.Generator().manual_seed(0))
+    else:
+        shapes = []
+        handle = model.unet.mid_block.register_forward_hook(lambda m, a, out: shapes.append(out.shape[1:]))
+        _gen(model, steps=1)
+        handle.remove()
+        vector = torch.randn(shapes[0], generator=torch.Generator().manual_seed(0))
+    direction = SimpleNamespace(space=space, vector=vector / vector.norm(), scale=2.0)
+    strengths = [-3.0, 0.0, 1.5, 3.0, 4.0]
+    frames = model.sweep("a red circle", direction, strengths, seed=7, steps=3, batch_size=2, output="pt",
+                         progress=False)
+    one_by_one = torch.cat([model.generate("a red circle", seed=7, steps=3, edits=[(direction, s)], output="pt",
+                                           progress=False) for s in strengths])
+    assert frames.shape == one_by_one.shape == (5, 3, 64, 64)
+    assert (frames - one_by_one).abs().max() < 1e-4
+    assert (frames[0] - frames[-1]).abs().max() > 1e-3  # the direction does move the image
+
+
+def test_sweep_bad_input(model):
+    from types import SimpleNamespace
+
+    direction = SimpleNamespace(space="xT", vector=torch.ones(4, 8, 8))
+    with pytest.raises(ValueError, match=r"`strengths` is empty"):
+        model.sweep("a", direction, [])
+    with pytest.raises(ValueError, match=r"`latents` cannot be given to sweep"):
+        model.sweep("a", direction, [1.0], latents=model.noise(0))
+    with pytest.raises(TypeError, match=r"`seed` must be one int"):
+        model.sweep("a", direction, [1.0], seed=[1, 2])
+    with pytest.raises(ValueError, match=r"has space 'w'"):
+        model.sweep("a", SimpleNamespace(space="w", vector=torch.ones(3)), [1.0])
