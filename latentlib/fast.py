@@ -33,6 +33,7 @@ the eager UNet for that generation.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -73,9 +74,22 @@ class FastPath:
     cache_size: int = 64
 
     def report(self) -> dict:
-        """The flags as a plain dict (for benchmark JSON and app status lines)."""
-        return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS},
-                "compile_cache": self.compile_cache, "notes": list(self.notes)}
+        """The flags as a plain dict (for benchmark JSON and app status lines). ``compile`` turns False,
+        with a note, once a compiled network has fallen back to eager."""
+        notes, compiled = list(self.notes), self.compile
+        for what, runner in self._compiled():
+            if runner.error is not None:
+                compiled = False
+                notes.append(f"compile: the {what} runs eagerly ({runner.error})")
+        return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS}, "compile": compiled,
+                "compile_cache": self.compile_cache, "notes": notes}
+
+    def _compiled(self):
+        runners = list(getattr(self._unet, "runners", {}).values()) + list(self._decode.values())
+        for runner in runners:
+            inner = runner.fn if isinstance(runner, _Graphed) else runner
+            if isinstance(inner, _Compiled):
+                yield inner.what, inner
 
     # -- caches -------------------------------------------------------------------------------------
     def _remember(self, store: OrderedDict, key, make):
@@ -125,25 +139,41 @@ def _inductor_cache(folder) -> str:
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
+def _raise_recompile_limit(limit: int) -> None:
+    """Dynamo compiles at most ``recompile_limit`` (8 by default) variants per code object, then runs
+    eagerly without a word; the UNet and decoder runners of every model share theirs."""
+    import torch._dynamo.config as dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo, name) and getattr(dynamo, name) < limit:
+            setattr(dynamo, name, limit)
+            return
+
+
 class _Compiled:
-    """``torch.compile`` of a callable that falls back to the eager callable (with one warning) if
-    compiling fails, e.g. without a C++ compiler on CPU."""
+    """``torch.compile`` of a callable that falls back to the eager callable (with one warning, and a note
+    in :meth:`FastPath.report`) if compiling fails, e.g. without a C++ compiler on CPU.
+
+    Default (automatic) dynamic shapes: a second batch size recompiles once with a symbolic batch, which
+    later sizes reuse; each CUDA graph still has fixed shapes. Dynamo keeps its cache per code object,
+    so every network, in every model, shares the recompile limit; :func:`accelerate` raises it.
+    """
 
     def __init__(self, fn, what: str):
         self.eager, self.what = fn, what
-        # Default (automatic) dynamic shapes: a second batch size recompiles once with a symbolic batch,
-        # which later sizes reuse; each CUDA graph still has fixed shapes.
         self.compiled = torch.compile(fn)
-        self.failed = False
+        self.error: str | None = None
 
     def __call__(self, *args):
-        if not self.failed:
+        if self.error is None:
             try:
                 return self.compiled(*args)
             except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
-                self.failed = True
-                warnings.warn(f"torch.compile of the {self.what} failed ({type(error).__name__}: {error}); "
-                              f"running it eagerly.", RuntimeWarning, stacklevel=3)
+                if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+                    raise  # inside a CUDA-graph capture an eager retry would only hide the cause
+                self.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                warnings.warn(f"torch.compile of the {self.what} failed ({self.error}); running it eagerly.",
+                              RuntimeWarning, stacklevel=3)
         return self.eager(*args)
 
 
@@ -151,24 +181,28 @@ class _Graphed:
     """Capture ``fn(*tensors)`` in a CUDA graph per input signature (shapes, dtypes) and replay it.
 
     Inputs are copied into static buffers before each replay and the output is cloned after, so
-    callers see ordinary tensors. All graphs share one memory pool.
+    callers see ordinary tensors. All graphs share one memory pool. A lock makes the static buffers
+    safe to share between threads (a live app's worker and the notebook), and capture is
+    thread-local, so CUDA work on other threads does not break it.
     """
 
     def __init__(self, fn, warmup: int = 3):
         self.fn, self.warmup = fn, warmup
         self.graphs: dict = {}
         self.pool = None
+        self.lock = threading.Lock()
 
     def __call__(self, *tensors):
         key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
-        entry = self.graphs.get(key)
-        if entry is None:
-            entry = self.graphs[key] = self._capture(tensors)
-        graph, static_in, static_out = entry
-        for buffer, value in zip(static_in, tensors, strict=True):
-            buffer.copy_(value)
-        graph.replay()
-        return static_out.clone()
+        with self.lock:
+            entry = self.graphs.get(key)
+            if entry is None:
+                entry = self.graphs[key] = self._capture(tensors)
+            graph, static_in, static_out = entry
+            for buffer, value in zip(static_in, tensors, strict=True):
+                buffer.copy_(value)
+            graph.replay()
+            return static_out.clone()
 
     def _capture(self, tensors):
         static_in = [t.clone() for t in tensors]
@@ -181,7 +215,7 @@ class _Graphed:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             static_out = self.fn(*static_in)
         return graph, static_in, static_out
 
@@ -283,6 +317,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
             module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())
         module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     cache_dir = _inductor_cache(compile_cache) if want_compile else None
+    if want_compile:
+        _raise_recompile_limit(64)
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
                     compile=want_compile, cuda_graphs=want_graphs, cache=cache, compile_cache=cache_dir, notes=notes)
     if want_compile or want_graphs:

@@ -280,9 +280,10 @@ def generate(
         start_noise = latents.to(device, dtype)
     else:
         shape = (model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
-        if fast is not None and fast.cache:
+        if fast is not None and fast.cache and (start_image is None or start_image[0] == "latents"):
             # The cache keeps the generators' state after the draw too, so stochastic samplers that
-            # draw from them next get exactly what they would get uncached.
+            # draw from them next get exactly what they would get uncached. A start image given as
+            # pixels has drawn from the generators already (its VAE posterior): no cache then.
             def draw():
                 return _draw(generators, shape).to(device, dtype), [g.get_state() for g in generators]
 

@@ -192,3 +192,32 @@ def test_sweep_bad_input(model):
         model.sweep("a", direction, [1.0], seed=[1, 2])
     with pytest.raises(ValueError, match=r"has space 'w'"):
         model.sweep("a", SimpleNamespace(space="w", vector=torch.ones(3)), [1.0])
+
+
+def test_image_to_image_from_pixels_is_not_served_stale_noise(model):
+    """Encoding pixels draws from the seed's generator first, so its noise must not come from the cache."""
+    from latentlib import shapes
+
+    image = shapes.render(shapes.sample_scene(0, "test"))
+    eager = _gen(model, image=image, strength=0.6)
+    model.accelerate()
+    _gen(model)  # text-to-image with the same seed fills the noise cache
+    assert torch.equal(_gen(model, image=image, strength=0.6), eager)
+
+
+def test_a_failed_compile_runs_eagerly_and_says_so(model, monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return call
+
+    before = _gen(model)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model.accelerate(compile=True)
+    with pytest.warns(RuntimeWarning, match=r"torch.compile of the UNet failed \(RuntimeError: no C\+\+ compiler"):
+        after = _gen(model)
+    assert torch.equal(after, before)
+    report = model.fast.report()
+    assert report["compile"] is False
+    assert "compile: the UNet runs eagerly (RuntimeError: no C++ compiler found)" in report["notes"]
