@@ -3,7 +3,8 @@
 A *direction* is anything with
 
 - ``space``: ``"xT"`` (initial noise), ``"z0"`` (VAE latents of the start image, image-to-image),
-  ``"prompt"`` (token embeddings) or ``"h"`` (UNet mid-block output);
+  ``"prompt"`` (token embeddings) or ``"h"`` (the UNet's bottleneck: its mid block's output, or, in a UNet
+  without a mid block such as the default model's, the activation entering its up path);
 - ``vector``: a tensor with the shape of one sample of that space (``(C, h, w)`` for xT/z0,
   ``(L, D)`` or ``(D,)`` for prompt, the mid-block's ``(C', h', w')`` for h), or that many values flat;
 - optionally ``scale`` (default 1): the samples' standard deviation along the direction, so that
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["SPACES", "check_edits", "apply_vector_edits", "h_space_edits"]
+__all__ = ["SPACES", "apply_vector_edits", "bottleneck_hook", "check_edits", "h_space_edits"]
 
 SPACES = ("xT", "z0", "prompt", "h")
 
@@ -83,9 +84,32 @@ def apply_vector_edits(checked, space: str, tensor: torch.Tensor) -> torch.Tenso
     return tensor
 
 
+def bottleneck_hook(unet, fn):
+    """Register ``fn(h) -> h or None`` on the UNet's h space; returns the hook handle (``.remove()`` it).
+
+    h is the mid block's output; a UNet without a mid block (``mid_block_type=None``, as the default
+    model) has its bottleneck where the up path starts, so there ``fn`` sees (and may replace) the
+    ``hidden_states`` going into ``up_blocks[0]``.
+    """
+    if unet.mid_block is not None:
+        def after_mid(module, args, output):
+            return fn(output)
+
+        return unet.mid_block.register_forward_hook(after_mid)
+
+    def before_up(module, args, kwargs):
+        if "hidden_states" in kwargs:
+            new = fn(kwargs["hidden_states"])
+            return None if new is None else (args, {**kwargs, "hidden_states": new})
+        new = fn(args[0])
+        return None if new is None else ((new, *args[1:]), kwargs)
+
+    return unet.up_blocks[0].register_forward_pre_hook(before_up, with_kwargs=True)
+
+
 @contextmanager
 def h_space_edits(unet, checked, current_timestep):
-    """Forward hook on ``unet.mid_block`` that adds the h-space edits while the timestep is in each window.
+    """A :func:`bottleneck_hook` that adds the h-space edits while the timestep is in each window.
 
     ``current_timestep()`` returns the timestep being denoised (the loop updates it).
     """
@@ -94,14 +118,14 @@ def h_space_edits(unet, checked, current_timestep):
         yield
         return
 
-    def hook(module, args, output):
+    def add(h):
         t = float(current_timestep())
         for k, delta, window in edits:
             if window is None or window[1] <= t <= window[0]:
-                output = output + _shaped(delta, tuple(output.shape[1:]), k, "h").to(output.device, output.dtype)
-        return output
+                h = h + _shaped(delta, tuple(h.shape[1:]), k, "h").to(h.device, h.dtype)
+        return h
 
-    handle = unet.mid_block.register_forward_hook(hook)
+    handle = bottleneck_hook(unet, add)
     try:
         yield
     finally:

@@ -229,3 +229,25 @@ def test_diversity_reference_is_the_spread_of_the_matching_scenes():
         dataset_position_std(size="huge")
     with pytest.raises(ValueError, match=r"`prompts` must name no position; 'a red circle in the top left' does"):
         diversity(None, None, prompts=("a red circle in the top left",))
+
+
+def test_h_edits_work_on_a_unet_without_a_mid_block(model):
+    """The default model's UNet has no mid block: h is the activation entering its up path."""
+    from types import SimpleNamespace
+
+    from latentlib.edits import bottleneck_hook
+
+    assert model.unet.mid_block is None
+    seen = []
+    handle = bottleneck_hook(model.unet, lambda h: seen.append(h.shape[1:]))
+    plain = model.generate("a red circle", seed=0, steps=4, output="pt", progress=False)
+    handle.remove()
+    assert seen and seen[0] == (128, 4, 4)
+    vector = torch.randn(seen[0], generator=torch.Generator().manual_seed(0))
+    edited = model.generate("a red circle", seed=0, steps=4, output="pt", progress=False,
+                            edits=[(SimpleNamespace(space="h", vector=vector / vector.norm(), scale=40.0), 1.0)])
+    assert (edited - plain).abs().max() > 0.05
+    zero = model.generate("a red circle", seed=0, steps=4, output="pt", progress=False,
+                          edits=[(SimpleNamespace(space="h", vector=torch.zeros(seen[0])), 3.0)])
+    assert torch.equal(zero, plain)
+    assert not model.unet.up_blocks[0]._forward_pre_hooks  # removed afterwards
