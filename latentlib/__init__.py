@@ -11,6 +11,16 @@ Example:
     >>> frames = model.generate(prompt=e, latents=ll.slerp(x[:1], x[1:], [0, 0.5, 1])[:, 0], steps=20)
 """
 
+from .collect import Samples, collect
+from .directions import (
+    Direction,
+    DirectionBank,
+    LinearBoundary,
+    MeanDifference,
+    PCADirections,
+    orthogonalize,
+    text_direction,
+)
 from .interpolate import lerp, slerp
 from .model import DEFAULT_MODEL, Model, ModelNotFoundError, load
 from .prompts import PromptEmbedding, mix
@@ -21,6 +31,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Direction",
+    "DirectionBank",
+    "LinearBoundary",
+    "MeanDifference",
+    "PCADirections",
+    "Samples",
+    "collect",
+    "orthogonalize",
+    "text_direction",
     "Model",
     "ModelNotFoundError",
     "PromptEmbedding",
