@@ -341,6 +341,25 @@ class PCADirections:
         self.explained_variance_ratio_ = pca.explained_variance_ratio_
         return self
 
+    def partial_fit(self, X, y=None, *, space: str | None = None) -> PCADirections:
+        """Feed one batch to an "incremental" PCA (for sample sets larger than memory); call it per batch."""
+        if self.method != "incremental":
+            raise ValueError(f"partial_fit needs method='incremental', this one is {self.method!r}.")
+        from sklearn.decomposition import IncrementalPCA
+
+        flat = _flat(X)
+        if not hasattr(self, "_sk"):
+            self._sk = IncrementalPCA(n_components=self.n_components, batch_size=self.batch_size)
+            self.sample_shape_, self.space_, self.n_samples_ = tuple(X.shape[1:]), space, 0
+        elif tuple(X.shape[1:]) != self.sample_shape_:
+            raise ValueError(f"this batch has samples of shape {tuple(X.shape[1:])}; earlier ones had {self.sample_shape_}.")
+        self._sk.partial_fit(flat)
+        self.n_samples_ += flat.shape[0]
+        self.mean_, self.components_ = self._sk.mean_, self._sk.components_
+        self.explained_variance_, self.explained_variance_ratio_ = (self._sk.explained_variance_,
+                                                                    self._sk.explained_variance_ratio_)
+        return self
+
     def _check(self):
         if not hasattr(self, "components_"):
             raise RuntimeError("this PCADirections is not fitted yet; call fit(X) first.")

@@ -40,6 +40,19 @@ def test_pca_matches_scikit_learn_and_finds_the_planted_direction(method):
     assert first.provenance["method"] == f"pca ({method})" and first.provenance["samples"] == 600
 
 
+def test_incremental_pca_fed_in_batches_matches_one_fit():
+    X, _, d = _planted()
+    whole = ll.PCADirections(4, method="incremental", batch_size=200).fit(X)
+    fed = ll.PCADirections(4, method="incremental", batch_size=200)
+    for begin in range(0, 600, 200):
+        fed.partial_fit(X[begin : begin + 200], space="xT")
+    np.testing.assert_allclose(fed.explained_variance_ratio_, whole.explained_variance_ratio_, rtol=1e-4)
+    assert abs(float(fed.components_[0] @ d)) > 0.98 and fed.n_samples_ == 600
+    assert fed.direction(0).space == "xT"
+    with pytest.raises(ValueError, match="partial_fit needs method='incremental'"):
+        ll.PCADirections(2).partial_fit(X)
+
+
 @pytest.mark.parametrize("finder", [ll.MeanDifference(), ll.LinearBoundary("logistic"), ll.LinearBoundary("svm")])
 def test_supervised_finders_recover_the_planted_direction(finder):
     X, factor, d = _planted(n=2000, strength=3.0)
