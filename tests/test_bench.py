@@ -49,3 +49,12 @@ def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
             assert figures[key]["speedup"] > 0
         assert run["fast_path"]["cuda_graphs"] is False and run["fast_path"]["compile"] is False
         assert all(v["max_abs"] == 0 for v in run["fast_matches_eager"].values()), run["fast_matches_eager"]
+
+
+def test_bench_directions_quick_writes_json(tmp_path, monkeypatch):
+    out = tmp_path / "directions.json"
+    monkeypatch.setattr(sys, "argv", ["bench_directions.py", "--quick", "--out", str(out)])
+    runpy.run_path(str(BENCH.parent / "bench_directions.py"), run_name="__main__")
+    report = json.loads(out.read_text())
+    for row in report["pca"].values():
+        assert row["seconds"] > 0 and row["top_component_cosine_to_planted"] > 0.95

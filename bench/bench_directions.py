@@ -1,0 +1,66 @@
+"""Direction-finding speed: PCA top-32 of 10,000 x 16,384 float32 (issue 4's bar: <= 5 s on 2 cores).
+
+Prints a table and writes JSON (default bench/results/directions.json). Data: random low-rank signal plus
+noise, so the solvers have real structure to find; each method's top component is compared with the
+full SVD's.
+
+    python bench/bench_directions.py            # 10,000 x 16,384
+    python bench/bench_directions.py --quick    # 1,000 x 1,024: the smoke run the tests do
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import latentlib as ll
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--dim", type=int, default=16_384)
+    parser.add_argument("--components", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--incremental", action="store_true",
+                        help="also time IncrementalPCA (minutes at full size: it is for data that does not fit in memory)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "directions.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.dim = 1000, 1024
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(args.dim, 64)).astype(np.float32))[0].T  # 64 planted directions
+    X = (rng.normal(size=(args.n, 64)).astype(np.float32) * np.linspace(10, 2, 64, dtype=np.float32)) @ basis
+    X += rng.normal(size=X.shape).astype(np.float32)
+    rows = {}
+    for method in ("randomized", "lowrank") + (("incremental",) if args.incremental or args.quick else ()):
+        began = time.perf_counter()
+        pca = ll.PCADirections(args.components, method=method, batch_size=max(args.components * 4, 2000)).fit(X)
+        seconds = time.perf_counter() - began
+        rows[method] = {"seconds": round(seconds, 2),
+                        "top_component_cosine_to_planted": round(abs(float(pca.components_[0] @ basis[0])), 4),
+                        "explained_variance_ratio_top": round(float(pca.explained_variance_ratio_[0]), 4)}
+        print(f"{method:12} {seconds:7.2f} s   |cos(pc0, planted0)| = {rows[method]['top_component_cosine_to_planted']}")
+    report = {"benchmark": "directions", "shape": [args.n, args.dim], "components": args.components,
+              "threads": torch.get_num_threads(), "bar_seconds": 5.0, "pca": rows,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+              "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "latentlib": ll.__version__}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
