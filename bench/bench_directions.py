@@ -40,7 +40,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     basis = np.linalg.qr(rng.normal(size=(args.dim, 64)).astype(np.float32))[0].T  # 64 planted directions
-    X = (rng.normal(size=(args.n, 64)).astype(np.float32) * np.linspace(10, 2, 64, dtype=np.float32)) @ basis
+    scales = np.concatenate([[20.0], np.linspace(8, 2, 63)]).astype(np.float32)  # planted 0 stands out
+    X = (rng.normal(size=(args.n, 64)).astype(np.float32) * scales) @ basis
     X += rng.normal(size=X.shape).astype(np.float32)
     rows = {}
     for method in ("randomized", "lowrank") + (("incremental",) if args.incremental or args.quick else ()):
