@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings
@@ -43,23 +42,13 @@ PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0}
 PROMPT = "a red circle on a black background"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import timed as _timed  # noqa: E402
 
 
 def timed(fn, device, repeats: int, warmup: int = 2) -> float:
-    """Median milliseconds of ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
+    """Median milliseconds of ``repeats`` calls after ``warmup`` calls (bench_core's timer)."""
+    return _timed(fn, device, repeats, warmup)["median_ms"]
 
 
 # -- models -----------------------------------------------------------------------------------------

@@ -100,9 +100,7 @@ def _fresh(base: SchedulerMixin, name: str, make) -> SchedulerMixin:
     """A copy of a pristine scheduler kept on ``base`` per name: ``from_config`` takes about 1 ms of Python,
     a copy a fifth of that, which a 10 ms live frame notices. A changed ``base.config`` makes a new one."""
     templates = base.__dict__.setdefault("_latentlib_templates", {})
-    key = (name, id(base.config))
-    if key not in templates:
-        if any(k[1] != key[1] for k in templates):
-            templates.clear()  # the config changed: drop the old config's templates
-        templates[key] = make()
-    return copy.deepcopy(templates[key])
+    entry = templates.get(name)
+    if entry is None or entry[0] is not base.config:  # the config object itself, not its id (ids are reused)
+        entry = templates[name] = (base.config, make())
+    return copy.deepcopy(entry[1])
