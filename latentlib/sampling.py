@@ -312,7 +312,7 @@ def generate(
         time_ids = model._add_time_ids(height, width).to(device, dtype).repeat(pooled.shape[0], 1)
         added = {"text_embeds": pooled, "time_ids": time_ids}
 
-    # 7. Denoising loop (h edits ride on a forward hook on the UNet's mid block). The fast path's UNet
+    # 7. Denoising loop (h edits ride on a hook at the UNet's bottleneck, edits.bottleneck_hook). The fast path's UNet
     #    (compiled / CUDA graphs) cannot see hooks, so it serves only runs that need none.
     unet = model.unet
     if fast is not None and fast._unet is not None and not any(space == "h" for _, space, _, _ in checked) \
@@ -424,16 +424,18 @@ def sweep(model, prompt, direction, strengths, *, seed: int = 0, batch_size: int
     if not _is_int(seed):
         raise TypeError(f"`seed` must be one int (every frame starts from it), got {seed!r}.")
     parts = []
+    if space == "xT":
+        base = noise(model, seed, height=kwargs.get("height"), width=kwargs.get("width"))
+    elif space == "prompt":
+        emb = _as_embedding(model, prompt, "prompt")
+        if len(emb) != 1:
+            raise ValueError(f"`prompt` must be one prompt for a sweep, got a batch of {len(emb)}.")
     for begin in range(0, len(strengths), batch_size):
         chunk = strengths[begin : begin + batch_size]
         if space == "xT":
-            base = noise(model, seed, height=kwargs.get("height"), width=kwargs.get("width"))
             moved = torch.cat([apply_vector_edits(check_edits([(direction, v)]), "xT", base) for v in chunk])
             parts.append(generate(model, prompt, latents=moved, seed=[seed] * len(chunk), output=output, **kwargs))
         elif space == "prompt":
-            emb = _as_embedding(model, prompt, "prompt")
-            if len(emb) != 1:
-                raise ValueError(f"`prompt` must be one prompt for a sweep, got a batch of {len(emb)}.")
             embeds = torch.cat([apply_vector_edits(check_edits([(direction, v)]), "prompt", emb.embeds) for v in chunk])
             moved = PromptEmbedding(embeds=embeds, pooled=None if emb.pooled is None else emb.pooled.repeat(len(chunk), 1),
                                     recipe=f"{emb.recipe} swept")
