@@ -68,9 +68,22 @@ def paired(fn_a, fn_b, device, repeats: int, warmup: int = 2) -> tuple[dict, dic
     return stats(a), stats(b), statistics.median(ratios)
 
 
-def bench_model(name: str, model: ll.Model, *, repeats: int, steps: int) -> dict:
+def pipeline_for(model: ll.Model, vae=None):
+    """diffusers' own pipeline (SD or SDXL) on the model's components, ``vae`` replacing its VAE if given."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    parts = {"vae": vae if vae is not None else model.vae, "unet": model.unet, "text_encoder": model.text_encoder,
+             "tokenizer": model.tokenizer, "scheduler": model.scheduler}
+    if model.is_sdxl:
+        pipe = StableDiffusionXLPipeline(**parts, text_encoder_2=model.text_encoder_2, tokenizer_2=model.tokenizer_2)
+    else:
+        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def bench_model(name: str, model: ll.Model, *, repeats: int, steps: int) -> dict:
     device = model.device
     h, w = model.default_size
     out: dict = {"model": name, "size": [h, w], "device": str(device), "dtype": str(model.dtype).replace("torch.", "")}
@@ -93,14 +106,7 @@ def bench_model(name: str, model: ll.Model, *, repeats: int, steps: int) -> dict
     out["unet_step_b1"] = timed(lambda: unet_step(1), device, repeats)
     out["unet_step_b2"] = timed(lambda: unet_step(2), device, repeats)
 
-    parts = dict(vae=model.vae, unet=model.unet, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
-                 scheduler=model.scheduler)
-    if model.is_sdxl:
-        pipe = StableDiffusionXLPipeline(**parts, text_encoder_2=model.text_encoder_2, tokenizer_2=model.tokenizer_2)
-    else:
-        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = pipeline_for(model)
     prompt, guidance = "a red circle on a black background", 5.0
 
     def ours():

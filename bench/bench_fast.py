@@ -43,6 +43,7 @@ PROMPT = "a red circle on a black background"
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import pipeline_for as _pipeline  # noqa: E402
 from bench_core import timed as _timed  # noqa: E402
 
 
@@ -113,20 +114,6 @@ def _preview_decoder(full: bool):
 
 
 # -- one model ----------------------------------------------------------------------------------------
-def _pipeline(model, vae=None):
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-
-    parts = {"vae": vae if vae is not None else model.vae, "unet": model.unet, "text_encoder": model.text_encoder, "tokenizer": model.tokenizer,
-             "scheduler": model.scheduler}
-    if model.is_sdxl:
-        pipe = StableDiffusionXLPipeline(**parts, text_encoder_2=model.text_encoder_2, tokenizer_2=model.tokenizer_2)
-    else:
-        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def _unet_inputs(model, batch: int):
     h, w = model.default_size
     emb = model.embed([PROMPT] * batch)
