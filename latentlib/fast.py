@@ -84,9 +84,12 @@ class FastPath:
         return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS}, "compile": compiled,
                 "compile_cache": self.compile_cache, "notes": notes}
 
+    def _runners(self) -> list:
+        """Every UNet (one per set of extra inputs) and decoder runner."""
+        return list(getattr(self._unet, "runners", {}).values()) + list(self._decode.values())
+
     def _compiled(self):
-        runners = list(getattr(self._unet, "runners", {}).values()) + list(self._decode.values())
-        for runner in runners:
+        for runner in self._runners():
             inner = runner.fn if isinstance(runner, _Graphed) else runner
             if isinstance(inner, _Compiled):
                 yield inner.what, inner
@@ -113,7 +116,7 @@ class FastPath:
         """Forget cached prompt embeddings, noise and captured graphs (e.g. after changing weights)."""
         self._prompts.clear()
         self._noise.clear()
-        for runner in (self._unet, *self._decode.values()):
+        for runner in self._runners():
             if isinstance(runner, _Graphed):
                 runner.graphs.clear()
 
@@ -258,10 +261,6 @@ class _UNetRunner:
             t = torch.tensor(t, device=sample.device)
         return runner(sample, t.to(sample.device), text, *extras.values())
 
-    @property
-    def graphs(self) -> dict:
-        return {k: v for r in self.runners.values() if isinstance(r, _Graphed) for k, v in r.graphs.items()}
-
 
 def _decode_runner(vae, *, compile: bool, cuda_graphs: bool):
     def call(z):
@@ -287,7 +286,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
 
     Returns:
         :class:`FastPath`, also stored as ``model.fast``. ``model.accelerate(...)`` is the same call;
-        :func:`decelerate` (``model.decelerate()``) turns it off again.
+        ``model.decelerate()`` turns it off again.
     """
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
@@ -328,11 +327,6 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
                 fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs)
     model.fast = fast
     return fast
-
-
-def decelerate(model) -> None:
-    """Turn the fast path off: eager UNet and decoder, no caches (the dtype and layout stay as they are)."""
-    model.fast = None
 
 
 def load_preview_decoder(folder, *, device=None, dtype=None):

@@ -223,3 +223,18 @@ def test_a_failed_compile_runs_eagerly_and_says_so(model, monkeypatch):
     report = model.fast.report()
     assert report["compile"] is False
     assert "compile: the UNet runs eagerly (RuntimeError: no C++ compiler found)" in report["notes"]
+
+
+def test_clear_empties_every_runners_graphs(model):
+    """clear() reaches the graphs of the UNet's runners and the decoders' (the CUDA-free parts of it)."""
+    from latentlib.fast import _Graphed, _UNetRunner
+
+    fast = model.accelerate()
+    fast._unet = _UNetRunner(model.unet, compile=False, cuda_graphs=False)
+    graphed = _Graphed(lambda *a: None)
+    graphed.graphs["key"] = "captured"
+    fast._unet.runners[()] = graphed
+    fast._decode["full"] = decoder_graphs = _Graphed(lambda *a: None)
+    decoder_graphs.graphs["key"] = "captured"
+    fast.clear()
+    assert graphed.graphs == {} and decoder_graphs.graphs == {}
