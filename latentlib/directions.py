@@ -16,6 +16,7 @@ makes them) and is flattened per sample.
   ``transform``, ``inverse_transform``, ``direction(i)``.
 - :class:`MeanDifference`: the mean of one group minus the other's.
 - :class:`LinearBoundary`: the normal of a logistic-regression or linear-SVM boundary (InterFaceGAN).
+- :class:`RidgeDirection`: a ridge regression's coefficients, for a continuous attribute.
 - :func:`text_direction`: from two prompts, in prompt space.
 - :func:`orthogonalize`: a direction with others projected out (InterFaceGAN's conditional edit).
 """
@@ -34,7 +35,8 @@ import torch
 
 from .edits import SPACES
 
-__all__ = ["Direction", "DirectionBank", "LinearBoundary", "MeanDifference", "PCADirections", "model_signature",
+__all__ = ["Direction", "DirectionBank", "LinearBoundary", "MeanDifference", "PCADirections", "RidgeDirection",
+           "model_signature",
            "orthogonalize", "space_shapes", "text_direction", "weight_hash"]
 
 _FORMAT = 1
@@ -464,6 +466,45 @@ class LinearBoundary:
                                                          "train_accuracy": self.score_, "samples": self.n_samples_,
                                                          "classes": [str(c) for c in self.classes_],
                                                          **(provenance or {})})
+        return d.with_scale_from(X) if X is not None else d
+
+
+class RidgeDirection:
+    """The coefficient vector of a ridge regression of a continuous attribute (size, x...) on the samples:
+    the direction along which the attribute grows, without splitting the samples into two groups.
+
+    Args:
+        alpha: the ridge penalty; "auto" is the number of values per sample (on samples of thousands of
+            values with a few thousand samples, a weak penalty fits noise as it does for
+            :class:`LinearBoundary`).
+    """
+
+    def __init__(self, alpha="auto"):
+        if alpha != "auto" and not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha > 0):
+            raise ValueError(f"`alpha` must be 'auto' or a number > 0, got {alpha!r}.")
+        self.alpha = alpha
+
+    def fit(self, X, y) -> RidgeDirection:
+        from sklearn.linear_model import Ridge
+
+        flat = _flat(X)
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (flat.shape[0],) or not np.isfinite(y).all():
+            raise ValueError(f"`y` must be one finite value per sample ({flat.shape[0]}), got shape {y.shape}.")
+        if np.ptp(y) == 0:
+            raise ValueError("`y` is constant; there is nothing to regress.")
+        self.alpha_ = float(flat.shape[1]) if self.alpha == "auto" else float(self.alpha)
+        reg = Ridge(alpha=self.alpha_).fit(flat - flat.mean(0), y)
+        self.sample_shape_ = tuple(X.shape[1:])
+        self.vector_ = reg.coef_.astype(np.float32)
+        self.score_ = float(reg.score(flat - flat.mean(0), y))
+        self.n_samples_ = flat.shape[0]
+        return self
+
+    def direction(self, space: str, *, name: str = "", X=None, provenance=None) -> Direction:
+        d = Direction.from_vector(torch.from_numpy(self.vector_).reshape(self.sample_shape_), space, name=name,
+                                  provenance={"method": "ridge regression", "alpha": self.alpha_,
+                                              "train_r2": self.score_, "samples": self.n_samples_, **(provenance or {})})
         return d.with_scale_from(X) if X is not None else d
 
 

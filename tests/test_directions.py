@@ -149,3 +149,17 @@ def test_text_direction_moves_one_prompt_to_the_other(tiny):
     a, b = tiny.embed("a red circle").embeds[0], tiny.embed("a blue circle").embeds[0]
     moved = a + d.scale * d.vector
     torch.testing.assert_close(moved, b, atol=1e-5, rtol=0)
+
+
+def test_ridge_recovers_a_continuous_factor_and_checks_its_input():
+    X, factor, d = _planted(n=2000, strength=3.0)
+    truth = Direction.from_vector(torch.from_numpy(d).reshape(4, 8, 8), "h")
+    direction = ll.RidgeDirection().fit(X, factor).direction("h", name="size", X=X)
+    assert direction.cosine(truth) > 0.85  # points the way the factor grows
+    assert direction.provenance["method"] == "ridge regression" and direction.provenance["alpha"] == 256.0
+    with pytest.raises(ValueError, match="constant"):
+        ll.RidgeDirection().fit(X, np.ones(len(X)))
+    with pytest.raises(ValueError, match="one finite value per sample"):
+        ll.RidgeDirection().fit(X, factor[:10])
+    with pytest.raises(ValueError, match="alpha"):
+        ll.RidgeDirection(alpha=-1)
