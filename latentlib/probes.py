@@ -84,8 +84,11 @@ class Probe:
 
     Keys: ``shape``, ``color``, ``background`` (names; shape/colour are None where no object is seen),
     ``present`` (bool), ``size``, ``x``, ``y`` (as in the labels), ``rotation`` (radians in
-    [0, 2 pi / symmetry); 0 for circles), and ``*_prob`` class probabilities.
+    [0, 2 pi / symmetry); 0 for circles), and ``*_prob`` class probabilities, whose column order
+    ``classes`` gives (``{"shape": [...], "color": [...], "background": [...]}``).
     """
+
+    classes = {"shape": tuple(_SHAPES), "color": tuple(_COLORS), "background": tuple(_BACKGROUNDS)}
 
     def __init__(self, net: ShapesProbe):
         self.net = net.eval().requires_grad_(False)
