@@ -18,10 +18,13 @@ from .directions import (
     LinearBoundary,
     MeanDifference,
     PCADirections,
+    RidgeDirection,
     orthogonalize,
     text_direction,
 )
 from .interpolate import lerp, slerp
+from .maps import UMAPMap
+from .report import ReportCard, report_card
 from .model import DEFAULT_MODEL, Model, ModelNotFoundError, load
 from .prompts import PromptEmbedding, mix
 from .sampling import Step
@@ -36,9 +39,13 @@ __all__ = [
     "LinearBoundary",
     "MeanDifference",
     "PCADirections",
+    "RidgeDirection",
+    "ReportCard",
     "Samples",
+    "UMAPMap",
     "collect",
     "orthogonalize",
+    "report_card",
     "text_direction",
     "Model",
     "ModelNotFoundError",

@@ -4,6 +4,9 @@
     latentlib figure strip  --between prompts --start "a red circle" --end "a blue square" --out strip.pdf
     latentlib figure sweep  --direction-prompts "a small red circle" "a large red circle" --seeds 0 1 --out sweep.png
     latentlib figure map    --space xT --n 64 --prompt "a circle" --color shape --out map.html
+    latentlib discover      --space h --method pca --n 2000 --align --bank runs/h.safetensors
+    latentlib discover      --space h --method ridge --attribute x --n 2000 --bank runs/h.safetensors
+    latentlib report-card   --bank runs/h.safetensors --direction x --seeds 32 --out runs/cards/x
 
 Every command takes ``--model`` (default: the embedded "shapes" model), ``--device``, ``--dtype``,
 generation settings (``--steps``, ``--guidance``, ``--scheduler``, ``--negative-prompt``) and
@@ -35,6 +38,13 @@ def prompt_direction(model, start: str, end: str, name: str | None = None) -> Si
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output file; the extension picks the format")
+    _model_and_generation(parser)
+    parser.add_argument("--cell", type=int, default=None, help="pixels per image in the figure (default: >= 128)")
+    parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+
+def _model_and_generation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded 'shapes')")
     parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N, mps or auto")
     parser.add_argument("--dtype", default=None, help="float32 (CPU default), float16, bfloat16")
@@ -42,13 +52,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
     parser.add_argument("--scheduler", default="default", help="sampler name (latentlib.SCHEDULERS) or 'default'")
     parser.add_argument("--negative-prompt", default=None, help="negative prompt (default: empty)")
-    parser.add_argument("--cell", type=int, default=None, help="pixels per image in the figure (default: >= 128)")
-    parser.add_argument("--title", default=None, help="figure title")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="latentlib", description="Explore latent diffusion models: figures for reports.")
+    parser = argparse.ArgumentParser(prog="latentlib", description="Explore latent diffusion models: figures for "
+                                     "reports, direction discovery and report cards.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     figure = commands.add_parser("figure", help="make a figure that carries its parameters",
                                  description="Make a figure (PNG, JPEG, WebP, PDF, SVG; maps also HTML).")
@@ -86,6 +94,22 @@ def _parser() -> argparse.ArgumentParser:
                       help="colour by a probe reading of the default model (shape, color, background, size, x, y) "
                            "or 'seed'")
     _common(fmap)
+
+    from .discover import add_discover_arguments, add_report_card_arguments
+
+    discover = commands.add_parser(
+        "discover", help="find directions in a space and add them to a bank",
+        description="Collect samples of a space (cached on disk chunk by chunk, so an interrupted run resumes), "
+                    "find directions (PCA, or supervised from a probe's readings) and add them to a direction bank "
+                    "(NAME.safetensors + NAME.json). Same arguments, same directions.")
+    add_discover_arguments(discover)
+    _model_and_generation(discover)
+    card = commands.add_parser(
+        "report-card", help="score a bank's direction with a probe: CSV, Markdown and a figure",
+        description="Generate every seed at every strength of a direction, read the images with a probe, and "
+                    "write summary.csv, readings.csv, per_seed.csv, report.md and the figure into --out.")
+    add_report_card_arguments(card)
+    _model_and_generation(card)
     return parser
 
 
@@ -146,6 +170,18 @@ def main(argv=None) -> int:
     from . import export
     from .model import load
 
+    if args.command in ("discover", "report-card"):
+        from . import discover
+
+        run = discover.run_discover if args.command == "discover" else discover.run_report_card
+        try:
+            discover.check_arguments(parser, args)
+            model = load(args.model, device=args.device, dtype=args.dtype)
+            return run(model, args)
+        except (ValueError, TypeError, FileExistsError, FileNotFoundError, KeyError) as error:
+            message = str(error).replace("pass overwrite=True", "pass --overwrite").strip("'\"")
+            print(f"latentlib {args.command}: {message}", file=sys.stderr)
+            return 2
     model = load(args.model, device=args.device, dtype=args.dtype)
     try:
         if args.kind == "map":

@@ -3,6 +3,7 @@
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from latentlib import cli, export
 
@@ -65,3 +66,67 @@ def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["figure", "strip", "--start", "zero", "--end", "1", "--out", str(tmp_path / "s.png")])
     assert "--start must be a seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["discover", "report-card"])
+def test_discovery_commands_document_every_option(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--bank", "--seed-start", "--prompts", "--probe", "--steps", "--model", "--overwrite"):
+        assert option in out, option
+
+
+def test_discover_then_report_card_end_to_end(tmp_path, capsys):
+    """PCA with the alignment table, a supervised direction into the same bank, then its report card; a
+    second identical run loads the cached samples and gives the same directions."""
+    from latentlib.directions import DirectionBank
+
+    bank = str(tmp_path / "h.safetensors")
+    common = ["--space", "h", "--n", "24", "--chunk", "12", "--prompt", "a red circle", "--prompt", "a blue square",
+              "--steps", "6", "--cache-dir", str(tmp_path / "cache"), "--bank", bank, "--quiet"]
+    assert cli.main(["discover", *common, "--components", "3", "--align"]) == 0
+    out = capsys.readouterr().out
+    assert "rotation" in out and "pc2" in out
+    assert cli.main(["discover", *common, "--method", "ridge", "--attribute", "x", "--timesteps", "999", "400"]) == 0
+    loaded = DirectionBank.load(bank)
+    assert set(loaded) == {"pc0", "pc1", "pc2", "x"} and loaded["x"].timesteps == (999.0, 400.0)
+    assert set(loaded["pc0"].provenance["alignment"]) == {"size", "x", "y", "rotation"}
+    assert loaded["x"].provenance["method"] == "ridge regression"
+    # the same command again: refused without --overwrite (nothing written), identical with it
+    assert cli.main(["discover", *common, "--method", "ridge", "--attribute", "x"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["discover", *common, "--method", "ridge", "--attribute", "x", "--overwrite"]) == 0
+    again = DirectionBank.load(bank)
+    assert torch.equal(again["x"].vector, loaded["x"].vector)
+    card = tmp_path / "card"
+    argv = ["report-card", "--bank", bank, "--direction", "x", "--seeds", "2", "--strengths", "-1", "0", "1",
+            "--prompt", "a green star", "--steps", "6", "--out", str(card), "--quiet"]
+    assert cli.main(argv) == 0
+    assert {p.name for p in card.iterdir()} == {"summary.csv", "readings.csv", "per_seed.csv", "report.md", "report.png"}
+    assert "monotone on" in capsys.readouterr().out
+    assert cli.main(argv) == 2  # the folder is not empty
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["discover", "--space", "h", "--method", "ridge", "--bank", "b.safetensors"], "give --attribute"),
+    (["discover", "--space", "h", "--attribute", "x", "--bank", "b.safetensors"], "--attribute is for"),
+    (["discover", "--space", "xT", "--timesteps", "9", "1", "--bank", "b.safetensors"], "--timesteps applies"),
+    (["discover", "--space", "h", "--n", "1", "--bank", "b.safetensors"], "--n must be"),
+    (["discover", "--space", "q", "--bank", "b.safetensors"], "invalid choice"),
+    (["report-card", "--bank", "b.safetensors", "--direction", "x", "--strengths", "1", "2", "3", "--out", "o"],
+     "including 0"),
+])
+def test_discovery_commands_refuse_bad_arguments_with_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_bank_and_unknown_direction_exit_2(tmp_path, capsys):
+    argv = ["report-card", "--bank", str(tmp_path / "none.safetensors"), "--direction", "x", "--out", str(tmp_path / "o")]
+    assert cli.main(argv) == 2
+    assert "no direction bank" in capsys.readouterr().err
