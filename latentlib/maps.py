@@ -11,14 +11,19 @@ other, ready for ``model.generate(..., edits=[(direction, strength)])``.
     >>> d = m.direction_between(left, right, name="left -> right")
 
 UMAP itself is umap-learn's. Samples of thousands of values are first reduced with PCA (``pca=50``
-components, scikit-learn), as umap-learn's documentation advises for high-dimensional data. With a
-``random_state`` umap-learn runs on one thread and gives the same map every time; ``random_state=None``
-lets it use every core and the map changes from run to run.
+components, scikit-learn), as umap-learn's documentation advises for high-dimensional data. Up to
+``exact_neighbors`` samples (20,000), the neighbour graph is exact (scikit-learn's ``NearestNeighbors``)
+and handed to umap-learn, which then skips its approximate search (pynndescent): on 10,000 points that
+is faster, and it saves most of the half minute numba otherwise spends compiling on the first map of a
+session. Above that, umap-learn's own approximate search is used. With a ``random_state`` umap-learn runs
+on one thread and gives the same map every time; ``random_state=None`` lets it use every core and the map
+changes from run to run.
 """
 
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -48,10 +53,14 @@ class UMAPMap:
         pca: reduce samples with more values than this to this many principal components before UMAP
             (None: never).
         random_state: seeds PCA and UMAP; an int gives a reproducible, single-threaded map.
+        exact_neighbors: up to this many samples the neighbour graph is exact (see the module docstring),
+            and :meth:`transform` places new samples at the distance-weighted mean of their nearest
+            samples' map positions.
     """
 
     def __init__(self, n_neighbors: int = 15, min_dist: float = 0.1, *, metric: str = "euclidean",
-                 n_epochs: int = 200, init: str = "pca", pca: int | None = 50, random_state: int | None = 0):
+                 n_epochs: int = 200, init: str = "pca", pca: int | None = 50, random_state: int | None = 0,
+                 exact_neighbors: int = 20_000):
         _count("n_neighbors", n_neighbors, 2)
         _count("n_epochs", n_epochs, 1)
         if pca is not None:
@@ -62,6 +71,7 @@ class UMAPMap:
             raise ValueError(f"`init` must be 'pca', 'spectral' or 'random', got {init!r}.")
         self.n_neighbors, self.min_dist, self.metric, self.n_epochs = n_neighbors, min_dist, metric, n_epochs
         self.init, self.pca, self.random_state = init, pca, random_state
+        self.exact_neighbors = _count("exact_neighbors", exact_neighbors, 0)
 
     def fit(self, X, y=None, *, space: str | None = None) -> UMAPMap:
         """Map ``X`` (N, ...) to ``embedding_`` (N, 2); ``space`` is recorded for directions."""
@@ -86,10 +96,26 @@ class UMAPMap:
             self.reducer_ = PCA(n_components=n, svd_solver="randomized" if n < min(flat.shape) // 2 else "full",
                                 random_state=self.random_state).fit(flat)
             features = self.reducer_.transform(flat)
+        options = {}
+        self.neighbors_ = None
+        if flat.shape[0] <= self.exact_neighbors:
+            from sklearn.neighbors import NearestNeighbors
+
+            try:
+                self.neighbors_ = NearestNeighbors(n_neighbors=self.n_neighbors, metric=self.metric).fit(features)
+            except ValueError:  # a metric scikit-learn does not know: umap-learn's own search handles it
+                self.neighbors_ = None
+            if self.neighbors_ is not None:
+                dist, idx = self.neighbors_.kneighbors(features)
+                options["precomputed_knn"] = (idx, dist, None)
         self.umap_ = umap.UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, metric=self.metric,
                                n_epochs=self.n_epochs, init=self.init, random_state=self.random_state,
-                               n_jobs=1 if self.random_state is not None else -1)
-        self.embedding_ = np.asarray(self.umap_.fit_transform(features), dtype=np.float32)
+                               n_jobs=1 if self.random_state is not None else -1, **options)
+        with warnings.catch_warnings():  # "transform will be unavailable": ours does not use umap-learn's
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*overridden.*", category=UserWarning)
+            self.embedding_ = np.asarray(self.umap_.fit_transform(features), dtype=np.float32)
+        self.features_ = features
         return self
 
     def fit_transform(self, X, y=None, *, space: str | None = None) -> np.ndarray:
@@ -100,13 +126,19 @@ class UMAPMap:
             raise RuntimeError("this UMAPMap is not fitted yet; call fit(X) first.")
 
     def transform(self, X) -> np.ndarray:
-        """Place new samples on the fitted map, ``(N, 2)`` (umap-learn's out-of-sample transform)."""
+        """Place new samples on the fitted map, ``(N, 2)``: the distance-weighted mean of their nearest
+        samples' positions (exact-neighbour maps), or umap-learn's out-of-sample transform."""
         self._check()
         flat = _flat(X)
         if flat.shape[1] != self.samples_.shape[1]:
             raise ValueError(f"X has samples of {flat.shape[1]} values; this map was fitted on {self.samples_.shape[1]}.")
         features = self.reducer_.transform(flat) if self.reducer_ is not None else flat
-        return np.asarray(self.umap_.transform(features), dtype=np.float32)
+        if self.neighbors_ is None:
+            return np.asarray(self.umap_.transform(features), dtype=np.float32)
+        dist, idx = self.neighbors_.kneighbors(features)
+        weights = 1.0 / np.maximum(dist, 1e-8)
+        weights /= weights.sum(1, keepdims=True)
+        return (weights[:, :, None] * self.embedding_[idx]).sum(1).astype(np.float32)
 
     def nearest(self, point, k: int = 1) -> np.ndarray:
         """Indices of the ``k`` samples whose map positions are nearest to ``point`` (x, y), nearest first."""

@@ -93,3 +93,14 @@ def test_bad_input_is_named(fitted):
         m.select(indices=[len(X)])
     with pytest.raises(ValueError, match="fitted on 300"):
         m.transform(np.zeros((2, 7), np.float32))
+
+
+def test_umap_learns_own_neighbour_search_gives_the_same_clusters():
+    """exact_neighbors=0: umap-learn finds the neighbours and places new samples itself."""
+    X, labels, planted = _clusters()
+    m = UMAPMap(n_neighbors=10, random_state=0, exact_neighbors=0).fit(X, space="h")
+    assert m.neighbors_ is None
+    for i in range(0, len(X), 11):
+        assert (labels[m.nearest(m.embedding_[i], k=6)[1:]] == labels[i]).all()
+    new = np.random.default_rng(5).normal(size=(1, 300)) + 15.0 * planted
+    assert labels[m.nearest(m.transform(new.astype(np.float32))[0], k=5)].mean() >= 0.8
