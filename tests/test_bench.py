@@ -58,3 +58,15 @@ def test_bench_directions_quick_writes_json(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     for row in report["pca"].values():
         assert row["seconds"] > 0 and row["top_component_cosine_to_planted"] > 0.95
+    assert set(report["umap"]) == {"cold_64", "warm_64", "warm_full"}
+    assert report["umap"]["warm_full"]["shape"] == [1000, 1024] and report["collect"] == {}
+
+
+def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
+    """The smoke run: every space, finder and report card on 64 samples and 2 seeds (numbers not judged)."""
+    out = tmp_path / "discovery.json"
+    monkeypatch.setenv("LATENTLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "argv", ["bench_discovery.py", "--quick", "--out", str(out)])
+    report = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")["main"]()
+    assert set(report["unsupervised"]["best"]) == {"size", "x", "y", "rotation"}
+    assert len(report["report_cards"]) == 14 and (tmp_path / "discovery_quick" / "h_x" / "report.md").is_file()
