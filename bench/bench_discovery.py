@@ -41,7 +41,6 @@ from latentlib.discover import alignment
 from latentlib.probes import load_probe
 
 ONE_PROMPT = "a red square on a black background"  # seeds alone vary x, y, size and rotation
-_ORDER = {"circle": 0, "square": 4, "triangle": 3, "star": 5, "cross": 4}
 
 
 class RotationProbe:
@@ -52,7 +51,7 @@ class RotationProbe:
 
     def __call__(self, images):
         r = self.probe(images)
-        order = np.array([_ORDER.get(s, 0) if s is not None else 0 for s in r["shape"]], dtype=np.float64)
+        order = np.array([shapes.SYMMETRY.get(s, 0) if s is not None else 0 for s in r["shape"]], dtype=np.float64)
         angle = order * r["rotation"]
         return {**r, "rotation_cos": np.cos(angle), "rotation_sin": np.sin(angle)}
 

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .shapes import SYMMETRY
+
 __all__ = ["CONTINUOUS", "add_discover_arguments", "add_report_card_arguments", "alignment", "attribute_values",
            "check_arguments", "run_discover", "run_report_card"]
 
 CONTINUOUS = ("size", "x", "y", "rotation")
 METHODS = ("pca", "mean-diff", "logistic", "svm", "ridge")
-_ORDER = {"circle": 0, "square": 4, "triangle": 3, "star": 5, "cross": 4}
 
 
 def _read_prompts(args) -> list[str]:
@@ -153,8 +154,8 @@ def alignment(scores: np.ndarray, readings: dict, factors=CONTINUOUS) -> dict[st
         if factor not in readings:
             continue
         if factor == "rotation":
-            shapes = np.asarray(readings.get("shape"), dtype=object)
-            order = np.array([_ORDER.get(s, 0) if s is not None else 0 for s in shapes], dtype=np.float64)
+            names = np.asarray(readings.get("shape"), dtype=object)
+            order = np.array([SYMMETRY.get(s, 0) if s is not None else 0 for s in names], dtype=np.float64)
             keep = present & (order > 0)
             angle = order * np.asarray(readings["rotation"], dtype=np.float64)
             cols = [np.cos(angle), np.sin(angle)]

@@ -59,17 +59,13 @@ def border_region(images: torch.Tensor, *, threshold: float = 0.15) -> torch.Ten
     return ((images - colour[:, :, None, None]).abs() > threshold).any(dim=1)
 
 
-def _rankdata(values: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(values)
-
-
 def _spearman(strengths: np.ndarray, readings: np.ndarray) -> float:
+    """Spearman's rho; 0 for a reading that does not change at all (scipy would give NaN)."""
+    from scipy.stats import spearmanr
+
     if np.ptp(readings) == 0:
         return 0.0
-    a, b = _rankdata(strengths), _rankdata(readings)
-    return float(np.corrcoef(a, b)[0, 1])
+    return float(spearmanr(strengths, readings).statistic)
 
 
 def _line(strengths: np.ndarray, readings: np.ndarray) -> tuple[float, float]:
@@ -249,7 +245,8 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
         probe: images -> dict of readings (e.g. :func:`latentlib.probes.load_probe`); may expose class
             names as ``<name>_classes`` for targets such as ``"color=blue"``.
         target: the reading the direction should move (default: the direction's name, when the probe reads it).
-        strengths: in standard deviations of the samples along the direction; must include 0.
+        strengths: in standard deviations of the samples along the direction; must include 0 (the card
+            lists them in increasing order).
         seeds: a count or a list of ints; prompts: one prompt, or a list cycled over the seeds.
         expected_sign: +1 if positive strengths should raise the target, -1 if they should lower it.
         region: "auto" (:func:`border_region`), a function images (B, 3, H, W) -> bool (B, H, W), or None.
