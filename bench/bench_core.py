@@ -28,6 +28,18 @@ import latentlib as ll  # noqa: E402
 from latentlib.testing import tiny_sd_components  # noqa: E402
 
 
+def environment() -> dict:
+    """The ``machine`` and ``versions`` entries every benchmark's JSON carries."""
+    import diffusers
+
+    return {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
+                     "latentlib": ll.__version__},
+    }
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -155,14 +167,9 @@ def main(argv=None) -> dict:
         runs.append(bench_model("default", default, repeats=args.repeats, steps=args.steps))
         default_note = "measured"
 
-    import diffusers
-
     report = {
         "benchmark": "core",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
-                     "latentlib": ll.__version__},
+        **environment(),
         "threads": torch.get_num_threads(),
         "default_model": default_note,
         "runs": runs,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -45,6 +44,7 @@ PROMPT = "a red circle on a black background"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import pipeline_for as _pipeline  # noqa: E402
 from bench_core import timed as _timed  # noqa: E402
+from bench_core import environment as _environment  # noqa: E402
 
 
 def timed(fn, device, repeats: int, warmup: int = 2) -> float:
@@ -328,14 +328,9 @@ def main(argv=None) -> dict:
 
 
 def _write(args, device, runs, skipped, began, final: bool = False) -> dict:
-    import diffusers
-
     report = {
         "benchmark": "fast",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
-                     "latentlib": ll.__version__},
+        **_environment(),
         "threads": torch.get_num_threads(), "device": str(device), "quick": args.quick, "skipped": skipped,
         "complete": final, "compile": args.compile,
         "targets_sd15": TARGETS, "runs": runs, "seconds": round(time.perf_counter() - began, 1),
