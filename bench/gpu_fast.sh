@@ -17,12 +17,13 @@ if [ -n "${WHEELS:-}" ]; then
 else
   export PYTHONPATH=${PYTHONPATH:-}:$PWD
 fi
+$PY -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" || true
 # SD 1.5 with everything on (compile included), then SDXL with CUDA graphs but without compile (two
 # 2.6B-parameter compiles from a cold cache would not fit the slot). Each writes its JSON after its model.
 status=0
-timeout "${SD15_S:-330}" $PY bench/bench_fast.py --device cuda --models sd15 --out "$OUT/fast-sd15.json" 2>&1 \
+timeout "${SD15_S:-360}" $PY bench/bench_fast.py --device cuda --models sd15 --out "$OUT/fast-sd15.json" 2>&1 \
   | tee "$OUT/bench-sd15.log" || status=1
-timeout "${SDXL_S:-200}" $PY bench/bench_fast.py --device cuda --models sdxl --compile off --out "$OUT/fast-sdxl.json" 2>&1 \
+timeout "${SDXL_S:-170}" $PY bench/bench_fast.py --device cuda --models sdxl --compile off --out "$OUT/fast-sdxl.json" 2>&1 \
   | tee "$OUT/bench-sdxl.log" || status=1
 exit $status

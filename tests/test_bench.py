@@ -70,3 +70,22 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     report = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")["main"]()
     assert set(report["unsupervised"]["best"]) == {"size", "x", "y", "rotation"}
     assert len(report["report_cards"]) == 14 and (tmp_path / "discovery_quick" / "h_x" / "report.md").is_file()
+
+
+def test_bench_fast_records_a_failing_fast_path(tmp_path, monkeypatch):
+    """A fast path that breaks is reported in the JSON (phase, error, traceback) and diffusers' figures
+    are kept, so a GPU run that hits a bug still returns what it measured."""
+    import latentlib as ll
+
+    def broken(self, **flags):
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr(ll.Model, "accelerate", broken)
+    out = tmp_path / "fast.json"
+    monkeypatch.setattr(sys, "argv", ["bench_fast.py", "--quick", "--models", "sd15", "--out", str(out)])
+    runpy.run_path(str(BENCH.parent / "bench_fast.py"), run_name="__main__")
+    run = json.loads(out.read_text())["runs"][0]
+    assert [e["phase"] for e in run["errors"]] == ["fast path (cuda_graphs=auto)"]
+    assert "planted failure" in run["errors"][0]["error"] and run["errors"][0]["traceback"]
+    assert run["figures"]["unet_step_b1_ms"]["diffusers_ms"] > 0
+    assert run["figures"]["unet_step_b1_ms"]["latentlib_ms"] is None and run["fast_matches_eager"] == {}
