@@ -12,8 +12,15 @@ flag               what it does                                           ``"aut
 ``channels_last``  NHWC memory layout for the convolutions                on                   off
 ``compile``        ``torch.compile`` of the UNet and the decoder          on                   off
 ``cuda_graphs``    replay a captured CUDA graph per fixed input shape     on                   off (CUDA only)
+``fuse_qkv``       one matmul for attention's q, k, v (diffusers' fusion) on                   off
+``cudnn_benchmark`` let cuDNN time its convolution algorithms once        on                   off (CUDA only)
 ``cache``          reuse prompt embeddings and seed noise across frames   on                   on
 =================  =====================================================  ===================  ===========
+
+``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide. ``fuse_qkv`` copies
+the attention weights into fused projections when it is turned on: after changing the UNet's weights
+(a LoRA, a fine-tune), call ``model.accelerate(...)`` again. With ``compile`` on, Inductor also runs
+1x1 convolutions as matrix products (``conv_1x1_as_mm``).
 
 Asking for ``cuda_graphs=True`` without CUDA, or ``compile=True`` where compilation fails, warns and
 runs eagerly: the :class:`FastPath` that :func:`accelerate` returns says what is on and why the rest
@@ -44,7 +51,7 @@ import torch
 __all__ = ["FastPath", "accelerate", "load_preview_decoder"]
 
 _AUTO = "auto"
-_FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "cache")
+_FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "fuse_qkv", "cudnn_benchmark", "cache")
 
 
 @dataclass
@@ -53,7 +60,7 @@ class FastPath:
 
     Attributes:
         dtype: the networks' dtype after acceleration ("float16", "bfloat16" or "float32").
-        sdpa, channels_last, compile, cuda_graphs, cache: whether each lever is on.
+        sdpa, channels_last, compile, cuda_graphs, fuse_qkv, cudnn_benchmark, cache: whether each lever is on.
         compile_cache: folder of the on-disk compile cache (None when not compiling).
         notes: one line per flag that was asked for but is off, and why.
     """
@@ -64,6 +71,8 @@ class FastPath:
     compile: bool
     cuda_graphs: bool
     cache: bool
+    fuse_qkv: bool = False
+    cudnn_benchmark: bool = False
     compile_cache: str | None = None
     notes: list[str] = field(default_factory=list)
     # runtime state, not part of the report
@@ -137,6 +146,7 @@ def _inductor_cache(folder) -> str:
         import torch._inductor.config as inductor
 
         inductor.fx_graph_cache = True
+        inductor.conv_1x1_as_mm = True  # 1x1 convolutions as matrix products (diffusers' recommended setting)
     except (ImportError, AttributeError):  # pragma: no cover - very old torch
         pass
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
@@ -275,12 +285,12 @@ def _decode_runner(vae, *, compile: bool, cuda_graphs: bool):
 
 
 def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_AUTO, cuda_graphs=_AUTO,
-               cache=True, compile_cache=None) -> FastPath:
+               fuse_qkv=_AUTO, cudnn_benchmark=_AUTO, cache=True, compile_cache=None) -> FastPath:
     """Turn on the fast path for ``model`` (in place) and return what is on; see the module docstring.
 
     Args:
         dtype: "auto" (float16 on CUDA, unchanged elsewhere), "float16", "bfloat16", "float32" or a torch dtype.
-        sdpa, channels_last, compile, cuda_graphs: True, False or "auto".
+        sdpa, channels_last, compile, cuda_graphs, fuse_qkv, cudnn_benchmark: True, False or "auto".
         cache: keep the last 64 prompt embeddings and seed noises (cheap; on by default).
         compile_cache: folder for compiled kernels kept between sessions.
 
@@ -300,6 +310,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     channels_last = _resolve("channels_last", channels_last, cuda)
     want_compile = _resolve("compile", compile, cuda)
     want_graphs = _resolve("cuda_graphs", cuda_graphs, cuda)
+    fuse_qkv = _resolve("fuse_qkv", fuse_qkv, cuda)
+    cudnn_benchmark = _resolve("cudnn_benchmark", cudnn_benchmark, cuda)
     if not isinstance(cache, bool):
         raise TypeError(f"`cache` must be True or False, got {cache!r}.")
     if want_graphs and not cuda:
@@ -310,16 +322,32 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if sdpa and not hasattr(torch.nn.functional, "scaled_dot_product_attention"):  # pragma: no cover - torch < 2
         notes.append("sdpa: off (this torch has no scaled_dot_product_attention)")
         sdpa = False
+    if cudnn_benchmark and not cuda:
+        notes.append(f"cudnn_benchmark: off (the model is on {model.device})")
+        cudnn_benchmark = False
+    if cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+    _unfuse(model.unet)
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
     for module in (model.unet, *decoders):
         if hasattr(module, "set_attn_processor"):
             module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())
         module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if fuse_qkv and not sdpa:
+        notes.append("fuse_qkv: off (the fused attention processor needs sdpa)")
+        fuse_qkv = False
+    if fuse_qkv:
+        try:
+            model.unet.fuse_qkv_projections()
+        except (AttributeError, ValueError) as error:  # e.g. added KV projections
+            notes.append(f"fuse_qkv: off ({error})")
+            fuse_qkv = False
     cache_dir = _inductor_cache(compile_cache) if want_compile else None
     if want_compile:
         _raise_recompile_limit(64)
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
-                    compile=want_compile, cuda_graphs=want_graphs, cache=cache, compile_cache=cache_dir, notes=notes)
+                    compile=want_compile, cuda_graphs=want_graphs, cache=cache, fuse_qkv=fuse_qkv,
+                    cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, notes=notes)
     if want_compile or want_graphs:
         fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs)
         for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):
@@ -327,6 +355,21 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
                 fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs)
     model.fast = fast
     return fast
+
+
+def _unfuse(unet) -> None:
+    """Undo ``fuse_qkv`` (diffusers keeps the unfused weights; the fused copies are dropped)."""
+    if getattr(unet, "original_attn_processors", None) is not None:
+        unet.unfuse_qkv_projections()
+        from diffusers.models.attention_processor import Attention
+
+        for module in unet.modules():
+            if isinstance(module, Attention) and getattr(module, "fused_projections", False):
+                for name in ("to_qkv", "to_kv"):
+                    if hasattr(module, name):
+                        delattr(module, name)
+                module.fused_projections = False
+        unet.original_attn_processors = None
 
 
 def load_preview_decoder(folder, *, device=None, dtype=None):

@@ -126,7 +126,10 @@ class Model:
         return fast.accelerate(self, **flags)
 
     def decelerate(self) -> None:
-        """Turn the fast path off (eager UNet and decoder, no caches)."""
+        """Turn the fast path off (eager UNet and decoder, no caches, unfused attention)."""
+        from . import fast
+
+        fast._unfuse(self.unet)
         self.fast = None
 
     def set_preview_decoder(self, decoder) -> None:

@@ -25,7 +25,8 @@ def test_auto_on_cpu_is_eager_with_caches_and_changes_no_pixel(model):
     fast = model.accelerate()
     assert isinstance(fast, FastPath) and model.fast is fast
     assert fast.report() == {"dtype": "float32", "sdpa": True, "channels_last": False, "compile": False,
-                             "cuda_graphs": False, "cache": True, "compile_cache": None, "notes": []}
+                             "cuda_graphs": False, "fuse_qkv": False, "cudnn_benchmark": False, "cache": True,
+                             "compile_cache": None, "notes": []}
     assert torch.equal(_gen(model), before)
     assert torch.equal(_gen(model), before)  # from the caches this time
     model.decelerate()
@@ -126,6 +127,35 @@ def test_channels_last_matches(model):
     model.accelerate(channels_last=True)
     assert model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert (_gen(model) - before).abs().max() < 1e-5
+
+
+def test_fused_qkv_matches_and_decelerate_unfuses(model):
+    """diffusers' fused q/k/v projections give the same image; turning the fast path off restores the
+    unfused attention, and a second accelerate() fuses the current weights again."""
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+    before = _gen(model)
+    fast = model.accelerate(fuse_qkv=True)
+    assert fast.fuse_qkv and any(isinstance(p, FusedAttnProcessor2_0) for p in model.unet.attn_processors.values())
+    assert (_gen(model) - before).abs().max() < 1e-5
+    model.decelerate()
+    assert not any(isinstance(p, FusedAttnProcessor2_0) for p in model.unet.attn_processors.values())
+    assert not any(hasattr(m, "to_qkv") for m in model.unet.modules())
+    assert torch.equal(_gen(model), before)
+    model.accelerate(fuse_qkv=True)
+    with torch.no_grad():  # weights changed after a fusion: accelerate() again uses the new ones
+        for m in model.unet.modules():
+            if hasattr(m, "to_q"):
+                m.to_q.weight.mul_(1.5)
+    model.accelerate(fuse_qkv=True)
+    changed = _gen(model)
+    model.decelerate()
+    assert (changed - _gen(model)).abs().max() < 1e-5 and not torch.equal(changed, before)
+
+
+def test_cudnn_benchmark_needs_cuda(model):
+    fast = model.accelerate(cudnn_benchmark=True)
+    assert fast.cudnn_benchmark is False and any("cudnn_benchmark: off" in n for n in fast.notes)
 
 
 def test_preview_decoder(model, tmp_path):
