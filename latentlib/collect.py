@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .edits import SPACES, bottleneck_hook
+from .edits import SPACES, h_hook
 
 __all__ = ["Samples", "collect", "default_cache_dir"]
 
@@ -96,7 +96,8 @@ def _probe_id(probe) -> str | None:
 
 
 def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: int = 20, guidance: float = 5.0,
-            scheduler=None, h_step: int | None = None, probe=None, batch_size: int = 16, cache: bool = True,
+            scheduler=None, h_step: int | None = None, h_layer: str | None = None, probe=None, batch_size: int = 16,
+            cache: bool = True,
             cache_dir=None, progress: bool = True) -> Samples:
     """Samples of ``space`` for the model, with metadata and (given a probe) its labels.
 
@@ -104,6 +105,9 @@ def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: 
         space: "xT" (each seed's initial noise), "z0" (VAE latents of ``images``, or of the images generated
             from prompts and seeds), "h" (the UNet's bottleneck, conditional half, at denoising step
             ``h_step`` of each generation; default the middle step), "prompt" (token embeddings).
+        h_layer: for h: where in the UNet (None or "bottleneck": the bottleneck; or a module name such as
+            "up_blocks.0", see :func:`latentlib.edits.h_layers`). Directions found from these samples take the
+            same ``layer=``.
         prompts: one prompt for every seed, or one per seed.
         seeds: a list of ints, or a count ``n`` for seeds ``0..n-1``.
         images: for z0: anything ``model.encode`` takes (then prompts/seeds are not used).
@@ -123,6 +127,12 @@ def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: 
         h_step = n_steps // 2
     if space == "h" and not 0 <= h_step < n_steps:
         raise ValueError(f"`h_step` must be a step index in [0, {n_steps - 1}], got {h_step}.")
+    if h_layer is not None and space != "h":
+        raise ValueError(f"`h_layer` ({h_layer!r}) applies to the h space only; got space {space!r}.")
+    if h_layer == "bottleneck":
+        h_layer = None  # the same samples, under the same cache key
+    if h_layer is not None:
+        h_hook(model.unet, lambda h: None, h_layer).remove()  # an unknown layer fails here, naming the choices
     image_pixels = None
     if images is not None:
         from .codec import to_pixels
@@ -134,7 +144,8 @@ def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: 
     settings = {"space": space, "model": {"name": str(model.name), "weight_hash": weight_hash(model)},
                 "prompts": prompt_list, "seeds": seed_list, "steps": steps, "guidance": guidance,
                 "scheduler": scheduler if isinstance(scheduler, (str, type(None))) else type(scheduler).__name__,
-                "h_step": h_step if space == "h" else None, "probe": _probe_id(probe), "latentlib": __version__,
+                "h_step": h_step if space == "h" else None, **({"h_layer": h_layer} if h_layer is not None else {}),
+                "probe": _probe_id(probe), "latentlib": __version__,
                 "images": None if image_pixels is None else hashlib.sha256(image_pixels.numpy().tobytes()).hexdigest()[:16],
                 "device": str(model.device), "dtype": str(model.dtype)}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
@@ -155,7 +166,8 @@ def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: 
         bar = tqdm(total=len(seed_list), desc=f"collect {space}", disable=not progress)
         for begin in range(0, len(seed_list), batch_size):
             p, s = prompt_list[begin : begin + batch_size], seed_list[begin : begin + batch_size]
-            x, pics = _batch(model, space, p, s, steps, guidance, scheduler, h_step, need_images=probe is not None)
+            x, pics = _batch(model, space, p, s, steps, guidance, scheduler, h_step, need_images=probe is not None,
+                             h_layer=h_layer)
             xs.append(x)
             if pics is not None:
                 pictures.append(pics)
@@ -174,7 +186,7 @@ def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: 
 
 
 @torch.no_grad()
-def _batch(model, space, prompts, seeds, steps, guidance, scheduler, h_step, need_images):
+def _batch(model, space, prompts, seeds, steps, guidance, scheduler, h_step, need_images, h_layer=None):
     """One batch: (samples, images in [0, 1] (B, 3, H, W) or None)."""
     kw = {"steps": steps, "guidance": guidance, "scheduler": scheduler, "progress": False}
     if space == "xT":
@@ -188,7 +200,7 @@ def _batch(model, space, prompts, seeds, steps, guidance, scheduler, h_step, nee
     if space == "z0":
         pics, z = model.generate(prompts, seed=seeds, output="pt", return_latents=True, **kw)
         return z.float().cpu(), pics if need_images else None
-    # h: capture the bottleneck during step h_step (the conditional half under CFG)
+    # h: capture the bottleneck (or h_layer's output) during step h_step (the conditional half under CFG)
     state = {"step": 0, "h": None}
 
     def grab(h):
@@ -198,7 +210,7 @@ def _batch(model, space, prompts, seeds, steps, guidance, scheduler, h_step, nee
     def advance(step):
         state["step"] = step.index + 1
 
-    handle = bottleneck_hook(model.unet, grab)
+    handle = h_hook(model.unet, grab, h_layer)
     try:
         pics = model.generate(prompts, seed=seeds, output="pt", callback=advance, **kw)
     finally:

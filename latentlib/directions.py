@@ -3,7 +3,8 @@
 A :class:`Direction` is what ``model.generate(..., edits=[(direction, strength)])`` takes: ``space``
 ("xT", "z0", "prompt" or "h"), a unit ``vector`` with the shape of one sample of that space, ``scale``
 (the samples' standard deviation along it, so that a strength of 1 moves one standard deviation),
-optionally a ``timesteps`` window for h, and ``provenance`` (what made it: model, method, parameters,
+optionally a ``timesteps`` window and a ``layer`` for h (None: the bottleneck; see
+:func:`latentlib.edits.h_hook`), and ``provenance`` (what made it: model, method, parameters,
 samples, seeds, versions). A :class:`DirectionBank` is a named set saved as safetensors + JSON (never
 pickle); loading it for a model whose spaces have other shapes is refused.
 
@@ -37,7 +38,7 @@ from .edits import SPACES
 
 __all__ = ["Direction", "DirectionBank", "LinearBoundary", "MeanDifference", "PCADirections", "RidgeDirection",
            "model_signature",
-           "orthogonalize", "space_shapes", "text_direction", "weight_hash"]
+           "orthogonalize", "shape_key", "space_shapes", "text_direction", "weight_hash"]
 
 _FORMAT = 1
 
@@ -65,10 +66,16 @@ class Direction:
     scale: float = 1.0
     timesteps: tuple[float, float] | None = None
     provenance: dict = field(default_factory=dict)
+    layer: str | None = None
 
     def __post_init__(self):
         if self.space not in SPACES:
             raise ValueError(f"`space` must be one of {', '.join(SPACES)}; got {self.space!r}.")
+        if self.layer is not None:
+            if not isinstance(self.layer, str) or not self.layer:
+                raise TypeError(f"`layer` must be a non-empty string naming a UNet module, or None; got {self.layer!r}.")
+            if self.space != "h":
+                raise ValueError(f"`layer` ({self.layer!r}) applies to h directions only; this one is in {self.space}.")
         if not isinstance(self.vector, torch.Tensor) or not self.vector.is_floating_point():
             raise TypeError(f"`vector` must be a float tensor, got {type(self.vector).__name__}.")
         if not bool(torch.isfinite(self.vector).all()):
@@ -133,15 +140,32 @@ def _flat(X) -> np.ndarray:
 
 # -- model signatures ---------------------------------------------------------------------------------
 @torch.no_grad()
-def space_shapes(model) -> dict[str, tuple[int, ...]]:
-    """The shape of one sample of each space for ``model`` (h by one UNet call on zeros)."""
-    from .edits import bottleneck_hook
+def shape_key(direction) -> str:
+    """The key of ``direction``'s sample shape in :func:`space_shapes`: its space, or "h@LAYER"."""
+    layer = getattr(direction, "layer", None)
+    return direction.space if layer in (None, "bottleneck") else f"{direction.space}@{layer}"
+
+
+def space_shapes(model, layers=()) -> dict[str, tuple[int, ...]]:
+    """The shape of one sample of each space for ``model`` (h by one UNet call on zeros), plus "h@LAYER"
+    for each of ``layers`` (h taken at another UNet module, :func:`latentlib.edits.h_hook`)."""
+    from .edits import h_hook
 
     h, w = model.default_size
     latent = (model.latent_channels, h // model.vae_scale_factor, w // model.vae_scale_factor)
-    seen = []
-    handle = bottleneck_hook(model.unet, lambda x: seen.append(tuple(x.shape[1:])))
+    seen: dict = {}
+    wanted = [None, *[layer for layer in layers if layer not in (None, "bottleneck")]]
+    handles = []
+
+    def grab(key):
+        def record(x):
+            seen.setdefault(key, tuple(x.shape[1:]))  # returns None: h is left as it is
+
+        return record
+
     try:
+        for layer in wanted:
+            handles.append(h_hook(model.unet, grab("h" if layer is None else f"h@{layer}"), layer))
         emb = model.embed("")
         added = None
         if model.is_sdxl:
@@ -152,14 +176,16 @@ def space_shapes(model) -> dict[str, tuple[int, ...]]:
         model.unet(torch.zeros(1, *latent, device=model.device, dtype=model.dtype), torch.tensor(500, device=model.device),
                    encoder_hidden_states=emb.embeds, added_cond_kwargs=added, timestep_cond=cond)
     finally:
-        handle.remove()
-    return {"xT": latent, "z0": latent, "prompt": tuple(model.embedding_shape), "h": seen[0]}
+        for handle in handles:
+            handle.remove()
+    return {"xT": latent, "z0": latent, "prompt": tuple(model.embedding_shape), **seen}
 
 
-def model_signature(model) -> dict:
-    """What a bank records about the model it was made for: name, :func:`weight_hash`, the spaces' shapes."""
+def model_signature(model, layers=()) -> dict:
+    """What a bank records about the model it was made for: name, :func:`weight_hash`, the spaces' shapes
+    (with "h@LAYER" for each of ``layers``)."""
     return {"name": str(model.name), "weight_hash": weight_hash(model),
-            "shapes": {k: list(v) for k, v in space_shapes(model).items()}}
+            "shapes": {k: list(v) for k, v in space_shapes(model, layers).items()}}
 
 
 def weight_hash(model) -> str:
@@ -189,9 +215,10 @@ class DirectionBank(Mapping):
     """
 
     def __init__(self, directions: Iterable[Direction] = (), *, model=None):
+        self._live = None  # the Model itself, when given: h shapes of other layers are measured on it
         if model is not None and not isinstance(model, Mapping):
-            model = model_signature(model)
-        self.model = dict(model) if model is not None else None
+            self._live, model = model, model_signature(model)
+        self.model = {**model, "shapes": dict(model["shapes"])} if model is not None else None
         self._items: dict[str, Direction] = {}
         for direction in directions:
             self.add(direction)
@@ -218,11 +245,15 @@ class DirectionBank(Mapping):
         if direction.name in self._items and not overwrite:
             raise ValueError(f"the bank already has a direction named {direction.name!r}; pass overwrite=True to "
                              f"replace it.")
-        if self.model is not None:
-            expected = tuple(self.model["shapes"][direction.space])
+        key = shape_key(direction)
+        if self.model is not None and key not in self.model["shapes"] and self._live is not None:
+            self.model["shapes"][key] = list(space_shapes(self._live, [direction.layer])[key])
+        if self.model is not None and key in self.model["shapes"]:
+            expected = tuple(self.model["shapes"][key])
             if tuple(direction.vector.shape) != expected and direction.vector.numel() != math.prod(expected):
+                where = direction.space if key == direction.space else f"{direction.space} (layer {direction.layer})"
                 raise ValueError(f"direction {direction.name!r} has shape {tuple(direction.vector.shape)}; this bank's "
-                                 f"model has {direction.space} samples of shape {expected}.")
+                                 f"model has {where} samples of shape {expected}.")
         self._items[direction.name] = direction
 
     def save(self, path, *, overwrite: bool = False) -> tuple[Path, Path]:
@@ -237,7 +268,7 @@ class DirectionBank(Mapping):
         save_file({name: d.vector.contiguous() for name, d in self._items.items()}, str(tensors_path))
         meta = {"format": _FORMAT, "model": self.model, "versions": _versions(),
                 "directions": {name: {"space": d.space, "scale": d.scale, "shape": list(d.vector.shape),
-                                      "timesteps": d.timesteps, "provenance": d.provenance}
+                                      "timesteps": d.timesteps, "layer": d.layer, "provenance": d.provenance}
                                for name, d in self._items.items()}}
         meta_path.write_text(json.dumps(meta, indent=1, default=str))
         return tensors_path, meta_path
@@ -256,20 +287,30 @@ class DirectionBank(Mapping):
             raise ValueError(f"{meta_path} is bank format {meta.get('format')!r}; this latentlib reads format {_FORMAT}.")
         vectors = load_file(str(tensors_path))
         if model is not None and meta.get("model"):
-            mine = model_signature(model)
-            used = {d["space"] for d in meta["directions"].values()}
-            for space in sorted(used):
-                theirs, ours = meta["model"]["shapes"][space], mine["shapes"][space]
+            keys = {}
+            for info in meta["directions"].values():
+                layer = info.get("layer")
+                key = info["space"] if layer in (None, "bottleneck") else f"{info['space']}@{layer}"
+                keys.setdefault(key, meta["model"]["shapes"].get(key, info["shape"]))
+            layers = [key.split("@", 1)[1] for key in keys if "@" in key]
+            try:
+                mine = model_signature(model, layers)
+            except ValueError as error:  # a layer this model does not have
+                raise ValueError(f"this bank was made for {meta['model']['name']!r}; {error}") from None
+            for key, theirs in sorted(keys.items()):
+                ours = mine["shapes"][key]
                 if list(theirs) != list(ours):
                     raise ValueError(
-                        f"this bank was made for {meta['model']['name']!r}, whose {space} samples have shape "
+                        f"this bank was made for {meta['model']['name']!r}, whose {key} samples have shape "
                         f"{tuple(theirs)}; {mine['name']!r} has {tuple(ours)}. Directions do not carry over between "
                         f"models of different shapes.")
         bank = cls(model=meta.get("model"))
+        if model is not None and not isinstance(model, Mapping) and bank.model is not None:
+            bank._live = model  # directions added later at a new h layer get their shape measured
         for name, info in meta["directions"].items():
             bank.add(Direction(vector=vectors[name], space=info["space"], name=name, scale=info["scale"],
                                timesteps=tuple(info["timesteps"]) if info["timesteps"] else None,
-                               provenance=info["provenance"]))
+                               provenance=info["provenance"], layer=info.get("layer")))
         return bank
 
 
@@ -377,7 +418,8 @@ class PCADirections:
         flat = np.asarray(Z, dtype=np.float32) @ self.components_ + self.mean_
         return flat.reshape(flat.shape[0], *self.sample_shape_)
 
-    def direction(self, i: int, *, name: str | None = None, space: str | None = None, provenance=None) -> Direction:
+    def direction(self, i: int, *, name: str | None = None, space: str | None = None, provenance=None,
+                  layer: str | None = None) -> Direction:
         """Component ``i`` as a :class:`Direction` whose scale is that component's standard deviation."""
         self._check()
         space = space or self.space_
@@ -388,7 +430,8 @@ class PCADirections:
                 "explained_variance_ratio": float(self.explained_variance_ratio_[i]), "samples": self.n_samples_,
                 **(provenance or {})}
         return Direction.from_vector(vector, space, name=name or f"pc{i}",
-                                     scale=float(math.sqrt(max(self.explained_variance_[i], 1e-12))), provenance=prov)
+                                     scale=float(math.sqrt(max(self.explained_variance_[i], 1e-12))), provenance=prov,
+                                     layer=layer)
 
 
 def _sign_fix(components: np.ndarray) -> np.ndarray:
@@ -419,10 +462,10 @@ class MeanDifference:
         self.n_samples_ = flat.shape[0]
         return self
 
-    def direction(self, space: str, *, name: str = "", X=None, provenance=None) -> Direction:
+    def direction(self, space: str, *, name: str = "", X=None, provenance=None, layer: str | None = None) -> Direction:
         d = Direction.from_vector(torch.from_numpy(self.vector_).reshape(self.sample_shape_), space, name=name,
                                   provenance={"method": "mean difference", "classes": [str(c) for c in self.classes_],
-                                              "samples": self.n_samples_, **(provenance or {})})
+                                              "samples": self.n_samples_, **(provenance or {})}, layer=layer)
         return d.with_scale_from(X) if X is not None else d
 
 
@@ -460,12 +503,12 @@ class LinearBoundary:
         self.n_samples_ = flat.shape[0]
         return self
 
-    def direction(self, space: str, *, name: str = "", X=None, provenance=None) -> Direction:
+    def direction(self, space: str, *, name: str = "", X=None, provenance=None, layer: str | None = None) -> Direction:
         d = Direction.from_vector(torch.from_numpy(self.vector_.astype(np.float32)).reshape(self.sample_shape_), space,
                                   name=name, provenance={"method": f"linear boundary ({self.method})", "C": self.C,
                                                          "train_accuracy": self.score_, "samples": self.n_samples_,
                                                          "classes": [str(c) for c in self.classes_],
-                                                         **(provenance or {})})
+                                                         **(provenance or {})}, layer=layer)
         return d.with_scale_from(X) if X is not None else d
 
 
@@ -501,10 +544,11 @@ class RidgeDirection:
         self.n_samples_ = flat.shape[0]
         return self
 
-    def direction(self, space: str, *, name: str = "", X=None, provenance=None) -> Direction:
+    def direction(self, space: str, *, name: str = "", X=None, provenance=None, layer: str | None = None) -> Direction:
         d = Direction.from_vector(torch.from_numpy(self.vector_).reshape(self.sample_shape_), space, name=name,
                                   provenance={"method": "ridge regression", "alpha": self.alpha_,
-                                              "train_r2": self.score_, "samples": self.n_samples_, **(provenance or {})})
+                                              "train_r2": self.score_, "samples": self.n_samples_, **(provenance or {})},
+                                  layer=layer)
         return d.with_scale_from(X) if X is not None else d
 
 
@@ -524,9 +568,10 @@ def orthogonalize(direction: Direction, others: Iterable[Direction], *, name: st
     others = list(others)
     basis = []
     for other in others:
-        if other.space != direction.space or other.vector.numel() != direction.vector.numel():
-            raise ValueError(f"cannot orthogonalise a {direction.space} direction against {other.name!r} "
-                             f"({other.space}, {other.vector.numel()} values).")
+        if (other.space != direction.space or other.vector.numel() != direction.vector.numel()
+                or shape_key(other) != shape_key(direction)):
+            raise ValueError(f"cannot orthogonalise a {shape_key(direction)} direction against {other.name!r} "
+                             f"({shape_key(other)}, {other.vector.numel()} values).")
         v = other.vector.flatten().double()
         for b in basis:
             v = v - (v @ b) * b
@@ -539,5 +584,5 @@ def orthogonalize(direction: Direction, others: Iterable[Direction], *, name: st
         raise ValueError(f"{direction.name!r} lies in the span of the others; nothing is left after projecting them out.")
     return Direction.from_vector(v.float().reshape(direction.vector.shape), direction.space,
                                  name=name or f"{direction.name} | ⊥ {', '.join(o.name for o in others)}",
-                                 scale=direction.scale, timesteps=direction.timesteps,
+                                 scale=direction.scale, timesteps=direction.timesteps, layer=direction.layer,
                                  provenance={**direction.provenance, "orthogonal_to": [o.name for o in others]})

@@ -60,6 +60,9 @@ def add_discover_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", default=None, help="probe folder (default: the default model's probe)")
     p.add_argument("--h-step", type=int, default=None, help="h: the denoising step whose bottleneck is collected "
                                                             "(default: the middle step)")
+    p.add_argument("--h-layer", default=None,
+                   help="h: where in the UNet h is taken and edited: bottleneck (default) or a UNet module such as "
+                        "up_blocks.0 or mid_block (see latentlib.edits.h_layers)")
     p.add_argument("--timesteps", type=float, nargs=2, default=None, metavar=("HIGH", "LOW"),
                    help="h: the timestep window in which the directions act when applied (default: every step)")
     p.add_argument("--name", default=None, help="direction name (pca: a prefix, default pc -> pc0, pc1, ...; "
@@ -111,6 +114,8 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
             parser.error(f"--timesteps applies to h directions, not {args.space}")
         if args.h_step is not None and args.space != "h":
             parser.error(f"--h-step applies to the h space, not {args.space}")
+        if args.h_layer is not None and args.space != "h":
+            parser.error(f"--h-layer applies to the h space, not {args.space}")
     else:
         if args.seeds < 1:
             parser.error(f"--seeds must be at least 1, got {args.seeds}")
@@ -187,7 +192,7 @@ def _collect(model, args, prompts, need_probe):
         ps = [prompts[(begin + i) % len(prompts)] for i in range(len(chunk))]
         s = collect(model, args.space, prompts=ps, seeds=chunk, steps=args.steps, guidance=args.guidance,
                     scheduler=None if args.scheduler == "default" else args.scheduler, h_step=args.h_step,
-                    probe=probe, cache=not args.no_cache, cache_dir=args.cache_dir, progress=not args.quiet)
+                    h_layer=args.h_layer, probe=probe, cache=not args.no_cache, cache_dir=args.cache_dir, progress=not args.quiet)
         xs.append(s.X)
         for k, v in (s.labels or {}).items():
             labels.setdefault(k, []).append(np.asarray(v))
@@ -214,7 +219,8 @@ def run_discover(model, args) -> int:
     X, readings, settings = _collect(model, args, prompts, need_probe)
     base = {"prompts": prompts if len(prompts) <= 32 else f"{len(prompts)} prompts", "seed_start": args.seed_start,
             "n": args.n, "steps": args.steps, "guidance": args.guidance, "scheduler": args.scheduler,
-            "h_step": settings.get("h_step"), "model": settings["model"]}
+            "h_step": settings.get("h_step"), "h_layer": settings.get("h_layer"), "model": settings["model"]}
+    layer = settings.get("h_layer")
     made = []
     if args.method == "pca":
         pca = PCADirections(args.components, method="auto").fit(X, space=args.space)
@@ -222,7 +228,7 @@ def run_discover(model, args) -> int:
         prefix = args.name or "pc"
         for i in range(args.components):
             prov = {**base, **({"alignment": {f: table[f][i] for f in table}} if table else {})}
-            made.append(pca.direction(i, name=f"{prefix}{i}", provenance=prov))
+            made.append(pca.direction(i, name=f"{prefix}{i}", provenance=prov, layer=layer))
         if table:
             print("|r| of each component with each factor (over samples with an object):")
             print("component " + "".join(f"{f:>10}" for f in table))
@@ -243,7 +249,8 @@ def run_discover(model, args) -> int:
                       else LinearBoundary("logistic" if args.method == "logistic" else "svm")).fit(Xk, groups)
         name = args.name or args.attribute
         made.append(finder.direction(args.space, name=name, X=Xk,
-                                     provenance={**base, "attribute": args.attribute, "method_cli": args.method}))
+                                     provenance={**base, "attribute": args.attribute, "method_cli": args.method},
+                                     layer=layer))
     if args.timesteps:
         from dataclasses import replace
 

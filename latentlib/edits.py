@@ -10,7 +10,10 @@ A *direction* is anything with
 - optionally ``scale`` (default 1): the samples' standard deviation along the direction, so that
   ``strength`` is in those units (the move is ``strength * scale * vector``);
 - optionally ``timesteps``: ``(high, low)``, the scheduler timesteps between which an h edit acts
-  (inclusive; default: every step).
+  (inclusive; default: every step);
+- optionally ``layer`` (h only): where in the UNet h is taken. ``None`` or ``"bottleneck"`` is the
+  bottleneck above; any other value names a UNet module (``"up_blocks.0"``, ``"mid_block"``...) whose
+  output is h (see :func:`h_hook`).
 
 The directions issue provides a ``Direction`` class with provenance that fits this; any object with
 these attributes works (e.g. ``types.SimpleNamespace``).
@@ -24,7 +27,8 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["SPACES", "apply_vector_edits", "bottleneck_hook", "check_edits", "h_space_edits"]
+__all__ = ["SPACES", "apply_vector_edits", "bottleneck_hook", "check_edits", "h_hook", "h_layers",
+           "h_space_edits"]
 
 SPACES = ("xT", "z0", "prompt", "h")
 
@@ -54,6 +58,10 @@ def check_edits(edits) -> list[tuple[object, str, torch.Tensor, tuple | None]]:
             raise ValueError(f"`edits[{k}]` has timesteps {window!r}; expected (high, low) with high >= low.")
         if not bool(torch.isfinite(vector).all()):
             raise ValueError(f"`edits[{k}]`'s vector contains NaN or inf.")
+        layer = getattr(direction, "layer", None)
+        if layer is not None and (space != "h" or not isinstance(layer, str) or not layer):
+            raise ValueError(f"`edits[{k}]` has layer {layer!r}; a layer is a UNet module name, for h edits only "
+                             f"(this edit is in {space}).")
         out.append((direction, space, float(strength) * float(scale) * vector.detach(), window))
     return out
 
@@ -107,26 +115,76 @@ def bottleneck_hook(unet, fn):
     return unet.up_blocks[0].register_forward_pre_hook(before_up, with_kwargs=True)
 
 
+BOTTLENECK = "bottleneck"
+
+
+def h_layers(unet) -> list[str]:
+    """The values ``layer`` takes for this UNet: "bottleneck", then its blocks in the order they run."""
+    names = [f"down_blocks.{i}" for i in range(len(unet.down_blocks))]
+    names += ["mid_block"] if unet.mid_block is not None else []
+    names += [f"up_blocks.{i}" for i in range(len(unet.up_blocks))]
+    return [BOTTLENECK, *names]
+
+
+def _layer_name(layer) -> str:
+    return BOTTLENECK if layer is None else layer
+
+
+def h_hook(unet, fn, layer: str | None = None):
+    """Register ``fn(h) -> h or None`` on h at ``layer``; returns the hook handle (``.remove()`` it).
+
+    ``layer`` None or "bottleneck": :func:`bottleneck_hook`. Otherwise the name of a UNet module (a key
+    of ``unet.named_modules()``, e.g. "up_blocks.0": usually one of :func:`h_layers`); h is its output
+    (the first element when it returns a tuple, as down blocks do), and ``fn`` may replace it.
+    """
+    name = _layer_name(layer)
+    if not isinstance(name, str):
+        raise TypeError(f"`layer` must be a string naming a UNet module, got {type(layer).__name__}.")
+    if name == BOTTLENECK:
+        return bottleneck_hook(unet, fn)
+    module = dict(unet.named_modules()).get(name) if name else None
+    if module is None:
+        raise ValueError(f"`layer` {layer!r} is not a module of this UNet; use one of {', '.join(h_layers(unet))} "
+                         f"(or any name from unet.named_modules()).")
+
+    def after(module, args, output):
+        if isinstance(output, tuple):
+            new = fn(output[0])
+            return None if new is None else (new, *output[1:])
+        return fn(output)
+
+    return module.register_forward_hook(after)
+
+
 @contextmanager
 def h_space_edits(unet, checked, current_timestep):
-    """A :func:`bottleneck_hook` that adds the h-space edits while the timestep is in each window.
+    """Hooks (:func:`h_hook`, one per layer) that add the h-space edits while the timestep is in each window.
 
     ``current_timestep()`` returns the timestep being denoised (the loop updates it).
     """
-    edits = [(k, delta, window) for k, (_, space, delta, window) in enumerate(checked) if space == "h"]
-    if not edits:
+    by_layer: dict[str, list] = {}
+    for k, (direction, space, delta, window) in enumerate(checked):
+        if space == "h":
+            by_layer.setdefault(_layer_name(getattr(direction, "layer", None)), []).append((k, delta, window))
+    if not by_layer:
         yield
         return
 
-    def add(h):
-        t = float(current_timestep())
-        for k, delta, window in edits:
-            if window is None or window[1] <= t <= window[0]:
-                h = h + _shaped(delta, tuple(h.shape[1:]), k, "h").to(h.device, h.dtype)
-        return h
+    def adder(edits):
+        def add(h):
+            t = float(current_timestep())
+            for k, delta, window in edits:
+                if window is None or window[1] <= t <= window[0]:
+                    h = h + _shaped(delta, tuple(h.shape[1:]), k, "h").to(h.device, h.dtype)
+            return h
 
-    handle = bottleneck_hook(unet, add)
+        return add
+
+    handles = []
     try:
+        for layer, edits in by_layer.items():
+            handles.append(h_hook(unet, adder(edits), layer))
         yield
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()

@@ -352,6 +352,7 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
     settings = {"space": space, "steps": steps, "guidance": guidance, "monotone_at": monotone_at,
                 "region": "auto" if isinstance(region, str) else (None if region is None else getattr(region, "__name__", "custom")),
                 "image_strength": image_strength if space == "z0" else None,
+                "h_layer": getattr(direction, "layer", None) if space == "h" else None,
                 "provenance": getattr(direction, "provenance", {}),
                 **{k: v for k, v in generate_kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))}}
     return ReportCard(direction=getattr(direction, "name", "") or "direction", target=target,

@@ -5,6 +5,7 @@ import PIL.Image
 import pytest
 import torch
 
+import latentlib as ll
 from latentlib import cli, export
 
 FAST = ["--steps", "4"]
@@ -108,12 +109,21 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
     assert "monotone on" in capsys.readouterr().out
     assert cli.main(argv) == 2  # the folder is not empty
     assert "--overwrite" in capsys.readouterr().err
+    # h at another layer: the directions carry it, the bank records its shape, the card applies it there
+    assert cli.main(["discover", *common, "--components", "2", "--name", "up", "--h-layer", "up_blocks.0"]) == 0
+    layered = DirectionBank.load(bank, model=ll.load())
+    assert layered["up0"].layer == "up_blocks.0" and layered["up0"].provenance["h_layer"] == "up_blocks.0"
+    assert list(layered["up0"].shape) == layered.model["shapes"]["h@up_blocks.0"] != layered.model["shapes"]["h"]
+    assert cli.main([*argv[:4], "up0", *argv[5:-2], str(tmp_path / "card-up"), "--quiet", "--target", "x"]) == 0
+    assert cli.main(["discover", *common, "--components", "2", "--name", "no", "--h-layer", "up_blocks.7"]) == 2
+    assert "`layer` 'up_blocks.7' is not a module of this UNet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
     (["discover", "--space", "h", "--method", "ridge", "--bank", "b.safetensors"], "give --attribute"),
     (["discover", "--space", "h", "--attribute", "x", "--bank", "b.safetensors"], "--attribute is for"),
     (["discover", "--space", "xT", "--timesteps", "9", "1", "--bank", "b.safetensors"], "--timesteps applies"),
+    (["discover", "--space", "z0", "--h-layer", "up_blocks.0", "--bank", "b.safetensors"], "--h-layer applies"),
     (["discover", "--space", "h", "--n", "1", "--bank", "b.safetensors"], "--n must be"),
     (["discover", "--space", "q", "--bank", "b.safetensors"], "invalid choice"),
     (["report-card", "--bank", "b.safetensors", "--direction", "x", "--strengths", "1", "2", "3", "--out", "o"],

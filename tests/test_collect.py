@@ -103,3 +103,25 @@ def test_h_on_the_default_model_with_its_probe(tmp_path):
     images = model.generate("a large red circle", seed=[0, 1, 2, 3], steps=4, output="pt", progress=False)
     np.testing.assert_allclose(got.labels["x"], probe(images)["x"], atol=1e-5)
     assert list(got.labels["shape"]) == list(probe(images)["shape"])
+
+
+def test_h_samples_at_another_layer(tiny, tmp_path):
+    """``h_layer`` collects that block's output (its own cache entry); "bottleneck" is the default's."""
+    from latentlib.edits import h_hook
+
+    prompts, seeds = ["a cat", "a dog"], [3, 4]
+    kw = dict(prompts=prompts, seeds=seeds, steps=3, h_step=2, cache_dir=tmp_path, progress=False)
+    got = ll.collect(tiny, "h", h_layer="up_blocks.0", **kw)
+    seen = []
+    handle = h_hook(tiny.unet, lambda h: seen.append(h.clone()), "up_blocks.0")
+    tiny.generate(prompts, seed=seeds, steps=3, progress=False)
+    handle.remove()
+    torch.testing.assert_close(got.X, seen[2][2:], atol=1e-5, rtol=1e-5)
+    assert got.settings["h_layer"] == "up_blocks.0"
+    plain = ll.collect(tiny, "h", **kw)
+    assert plain.key != got.key and "h_layer" not in plain.settings
+    assert ll.collect(tiny, "h", h_layer="bottleneck", **kw).key == plain.key
+    with pytest.raises(ValueError, match=r"`layer` 'nowhere' is not a module of this UNet"):
+        ll.collect(tiny, "h", h_layer="nowhere", **kw)
+    with pytest.raises(ValueError, match=r"`h_layer` \('up_blocks.0'\) applies to the h space only; got space 'xT'"):
+        ll.collect(tiny, "xT", seeds=2, h_layer="up_blocks.0", cache_dir=tmp_path, progress=False)

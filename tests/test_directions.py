@@ -163,3 +163,32 @@ def test_ridge_recovers_a_continuous_factor_and_checks_its_input():
         ll.RidgeDirection().fit(X, factor[:10])
     with pytest.raises(ValueError, match="alpha"):
         ll.RidgeDirection(alpha=-1)
+
+
+def test_layered_h_directions_in_banks(tiny, tmp_path):
+    """A bank records each layer's h shape; loading checks it, and a model without that layer is refused."""
+    shapes = space_shapes(tiny, ["up_blocks.0"])
+    assert shapes["h@up_blocks.0"] != shapes["h"]
+    bank = DirectionBank(model=tiny)
+    up = Direction.from_vector(torch.randn(shapes["h@up_blocks.0"]), "h", name="up", layer="up_blocks.0",
+                               timesteps=(900, 100))
+    bank.add(up)
+    bank.add(Direction.from_vector(torch.randn(shapes["h"]), "h", name="mid"))
+    assert bank.model["shapes"]["h@up_blocks.0"] == list(shapes["h@up_blocks.0"])
+    with pytest.raises(ValueError, match=r"model has h \(layer up_blocks.0\) samples of shape"):
+        bank.add(Direction.from_vector(torch.randn(shapes["h"]), "h", name="wrong", layer="up_blocks.0"))
+    bank.save(tmp_path / "layers")
+    loaded = DirectionBank.load(tmp_path / "layers", model=tiny)
+    assert loaded["up"].layer == "up_blocks.0" and loaded["mid"].layer is None
+    assert loaded["up"].timesteps == (900.0, 100.0) and torch.equal(loaded["up"].vector, up.vector)
+    flat = ll.orthogonalize(loaded["up"], [Direction.from_vector(torch.randn(shapes["h@up_blocks.0"]), "h", name="o",
+                                                                  layer="up_blocks.0")])
+    assert flat.layer == "up_blocks.0"
+    with pytest.raises(ValueError, match=r"cannot orthogonalise a h@up_blocks.0 direction against 'mid' \(h,"):
+        ll.orthogonalize(loaded["up"], [Direction.from_vector(torch.randn(shapes["h@up_blocks.0"]), "h", name="mid")])
+    fewer = ll.Model(**tiny_sd_components(), name="fewer")
+    fewer.unet.up_blocks = fewer.unet.up_blocks[:0]  # a UNet without that block (never run)
+    with pytest.raises(ValueError, match=r"made for 'tiny'; `layer` 'up_blocks.0' is not a module of this UNet"):
+        DirectionBank.load(tmp_path / "layers", model=fewer)
+    with pytest.raises(ValueError, match=r"`layer` \('up_blocks.0'\) applies to h directions only; this one is in xT"):
+        Direction.from_vector(torch.ones(4, 8, 8), "xT", layer="up_blocks.0")

@@ -79,3 +79,45 @@ def test_h_edit_hooks_the_mid_block_only_inside_its_window(sd):
 def test_bad_edits(sd, edits, kwargs, error, match):
     with pytest.raises(error, match=match):
         sd.generate("a cat", seed=0, edits=edits, **KW, **kwargs)
+
+
+def test_h_edit_at_another_layer_equals_moving_that_layers_output(sd):
+    """A direction with ``layer="up_blocks.1"`` is added to that block's output (and only there)."""
+    from latentlib.edits import h_hook, h_layers
+
+    assert h_layers(sd.unet)[0] == "bottleneck" and "up_blocks.1" in h_layers(sd.unet)
+    assert "mid_block" in h_layers(sd.unet) and "down_blocks.0" in h_layers(sd.unet)
+    shapes = []
+    handle = sd.unet.up_blocks[1].register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape[1:])))
+    plain = sd.generate("a cat", seed=0, **KW)
+    handle.remove()
+    v = torch.randn(shapes[0], generator=torch.Generator().manual_seed(4))
+    edited = sd.generate("a cat", seed=0, edits=[(_direction("h", v, scale=2.0, layer="up_blocks.1"), 0.5)], **KW)
+    handle = h_hook(sd.unet, lambda h: h + 1.0 * v, "up_blocks.1")
+    try:
+        by_hand = sd.generate("a cat", seed=0, **KW)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(edited, by_hand)
+    assert not torch.allclose(edited, plain) and len(sd.unet.up_blocks[1]._forward_hooks) == 0
+    zero = sd.generate("a cat", seed=0, edits=[(_direction("h", torch.zeros(shapes[0]), layer="up_blocks.1"), 3.0)], **KW)
+    torch.testing.assert_close(zero, plain)
+    down = []  # a down block returns (h, skips): h is the first element, and the edit lands there
+    handle = h_hook(sd.unet, lambda h: down.append(h.shape) or None, "down_blocks.0")
+    sd.generate("a cat", seed=0, **KW)
+    handle.remove()
+    assert len(down[0]) == 4
+
+
+@pytest.mark.parametrize(
+    "layer, space, error, match",
+    [
+        ("up_blocks.9", "h", ValueError, r"`layer` 'up_blocks.9' is not a module of this UNet; use one of bottleneck, "
+                                         r"down_blocks.0"),
+        ("up_blocks.0", "xT", ValueError, r"`edits\[0\]` has layer 'up_blocks.0'; a layer is a UNet module name, "
+                                          r"for h edits only \(this edit is in xT\)"),
+    ],
+)
+def test_bad_layers(sd, layer, space, error, match):
+    with pytest.raises(error, match=match):
+        sd.generate("a cat", seed=0, edits=[(_direction(space, torch.zeros(256), layer=layer), 1.0)], **KW)
