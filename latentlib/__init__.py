@@ -23,6 +23,7 @@ from .directions import (
     text_direction,
 )
 from .interpolate import lerp, slerp
+from .jacobian import JacobianBasis
 from .maps import UMAPMap
 from .report import ReportCard, report_card
 from .model import DEFAULT_MODEL, Model, ModelNotFoundError, load
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Direction",
     "DirectionBank",
+    "JacobianBasis",
     "LinearBoundary",
     "MeanDifference",
     "PCADirections",
