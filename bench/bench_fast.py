@@ -185,6 +185,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
                 sweep_frames: int, compile_flag, graphs_flag, progress=lambda out: None) -> dict:
     from diffusers import DPMSolverMultistepScheduler
 
+    torch.backends.cudnn.benchmark = False  # diffusers' default: a previous model's fast path may have set it
     model = ll.Model(**components, name=label).to(device, dtype)
     model.scheduler = DPMSolverMultistepScheduler.from_config(model.scheduler.config)  # both sides: DPM++ 2M
     cuda = device.type == "cuda"
@@ -275,11 +276,18 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
                 {"phase": f"fast path (cuda_graphs={graphs})", "error": f"{type(error).__name__}: {error}"[:500],
                  "traceback": traceback.format_exc().splitlines()[-12:]})
             print(f"fast path (cuda_graphs={graphs}) failed: {type(error).__name__}: {error}", flush=True)
-            model.decelerate()
             ours_ms.clear()
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
+            for stale in ("fast_path", "fast_warmup_s"):
+                out.pop(stale, None)
+            progress(out)
+            try:
+                model.decelerate()
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.empty_cache()
+            except Exception as again:  # noqa: BLE001 - e.g. a sticky CUDA error: nothing more can run
+                out["errors"].append({"phase": "cleanup", "error": f"{type(again).__name__}: {again}"[:500]})
+                break
     if cuda:
         out["latentlib_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     out["fast_matches_eager"] = {k: _pixels_close(fast_images[k], eager_images[k]) for k in fast_images}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -111,10 +112,10 @@ class Direction:
                        provenance={**self.provenance, "negated": True})
 
     def cosine(self, other: Direction) -> float:
-        """Cosine similarity with ``other`` (same space and size)."""
-        if other.space != self.space or other.vector.numel() != self.vector.numel():
-            raise ValueError(f"cannot compare a {self.space} direction of {self.vector.numel()} values with a "
-                             f"{other.space} direction of {other.vector.numel()} values.")
+        """Cosine similarity with ``other`` (same space, h layer and size)."""
+        if shape_key(other) != shape_key(self) or other.vector.numel() != self.vector.numel():
+            raise ValueError(f"cannot compare a {shape_key(self)} direction of {self.vector.numel()} values with a "
+                             f"{shape_key(other)} direction of {other.vector.numel()} values.")
         return float(self.vector.flatten() @ other.vector.flatten())
 
     def project(self, X) -> np.ndarray:
@@ -139,13 +140,13 @@ def _flat(X) -> np.ndarray:
 
 
 # -- model signatures ---------------------------------------------------------------------------------
-@torch.no_grad()
 def shape_key(direction) -> str:
     """The key of ``direction``'s sample shape in :func:`space_shapes`: its space, or "h@LAYER"."""
     layer = getattr(direction, "layer", None)
     return direction.space if layer in (None, "bottleneck") else f"{direction.space}@{layer}"
 
 
+@torch.no_grad()
 def space_shapes(model, layers=()) -> dict[str, tuple[int, ...]]:
     """The shape of one sample of each space for ``model`` (h by one UNet call on zeros), plus "h@LAYER"
     for each of ``layers`` (h taken at another UNet module, :func:`latentlib.edits.h_hook`)."""
@@ -188,6 +189,9 @@ def model_signature(model, layers=()) -> dict:
             "shapes": {k: list(v) for k, v in space_shapes(model, layers).items()}}
 
 
+_FUSED = re.compile(r"\.(to_qkv|to_kv|to_added_qkv)\.")
+
+
 def weight_hash(model) -> str:
     """16 hex digits from the networks' configs and, for every tensor, its name, shape and first 64 values:
     cheap even for SDXL, and different for any retrained or other model."""
@@ -199,6 +203,8 @@ def weight_hash(model) -> str:
         digest.update(json.dumps(dict(config) if not hasattr(config, "to_dict") else config.to_dict(),
                                  sort_keys=True, default=str).encode())
         for key, value in module.state_dict().items():
+            if _FUSED.search(key):  # the fast path's fused q/k/v copies: the same weights, fused or not
+                continue
             digest.update(key.encode())
             digest.update(str(tuple(value.shape)).encode())
             digest.update(value.detach().flatten()[:64].to("cpu", torch.float32).numpy().tobytes())
@@ -291,15 +297,16 @@ class DirectionBank(Mapping):
             for info in meta["directions"].values():
                 layer = info.get("layer")
                 key = info["space"] if layer in (None, "bottleneck") else f"{info['space']}@{layer}"
-                keys.setdefault(key, meta["model"]["shapes"].get(key, info["shape"]))
+                recorded = meta["model"]["shapes"].get(key)  # else the direction's own (maybe flat) shape
+                keys.setdefault(key, (recorded, True) if recorded is not None else (info["shape"], False))
             layers = [key.split("@", 1)[1] for key in keys if "@" in key]
             try:
                 mine = model_signature(model, layers)
             except ValueError as error:  # a layer this model does not have
                 raise ValueError(f"this bank was made for {meta['model']['name']!r}; {error}") from None
-            for key, theirs in sorted(keys.items()):
+            for key, (theirs, exact) in sorted(keys.items()):
                 ours = mine["shapes"][key]
-                if list(theirs) != list(ours):
+                if (list(theirs) != list(ours)) if exact else (math.prod(theirs) != math.prod(ours)):
                     raise ValueError(
                         f"this bank was made for {meta['model']['name']!r}, whose {key} samples have shape "
                         f"{tuple(theirs)}; {mine['name']!r} has {tuple(ours)}. Directions do not carry over between "

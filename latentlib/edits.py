@@ -135,7 +135,9 @@ def h_hook(unet, fn, layer: str | None = None):
 
     ``layer`` None or "bottleneck": :func:`bottleneck_hook`. Otherwise the name of a UNet module (a key
     of ``unet.named_modules()``, e.g. "up_blocks.0": usually one of :func:`h_layers`); h is its output
-    (the first element when it returns a tuple, as down blocks do), and ``fn`` may replace it.
+    (the first element when it returns a tuple, as down blocks do), and ``fn`` may replace it. A down
+    block's skip connections are the rest of that tuple: an edit there moves the path down, not the skips.
+    "mid_block" is the same tensor as "bottleneck" in a UNet that has one (listed for completeness).
     """
     name = _layer_name(layer)
     if not isinstance(name, str):
@@ -170,12 +172,12 @@ def h_space_edits(unet, checked, current_timestep):
         yield
         return
 
-    def adder(edits):
+    def adder(edits, where):
         def add(h):
             t = float(current_timestep())
             for k, delta, window in edits:
                 if window is None or window[1] <= t <= window[0]:
-                    h = h + _shaped(delta, tuple(h.shape[1:]), k, "h").to(h.device, h.dtype)
+                    h = h + _shaped(delta, tuple(h.shape[1:]), k, where).to(h.device, h.dtype)
             return h
 
         return add
@@ -183,7 +185,7 @@ def h_space_edits(unet, checked, current_timestep):
     handles = []
     try:
         for layer, edits in by_layer.items():
-            handles.append(h_hook(unet, adder(edits), layer))
+            handles.append(h_hook(unet, adder(edits, "h" if layer == BOTTLENECK else f"h@{layer}"), layer))
         yield
     finally:
         for handle in handles:

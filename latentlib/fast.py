@@ -17,9 +17,11 @@ flag               what it does                                           ``"aut
 ``cache``          reuse prompt embeddings and seed noise across frames   on                   on
 =================  =====================================================  ===================  ===========
 
-``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide. ``fuse_qkv`` copies
-the attention weights into fused projections when it is turned on: after changing the UNet's weights
-(a LoRA, a fine-tune), call ``model.accelerate(...)`` again. With ``compile`` on, Inductor also runs
+``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
+puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
+is turned on: after changing the UNet's weights (a LoRA, a fine-tune), call ``model.accelerate(...)``
+again. While fused, attention calls ``to_qkv`` (``to_kv`` for cross-attention) instead of ``to_q``,
+``to_k`` and ``to_v``, in the eager UNet too: hooks on those three see nothing until ``decelerate()``. With ``compile`` on, Inductor also runs
 1x1 convolutions as matrix products (``conv_1x1_as_mm``).
 
 Asking for ``cuda_graphs=True`` without CUDA, or ``compile=True`` where compilation fails, warns and
@@ -81,6 +83,13 @@ class FastPath:
     _prompts: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _noise: OrderedDict = field(default_factory=OrderedDict, repr=False)
     cache_size: int = 64
+    _cudnn_before: bool | None = field(default=None, repr=False)
+
+    def restore_global_state(self) -> None:
+        """Put ``torch.backends.cudnn.benchmark`` back to what it was before this fast path set it."""
+        if self._cudnn_before is not None:
+            torch.backends.cudnn.benchmark = self._cudnn_before
+            self._cudnn_before = None
 
     def report(self) -> dict:
         """The flags as a plain dict (for benchmark JSON and app status lines). ``compile`` turns False,
@@ -327,8 +336,10 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if cudnn_benchmark and not cuda:
         notes.append(f"cudnn_benchmark: off (the model is on {model.device})")
         cudnn_benchmark = False
-    if cudnn_benchmark:
-        torch.backends.cudnn.benchmark = True
+    previous = getattr(model, "fast", None)
+    cudnn_before = previous._cudnn_before if previous is not None and previous._cudnn_before is not None \
+        else torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True if cudnn_benchmark else cudnn_before
     _unfuse(model.unet)
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
     for module in (model.unet, *decoders):
@@ -347,12 +358,16 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         except (AttributeError, ValueError) as error:  # e.g. added KV projections
             notes.append(f"fuse_qkv: off ({error})")
             fuse_qkv = False
+        for module in model.unet.modules():  # the fused copies are new layers: frozen like the model's weights
+            for name in ("to_qkv", "to_kv", "to_added_qkv"):
+                if isinstance(getattr(module, name, None), torch.nn.Module):
+                    getattr(module, name).requires_grad_(False)
     cache_dir = _inductor_cache(compile_cache) if want_compile else None
     if want_compile:
         _raise_recompile_limit(64)
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
                     compile=want_compile, cuda_graphs=want_graphs, cache=cache, fuse_qkv=fuse_qkv,
-                    cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, notes=notes)
+                    cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, notes=notes, _cudnn_before=cudnn_before)
     if want_compile or want_graphs:
         fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs)
         for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):

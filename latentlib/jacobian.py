@@ -112,8 +112,10 @@ class JacobianBasis:
     def fit(self, model, prompt, *, seed: int = 0, step: int = 0, steps: int = 20, guidance: float = 5.0,
             scheduler=None, negative_prompt=None) -> JacobianBasis:
         """Find the basis at denoising ``step`` (0 = the first, where x_t is the initial noise) of the
-        generation of ``prompt`` from ``seed``."""
+        generation of ``prompt`` from ``seed``. ``step`` counts UNet calls, which is the step index for
+        every sampler that calls the UNet once per step (all but Heun and other second-order ones)."""
         unet = model.unet
+        h_hook(unet, lambda h: None, self.layer).remove()  # an unknown layer fails now, naming the choices
         x, t, kwargs = self._inputs(model, prompt, seed, step, steps, guidance, scheduler, negative_prompt)
         dtype = model.dtype
         kwargs = {k: (v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in kwargs.items()}

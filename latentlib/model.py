@@ -126,10 +126,13 @@ class Model:
         return fast.accelerate(self, **flags)
 
     def decelerate(self) -> None:
-        """Turn the fast path off (eager UNet and decoder, no caches, unfused attention)."""
+        """Turn the fast path off (eager UNet and decoder, no caches, unfused attention, and cuDNN autotuning
+        back to what it was before :meth:`accelerate`)."""
         from . import fast
 
         fast._unfuse(self.unet)
+        if self.fast is not None:
+            self.fast.restore_global_state()
         self.fast = None
 
     def set_preview_decoder(self, decoder) -> None:
@@ -150,7 +153,8 @@ class Model:
         if self.fast is not None:  # re-apply the same flags so the new decoder gets them too
             f = self.fast
             fast.accelerate(self, dtype=self.dtype, sdpa=f.sdpa, channels_last=f.channels_last, compile=f.compile,
-                            cuda_graphs=f.cuda_graphs, cache=f.cache, compile_cache=f.compile_cache)
+                            cuda_graphs=f.cuda_graphs, fuse_qkv=f.fuse_qkv, cudnn_benchmark=f.cudnn_benchmark,
+                            cache=f.cache, compile_cache=f.compile_cache)
 
     # -- checks shared by the operations ----------------------------------
     def _check_size(self, height, width) -> tuple[int, int]:

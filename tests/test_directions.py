@@ -184,6 +184,8 @@ def test_layered_h_directions_in_banks(tiny, tmp_path):
     flat = ll.orthogonalize(loaded["up"], [Direction.from_vector(torch.randn(shapes["h@up_blocks.0"]), "h", name="o",
                                                                   layer="up_blocks.0")])
     assert flat.layer == "up_blocks.0"
+    with pytest.raises(ValueError, match=r"cannot compare a h@up_blocks.0 direction of \d+ values with a h direction"):
+        loaded["up"].cosine(Direction.from_vector(torch.randn(shapes["h@up_blocks.0"]), "h"))
     with pytest.raises(ValueError, match=r"cannot orthogonalise a h@up_blocks.0 direction against 'mid' \(h,"):
         ll.orthogonalize(loaded["up"], [Direction.from_vector(torch.randn(shapes["h@up_blocks.0"]), "h", name="mid")])
     fewer = ll.Model(**tiny_sd_components(), name="fewer")

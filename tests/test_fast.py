@@ -136,10 +136,16 @@ def test_fused_qkv_matches_and_decelerate_unfuses(model):
     unfused attention, and a second accelerate() fuses the current weights again."""
     from diffusers.models.attention_processor import FusedAttnProcessor2_0
 
-    before = _gen(model)
+    from latentlib.directions import weight_hash
+
+    before, hash_before = _gen(model), weight_hash(model)
     fast = model.accelerate(fuse_qkv=True)
     assert fast.fuse_qkv and any(isinstance(p, FusedAttnProcessor2_0) for p in model.unet.attn_processors.values())
     assert (_gen(model) - before).abs().max() < 1e-5
+    assert weight_hash(model) == hash_before  # caches and banks see the same weights, fused or not
+    assert not any(p.requires_grad for p in model.unet.parameters())
+    model.set_preview_decoder(tiny_preview_decoder())  # re-applies the fast path with the same flags
+    assert model.fast.fuse_qkv
     model.decelerate()
     assert not any(isinstance(p, FusedAttnProcessor2_0) for p in model.unet.attn_processors.values())
     assert not any(hasattr(m, "to_qkv") for m in model.unet.modules())
@@ -155,9 +161,19 @@ def test_fused_qkv_matches_and_decelerate_unfuses(model):
     assert (changed - _gen(model)).abs().max() < 1e-5 and not torch.equal(changed, before)
 
 
-def test_cudnn_benchmark_needs_cuda(model):
-    fast = model.accelerate(cudnn_benchmark=True)
-    assert fast.cudnn_benchmark is False and any("cudnn_benchmark: off" in n for n in fast.notes)
+def test_cudnn_benchmark_needs_cuda_and_is_left_as_found(model):
+    import torch.backends.cudnn as cudnn
+
+    found = cudnn.benchmark
+    try:
+        for setting in (True, False):
+            cudnn.benchmark = setting
+            fast = model.accelerate(cudnn_benchmark=True)
+            assert fast.cudnn_benchmark is False and any("cudnn_benchmark: off" in n for n in fast.notes)
+            model.decelerate()
+            assert cudnn.benchmark is setting
+    finally:
+        cudnn.benchmark = found
 
 
 def test_preview_decoder(model, tmp_path):
