@@ -187,7 +187,9 @@ def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> d
     commit, dirty = getattr(args, "git_at_start", None) or _git_state()
     return {
         "command": "python -m latentlib.train_shapes " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
-        "git_commit": commit, "git_uncommitted_changes": dirty, "seed": args.seed, "preset": args.preset, "settings": asdict(preset),
+        "git_commit": commit, "git_uncommitted_changes": dirty, "seed": args.seed, "preset": args.preset,
+        # the preset's settings as they ran: a --steps on the command line replaces the preset's step count
+        "settings": {**asdict(preset), **({"steps": args.steps} if getattr(args, "steps", None) else {})},
         "seconds": round(seconds, 1), "device": str(device),
         "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads",

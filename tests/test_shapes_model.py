@@ -65,9 +65,9 @@ def test_our_loop_matches_the_diffusers_pipeline_on_the_default_model(model):
 def test_probe_judges_a_few_samples_right(model, probe):
     """The first 12 faithfulness prompts of the model card, at its seeds: a CI-sized slice of that figure.
 
-    Thresholds follow what this model measures (MODEL_CARD.md: colour 98.8%, background 100%, position
-    98.1%, shape 86.4%; on these 12 prompts shape 11/12, colour 12/12), with one sample's room; the shape
-    bar (90%) is not met yet (issue 3).
+    Thresholds follow what this model measures (MODEL_CARD.md: colour 99.0%, background 100%, position
+    98.1%, shape 94.0% over 500 prompts; on these 12 prompts shape 10/12, colour 12/12): 12 prompts are
+    too few to judge the 90% bar, so the shape threshold is the slice's own figure (chance is 1/5).
     """
     from latentlib.evaluate_shapes import _generate, _judge, _prompts
 
@@ -80,7 +80,8 @@ def test_probe_judges_a_few_samples_right(model, probe):
 
 def test_ddim_draws_the_prompt_on_the_default_model(model, probe):
     """DDIM made from the model's DPM-solver config once clipped x0 to [-1, 1] and drew the wrong colour on
-    most prompts (500 prompts: colour 16.8%, shape 33%); fixed, these 12 give colour 12/12 and shape 10/12."""
+    most prompts (500 prompts: colour 16.8%, shape 33%); fixed, these 12 give colour 12/12 and shape 10/12
+    (versions 3.1 and 4 alike)."""
     from latentlib.evaluate_shapes import _judge, _prompts
 
     prompts = _prompts("test", 12)

@@ -93,7 +93,8 @@ def test_unet_stage_resume_gives_the_same_weights(tmp_path):
         assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), key
     untouched = train_shapes.main(["unet", "--out", str(tmp_path / "fresh"), *common, "--steps", "2"])
     c = load_file(tmp_path / "fresh" / "unet" / "diffusion_pytorch_model.safetensors")
-    assert untouched["provenance"]["settings"]["steps"] == 6  # the preset's; --steps overrides the count
+    assert untouched["provenance"]["settings"]["steps"] == 2  # what ran: --steps replaces the preset's 6
+    assert untouched["provenance"]["command"].endswith("--steps 2")
     assert any((a[key] - c[key]).abs().max() > 1e-4 for key in a)  # a shorter run is really different
 
 
