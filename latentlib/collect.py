@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .edits import SPACES, h_hook
+from .edits import BOTTLENECK, SPACES, h_hook
 
 __all__ = ["Samples", "collect", "default_cache_dir"]
 
@@ -97,8 +97,7 @@ def _probe_id(probe) -> str | None:
 
 def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: int = 20, guidance: float = 5.0,
             scheduler=None, h_step: int | None = None, h_layer: str | None = None, probe=None, batch_size: int = 16,
-            cache: bool = True,
-            cache_dir=None, progress: bool = True) -> Samples:
+            cache: bool = True, cache_dir=None, progress: bool = True) -> Samples:
     """Samples of ``space`` for the model, with metadata and (given a probe) its labels.
 
     Args:
@@ -129,7 +128,7 @@ def collect(model, space: str, *, prompts=None, seeds=None, images=None, steps: 
         raise ValueError(f"`h_step` must be a step index in [0, {n_steps - 1}], got {h_step}.")
     if h_layer is not None and space != "h":
         raise ValueError(f"`h_layer` ({h_layer!r}) applies to the h space only; got space {space!r}.")
-    if h_layer == "bottleneck":
+    if h_layer == BOTTLENECK:
         h_layer = None  # the same samples, under the same cache key
     if h_layer is not None:
         h_hook(model.unet, lambda h: None, h_layer).remove()  # an unknown layer fails here, naming the choices

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .edits import SPACES
+from .edits import BOTTLENECK, SPACES
+from .fast import _FUSED_LAYERS
 
 __all__ = ["Direction", "DirectionBank", "LinearBoundary", "MeanDifference", "PCADirections", "RidgeDirection",
            "model_signature",
@@ -142,8 +143,11 @@ def _flat(X) -> np.ndarray:
 # -- model signatures ---------------------------------------------------------------------------------
 def shape_key(direction) -> str:
     """The key of ``direction``'s sample shape in :func:`space_shapes`: its space, or "h@LAYER"."""
-    layer = getattr(direction, "layer", None)
-    return direction.space if layer in (None, "bottleneck") else f"{direction.space}@{layer}"
+    return _shape_key(direction.space, getattr(direction, "layer", None))
+
+
+def _shape_key(space: str, layer: str | None) -> str:
+    return space if layer in (None, BOTTLENECK) else f"{space}@{layer}"
 
 
 @torch.no_grad()
@@ -155,7 +159,7 @@ def space_shapes(model, layers=()) -> dict[str, tuple[int, ...]]:
     h, w = model.default_size
     latent = (model.latent_channels, h // model.vae_scale_factor, w // model.vae_scale_factor)
     seen: dict = {}
-    wanted = [None, *[layer for layer in layers if layer not in (None, "bottleneck")]]
+    wanted = [None, *[layer for layer in layers if layer not in (None, BOTTLENECK)]]
     handles = []
 
     def grab(key):
@@ -166,7 +170,7 @@ def space_shapes(model, layers=()) -> dict[str, tuple[int, ...]]:
 
     try:
         for layer in wanted:
-            handles.append(h_hook(model.unet, grab("h" if layer is None else f"h@{layer}"), layer))
+            handles.append(h_hook(model.unet, grab(_shape_key("h", layer)), layer))
         emb = model.embed("")
         added = None
         if model.is_sdxl:
@@ -189,7 +193,7 @@ def model_signature(model, layers=()) -> dict:
             "shapes": {k: list(v) for k, v in space_shapes(model, layers).items()}}
 
 
-_FUSED = re.compile(r"\.(to_qkv|to_kv|to_added_qkv)\.")
+_FUSED = re.compile(r"\.(" + "|".join(_FUSED_LAYERS) + r")\.")
 
 
 def weight_hash(model) -> str:
@@ -295,8 +299,7 @@ class DirectionBank(Mapping):
         if model is not None and meta.get("model"):
             keys = {}
             for info in meta["directions"].values():
-                layer = info.get("layer")
-                key = info["space"] if layer in (None, "bottleneck") else f"{info['space']}@{layer}"
+                key = _shape_key(info["space"], info.get("layer"))
                 recorded = meta["model"]["shapes"].get(key)  # else the direction's own (maybe flat) shape
                 keys.setdefault(key, (recorded, True) if recorded is not None else (info["shape"], False))
             layers = [key.split("@", 1)[1] for key in keys if "@" in key]
@@ -575,8 +578,7 @@ def orthogonalize(direction: Direction, others: Iterable[Direction], *, name: st
     others = list(others)
     basis = []
     for other in others:
-        if (other.space != direction.space or other.vector.numel() != direction.vector.numel()
-                or shape_key(other) != shape_key(direction)):
+        if shape_key(other) != shape_key(direction) or other.vector.numel() != direction.vector.numel():
             raise ValueError(f"cannot orthogonalise a {shape_key(direction)} direction against {other.name!r} "
                              f"({shape_key(other)}, {other.vector.numel()} values).")
         v = other.vector.flatten().double()

@@ -192,7 +192,8 @@ def _collect(model, args, prompts, need_probe):
         ps = [prompts[(begin + i) % len(prompts)] for i in range(len(chunk))]
         s = collect(model, args.space, prompts=ps, seeds=chunk, steps=args.steps, guidance=args.guidance,
                     scheduler=None if args.scheduler == "default" else args.scheduler, h_step=args.h_step,
-                    h_layer=args.h_layer, probe=probe, cache=not args.no_cache, cache_dir=args.cache_dir, progress=not args.quiet)
+                    h_layer=args.h_layer, probe=probe, cache=not args.no_cache, cache_dir=args.cache_dir,
+                    progress=not args.quiet)
         xs.append(s.X)
         for k, v in (s.labels or {}).items():
             labels.setdefault(k, []).append(np.asarray(v))

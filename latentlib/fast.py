@@ -21,8 +21,8 @@ flag               what it does                                           ``"aut
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
 is turned on: after changing the UNet's weights (a LoRA, a fine-tune), call ``model.accelerate(...)``
 again. While fused, attention calls ``to_qkv`` (``to_kv`` for cross-attention) instead of ``to_q``,
-``to_k`` and ``to_v``, in the eager UNet too: hooks on those three see nothing until ``decelerate()``. With ``compile`` on, Inductor also runs
-1x1 convolutions as matrix products (``conv_1x1_as_mm``).
+``to_k`` and ``to_v``, in the eager UNet too: hooks on those three see nothing until ``decelerate()``.
+With ``compile`` on, Inductor also runs 1x1 convolutions as matrix products (``conv_1x1_as_mm``).
 
 Asking for ``cuda_graphs=True`` without CUDA, or ``compile=True`` where compilation fails, warns and
 runs eagerly: the :class:`FastPath` that :func:`accelerate` returns says what is on and why the rest
@@ -53,6 +53,7 @@ import torch
 __all__ = ["FastPath", "accelerate", "load_preview_decoder"]
 
 _AUTO = "auto"
+_FUSED_LAYERS = ("to_qkv", "to_kv", "to_added_qkv")  # what diffusers' fuse_qkv_projections adds
 _FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "fuse_qkv", "cudnn_benchmark", "cache")
 
 
@@ -359,7 +360,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
             notes.append(f"fuse_qkv: off ({error})")
             fuse_qkv = False
         for module in model.unet.modules():  # the fused copies are new layers: frozen like the model's weights
-            for name in ("to_qkv", "to_kv", "to_added_qkv"):
+            for name in _FUSED_LAYERS:
                 if isinstance(getattr(module, name, None), torch.nn.Module):
                     getattr(module, name).requires_grad_(False)
     cache_dir = _inductor_cache(compile_cache) if want_compile else None
@@ -385,7 +386,7 @@ def _unfuse(unet) -> None:
 
         for module in unet.modules():
             if isinstance(module, Attention) and getattr(module, "fused_projections", False):
-                for name in ("to_qkv", "to_kv"):
+                for name in _FUSED_LAYERS:
                     if hasattr(module, name):
                         delattr(module, name)
                 module.fused_projections = False
