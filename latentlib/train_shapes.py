@@ -200,6 +200,8 @@ def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> d
 def _stage(stage: str, args, final: str) -> tuple[Preset, int, Path]:
     """A stage's preset, step count and run folder (checked: no finished or earlier run is overwritten)."""
     preset = PRESETS[stage][args.preset]
+    if getattr(args, "lr", None) is not None:  # recorded: _provenance writes the preset as it ran
+        preset = replace(preset, lr=args.lr)
     out = Path(args.out)
     _prepare_out(out, final, args)
     return preset, args.steps or preset.steps, out
@@ -648,6 +650,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", required=True, help="run folder (created); the trained files land here")
     parser.add_argument("--preset", default="cpu", help="cpu (2 cores), gpu, or smoke (seconds, for tests)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's step count")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="override the preset's peak learning rate (e.g. a gentler continuation with --init)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--eval-n", type=int, default=2000, help="test scenes for the final evaluation")
@@ -671,8 +675,11 @@ def main(argv=None) -> dict:
         parser.error(f"--preset {args.preset!r} is not one of {', '.join(PRESETS['probe'])}")
     if args.decoder and args.stage != "all":
         parser.error("--decoder applies to `all`; run the decoder stage itself with `decoder --vae ...`")
-    if args.steps is not None and args.stage == "all":
-        parser.error("--steps applies to one stage; use it with vae, text, unet or probe")
+    for flag in ("steps", "lr"):
+        if getattr(args, flag) is not None and args.stage == "all":
+            parser.error(f"--{flag} applies to one stage; use it with vae, text, unet or probe")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a positive number; got {args.lr}")
     np.seterr(all="ignore")
     return STAGES[args.stage](args)
 

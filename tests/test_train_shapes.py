@@ -96,6 +96,21 @@ def test_unet_stage_resume_gives_the_same_weights(tmp_path):
     assert untouched["provenance"]["settings"]["steps"] == 2  # what ran: --steps replaces the preset's 6
     assert untouched["provenance"]["command"].endswith("--steps 2")
     assert any((a[key] - c[key]).abs().max() > 1e-4 for key in a)  # a shorter run is really different
+    gentle = train_shapes.main(["unet", "--out", str(tmp_path / "gentle"), *common, "--steps", "2", "--lr", "1e-5"])
+    d = load_file(tmp_path / "gentle" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert gentle["provenance"]["settings"]["lr"] == 1e-5  # the preset's 1e-3, replaced and recorded
+    assert any((c[key] - d[key]).abs().max() > 1e-4 for key in c)  # and it is the learning rate that ran
+
+
+def test_lr_flag_rejects_bad_values(capsys):
+    for bad in ("0", "-0.001", "nan"):
+        with pytest.raises(SystemExit) as exit_info:
+            train_shapes.main(["unet", "--out", "unused", "--lr", bad])
+        assert exit_info.value.code == 2
+        assert f"--lr must be a positive number; got {float(bad)}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_shapes.main(["all", "--out", "unused", "--lr", "1e-4"])
+    assert "--lr applies to one stage" in capsys.readouterr().err
 
 
 def test_decoder_keeps_latents_and_assemble_refuses_a_foreign_vae(tmp_path):
