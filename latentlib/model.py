@@ -74,6 +74,7 @@ class Model:
             vae.to(torch.float32)  # float16 VAEs marked force_upcast overflow (black/NaN images), as in diffusers
         self.device = unet.device
         self.dtype = unet.dtype
+        self._eager_layout()
         self.is_sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.latent_channels = vae.config.latent_channels
@@ -86,6 +87,20 @@ class Model:
                 f"the UNet's cross_attention_dim is {unet.config.cross_attention_dim} but the text encoder(s) give "
                 f"{width}; these components do not belong together."
             )
+
+    def _eager_layout(self) -> None:
+        """Memory layout of the eager path: on the CPU the VAE decoder runs channels-last (oneDNN picks its
+        fast convolutions for every layer then; the default model's 64x64 decode went from 10.8 to 7.3 ms on
+        2 threads, outputs equal within 2e-6), elsewhere contiguous. The UNet stays contiguous: channels-last
+        measured slower there (10.5 -> 11.1 ms per CFG step). The fast path sets its own layout."""
+        decoder_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        for part in ("decoder", "post_quant_conv"):
+            if getattr(self.vae, part, None) is not None:
+                getattr(self.vae, part).to(memory_format=decoder_format)
+        for part in ("encoder", "quant_conv"):
+            if getattr(self.vae, part, None) is not None:
+                getattr(self.vae, part).to(memory_format=torch.contiguous_format)
+        self.unet.to(memory_format=torch.contiguous_format)
 
     def _modules(self):
         return [m for m in (self.vae, self.unet, self.text_encoder, self.text_encoder_2, self.preview_decoder)
@@ -114,6 +129,8 @@ class Model:
         if self.fast is not None and (torch.device(device) != self.device or dtype != self.dtype):
             self.fast.clear()  # cached embeddings, noise and captured graphs belong to the old device/dtype
         self.device, self.dtype = torch.device(device), dtype
+        if self.fast is None:
+            self._eager_layout()
         return self
 
     # -- the fast path (latentlib.fast) --------------------------------------
@@ -134,6 +151,7 @@ class Model:
         if self.fast is not None:
             self.fast.restore_global_state()
         self.fast = None
+        self._eager_layout()
 
     def set_preview_decoder(self, decoder) -> None:
         """Use ``decoder`` (an ``AutoencoderTiny``, or a local folder holding one) for ``decoder="preview"``.

@@ -131,6 +131,31 @@ def test_channels_last_matches(model):
     assert (_gen(model) - before).abs().max() < 1e-5
 
 
+def test_eager_layout_on_cpu_and_back_after_decelerate(model):
+    """On the CPU the eager VAE decoder is channels-last (oneDNN's fast convolutions), the encoder and
+    the UNet contiguous; decelerate() brings that layout back after the fast path changed it."""
+    def layout():
+        return (model.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last),
+                model.vae.post_quant_conv.weight.is_contiguous(memory_format=torch.channels_last),
+                model.vae.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last),
+                model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last))
+
+    assert layout() == (True, True, False, False)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mine = ll.codec.decode_latents(model.vae, latents)
+        model.vae.decoder.to(memory_format=torch.contiguous_format)
+        model.vae.post_quant_conv.to(memory_format=torch.contiguous_format)
+        contiguous = ll.codec.decode_latents(model.vae, latents)
+    assert (mine - contiguous).abs().max() < 1e-5  # same images, another convolution order
+    model.accelerate(channels_last=True)
+    assert layout() == (True, True, False, True)
+    model.decelerate()
+    assert layout() == (True, True, False, False)
+    model.accelerate(channels_last=False)
+    assert layout() == (True, True, False, False)  # "off" keeps the eager layout, it does not slow the decoder
+
+
 def test_fused_qkv_matches_and_decelerate_unfuses(model):
     """diffusers' fused q/k/v projections give the same image; turning the fast path off restores the
     unfused attention, and a second accelerate() fuses the current weights again."""
