@@ -6,6 +6,11 @@ Prints a table and writes JSON (default: bench/results/shapes.json). The issue's
     python bench/bench_shapes.py                  # 2 threads, 25 repeats
     python bench/bench_shapes.py --quick          # smoke run
     python bench/bench_shapes.py --threads 1
+    python bench/bench_shapes.py --fast           # also the CPU fast path (torch.compile), interleaved with eager
+
+``--fast`` times the same generations with ``model.accelerate(compile=True)`` (Inductor on the CPU; needs a
+C++ compiler, and falls back to eager with a note without one), alternating eager and fast rounds so that
+a drift in this shared machine's speed hits both alike. The first calls compile (reported as warm-up).
 """
 
 from __future__ import annotations
@@ -37,12 +42,40 @@ def _median_ms(fn, repeats: int) -> float:
     return round(statistics.median(times), 2)
 
 
+def _fast_path(args) -> dict:
+    """Eager and fast-path (``accelerate(compile=True)``) generation times from alternating rounds."""
+    eager, fast = ll.load(args.model), ll.load(args.model)
+    began = time.perf_counter()
+    fast.accelerate(compile=True)
+    settings = {"speed_default_ms": {}, "speed_preview_ms": {"steps": 8}}
+    prompt = "a small red circle in the top left on a black background"
+    for kwargs in settings.values():  # compiles every shape the timed calls use
+        fast.generate(prompt, seed=0, progress=False, **kwargs)
+        eager.generate(prompt, seed=0, progress=False, **kwargs)
+    warmup = time.perf_counter() - began
+    times = {side: {key: [] for key in settings} for side in ("eager", "fast")}
+    per_round = max(args.repeats // 3, 2)
+    for _ in range(args.rounds):
+        for side, model in (("eager", eager), ("fast", fast)):
+            for key, kwargs in settings.items():
+                for i in range(per_round):
+                    began = time.perf_counter()
+                    model.generate(prompt, seed=i, progress=False, **kwargs)
+                    times[side][key].append((time.perf_counter() - began) * 1000)
+    return {"flags": {k: v for k, v in fast.fast.report().items() if v is True or k == "notes"},
+            "requested": {"compile": True}, "warmup_s": round(warmup, 1),
+            "rounds": args.rounds, "calls_per_round": per_round,
+            **{side: {key: round(statistics.median(v), 1) for key, v in times[side].items()} for side in times}}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="diffusers folder (default: the shipped default model)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--quick", action="store_true", help="3 repeats: a smoke run")
+    parser.add_argument("--fast", action="store_true", help="also time the CPU fast path (compile), interleaved")
+    parser.add_argument("--rounds", type=int, default=6, help="--fast: alternating eager/fast rounds")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "shapes.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -59,6 +92,8 @@ def main(argv=None) -> dict:
         parts["unet_step_b2_ms"] = _median_ms(lambda: model.unet(z.expand(2, -1, -1, -1), 500, context), args.repeats)
         parts["vae_decode_b1_ms"] = _median_ms(lambda: model.decode(z, output="pt"), args.repeats)
     speed = generation_speed(model, repeats=args.repeats, threads=args.threads)
+    if args.fast:
+        speed["fast_path"] = _fast_path(args)
     import diffusers
 
     report = {
@@ -73,6 +108,12 @@ def main(argv=None) -> dict:
     }
     for key, value in {**parts, **{k: v for k, v in speed.items() if k.endswith("_ms")}}.items():
         print(f"{key:28} {value:8.1f} ms")
+    if args.fast:
+        fast = speed["fast_path"]
+        print(f"fast path {fast['flags']} (warm-up {fast['warmup_s']} s), medians over {fast['rounds']} "
+              f"alternating rounds:")
+        for key in ("speed_default_ms", "speed_preview_ms"):
+            print(f"  {key:26} eager {fast['eager'][key]:7.1f} ms   fast {fast['fast'][key]:7.1f} ms")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

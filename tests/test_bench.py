@@ -32,6 +32,20 @@ def test_bench_shapes_quick_writes_json(tmp_path, monkeypatch):
     assert report["threads"] == 2 and set(report["parts"]) >= {"unet_step_b1_ms", "unet_step_b2_ms"}
 
 
+def test_bench_shapes_fast_path_interleaved(tmp_path, monkeypatch):
+    """--fast times eager and the compiled CPU fast path in alternating rounds; without a C++ compiler the
+    fast side runs eagerly and the flags say so."""
+    script = BENCH.parent / "bench_shapes.py"
+    out = tmp_path / "shapes.json"
+    monkeypatch.setattr(sys, "argv", ["bench_shapes.py", "--quick", "--fast", "--rounds", "1", "--out", str(out)])
+    runpy.run_path(str(script), run_name="__main__")
+    fast = json.loads(out.read_text())["fast_path"]
+    assert fast["rounds"] == 1 and fast["warmup_s"] > 0
+    for side in ("eager", "fast"):
+        assert set(fast[side]) == {"speed_default_ms", "speed_preview_ms"} and min(fast[side].values()) > 0
+    assert fast["flags"].get("compile") is True or any("compile" in note for note in fast["flags"]["notes"])
+
+
 def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
     """The CPU variant of the fast-path benchmark: both layouts, every figure beside diffusers', and (with
     every CUDA-only lever off here) the fast path's pixels equal to the eager path's."""
