@@ -482,6 +482,9 @@ def train_unet(args) -> dict:
         index = torch.randint(0, n_scenes, (preset.batch,), generator=gen)
         scenes = [shapes.sample_scene(int(i), "train") for i in index]
         texts = [shapes.caption(scene, 10_000_000 + step * preset.batch + j) for j, scene in enumerate(scenes)]
+        if args.caption_dropout:  # drawn only when asked, so runs without it keep their random stream
+            drop = torch.rand(preset.batch, generator=gen) < args.caption_dropout
+            texts = ["" if d else text for d, text in zip(drop.tolist(), texts, strict=True)]
         with torch.no_grad():
             context = text_encoder(_tokens(tokenizer, texts, device)).last_hidden_state
         z0 = latents[index.to(device)]
@@ -505,6 +508,7 @@ def train_unet(args) -> dict:
         return {"stopped_at": stopped}
     ema.cpu().eval().save_pretrained(out / "unet", safe_serialization=True)
     metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae), "init": args.init,
+               "caption_dropout": args.caption_dropout,
                "provenance": _provenance(args, preset, seconds, device)}
     return _finish(out, "unet", metrics)
 
@@ -662,6 +666,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--init", default=None,
                         help="unet stage: start from this UNet (a unet stage folder or a model folder)")
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
+    parser.add_argument("--caption-dropout", type=float, default=0.0,
+                        help="unet stage: share of captions replaced by the empty caption, on top of the data's own "
+                             f"{shapes._EMPTY_CAPTION:.0%} (more training of the unconditional model; default 0)")
     parser.add_argument("--decoder", action="store_true",
                         help="all: also run the decoder stage and build the model's VAE from it")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -678,6 +685,10 @@ def main(argv=None) -> dict:
     for flag in ("steps", "lr"):
         if getattr(args, flag) is not None and args.stage == "all":
             parser.error(f"--{flag} applies to one stage; use it with vae, text, unet or probe")
+    if not (0.0 <= args.caption_dropout < 1.0):
+        parser.error(f"--caption-dropout must be in [0, 1); got {args.caption_dropout}")
+    if args.caption_dropout and args.stage != "unet":
+        parser.error(f"--caption-dropout applies to the unet stage, not {args.stage!r}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number; got {args.lr}")
     np.seterr(all="ignore")

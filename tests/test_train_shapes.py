@@ -102,6 +102,25 @@ def test_unet_stage_resume_gives_the_same_weights(tmp_path):
     assert any((c[key] - d[key]).abs().max() > 1e-4 for key in c)  # and it is the learning rate that ran
 
 
+def test_caption_dropout_trains_the_unconditional_model_more(tmp_path, capsys):
+    train_shapes.main(["vae", "--out", str(tmp_path / "vae"), "--preset", "smoke", "--eval-n", "8"])
+    train_shapes.main(["text", "--out", str(tmp_path / "text"), "--preset", "smoke", "--eval-n", "8"])
+    common = ["--preset", "smoke", "--vae", str(tmp_path / "vae"), "--text", str(tmp_path / "text"), "--steps", "2"]
+    plain = train_shapes.main(["unet", "--out", str(tmp_path / "plain"), *common])
+    dropped = train_shapes.main(["unet", "--out", str(tmp_path / "dropped"), *common, "--caption-dropout", "0.9"])
+    assert plain["caption_dropout"] == 0.0 and dropped["caption_dropout"] == 0.9
+    a = load_file(tmp_path / "plain" / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "dropped" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert any((a[key] - b[key]).abs().max() > 1e-6 for key in a)
+    for bad in ("1", "-0.5", "nan"):
+        with pytest.raises(SystemExit):
+            train_shapes.main(["unet", "--out", "unused", "--caption-dropout", bad])
+        assert "--caption-dropout must be in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_shapes.main(["vae", "--out", "unused", "--caption-dropout", "0.2"])
+    assert "applies to the unet stage" in capsys.readouterr().err
+
+
 def test_lr_flag_rejects_bad_values(capsys):
     for bad in ("0", "-0.001", "nan"):
         with pytest.raises(SystemExit) as exit_info:
