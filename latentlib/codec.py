@@ -201,7 +201,8 @@ def decode_latents(vae, latents: torch.Tensor, *, batch_size: int = 8, run=None)
     for start in range(0, latents.shape[0], batch_size):
         chunk = latent_to_vae(vae, latents[start : start + batch_size].to(device, dtype))
         image = vae.decode(chunk, return_dict=False)[0] if run is None else run(chunk)
-        out.append((image / 2 + 0.5).clamp(0, 1).to("cpu", torch.float32))  # [-1, 1] -> [0, 1]
+        # [-1, 1] -> [0, 1]; contiguous, whatever layout the decoder ran in (channels-last on the CPU)
+        out.append((image / 2 + 0.5).clamp(0, 1).to("cpu", torch.float32).contiguous())
     return torch.cat(out)
 
 

@@ -124,7 +124,8 @@ def weights_sha256(model) -> str:
         if module is None:
             continue
         for name, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
+            # row-major bytes whatever the layout (a channels-last 1x1 kernel counts as contiguous but is not)
+            t = tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
             digest.update(f"{part}.{name}:{t.dtype}:{tuple(t.shape)}".encode())
             digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     model._weights_sha256 = digest.hexdigest()

@@ -148,6 +148,13 @@ def test_eager_layout_on_cpu_and_back_after_decelerate(model):
         model.vae.post_quant_conv.to(memory_format=torch.contiguous_format)
         contiguous = ll.codec.decode_latents(model.vae, latents)
     assert (mine - contiguous).abs().max() < 1e-5  # same images, another convolution order
+    assert mine.is_contiguous()  # callers get row-major pixels whatever layout the decoder ran in
+    from latentlib.export import weights_sha256
+
+    hash_contiguous = weights_sha256(model)
+    del model._weights_sha256
+    model._eager_layout()
+    assert weights_sha256(model) == hash_contiguous  # the layout is not part of the weights' identity
     model.accelerate(channels_last=True)
     assert layout() == (True, True, False, True)
     model.decelerate()
