@@ -351,7 +351,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         for part in ("encoder", "quant_conv"):  # the encoder is neither compiled nor graphed: it stays contiguous
             if getattr(model.vae, part, None) is not None:
                 getattr(model.vae, part).to(memory_format=torch.contiguous_format)
-    elif hasattr(model, "_eager_layout"):
+    else:
         model._eager_layout()  # the eager path's layout (on the CPU, a channels-last VAE decoder)
     if fuse_qkv and not sdpa:
         notes.append("fuse_qkv: off (the fused attention processor needs sdpa)")
