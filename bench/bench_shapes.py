@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 import latentlib as ll
-from latentlib.evaluate_shapes import generation_speed
+from latentlib.evaluate_shapes import BARS, generation_speed
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -40,32 +40,6 @@ def _median_ms(fn, repeats: int) -> float:
         fn()
         times.append((time.perf_counter() - began) * 1000)
     return round(statistics.median(times), 2)
-
-
-def _fast_path(eager, args) -> dict:
-    """Eager (``eager``, already warm) and fast-path (a second copy with ``accelerate(compile=True)``)
-    generation times from alternating rounds."""
-    fast = ll.load(args.model)
-    settings = {"speed_default_ms": {}, "speed_preview_ms": {"steps": 8}}
-    prompt = "a small red circle in the top left on a black background"
-    began = time.perf_counter()
-    fast.accelerate(compile=True)
-    for kwargs in settings.values():  # compiles every shape the timed calls use
-        fast.generate(prompt, seed=0, progress=False, **kwargs)
-    warmup = time.perf_counter() - began
-    times = {side: {key: [] for key in settings} for side in ("eager", "fast")}
-    per_round = max(args.repeats // 3, 2)
-    for _ in range(args.rounds):
-        for side, model in (("eager", eager), ("fast", fast)):
-            for key, kwargs in settings.items():
-                for i in range(per_round):
-                    began = time.perf_counter()
-                    model.generate(prompt, seed=i, progress=False, **kwargs)
-                    times[side][key].append((time.perf_counter() - began) * 1000)
-    return {"flags": {k: v for k, v in fast.fast.report().items() if v is True or k == "notes"},
-            "warmup_s": round(warmup, 1),
-            "rounds": args.rounds, "calls_per_round": per_round,
-            **{side: {key: round(statistics.median(v), 1) for key, v in times[side].items()} for side in times}}
 
 
 def main(argv=None) -> dict:
@@ -91,9 +65,8 @@ def main(argv=None) -> dict:
         parts["unet_step_b1_ms"] = _median_ms(lambda: model.unet(z, 500, context[:1]), args.repeats)
         parts["unet_step_b2_ms"] = _median_ms(lambda: model.unet(z.expand(2, -1, -1, -1), 500, context), args.repeats)
         parts["vae_decode_b1_ms"] = _median_ms(lambda: model.decode(z, output="pt"), args.repeats)
-    speed = generation_speed(model, repeats=args.repeats, threads=args.threads)
-    if args.fast:
-        speed["fast_path"] = _fast_path(model, args)
+    speed = generation_speed(model, repeats=args.repeats, threads=args.threads,
+                             fast_model=ll.load(args.model) if args.fast else None, rounds=args.rounds)
     import diffusers
 
     report = {
@@ -104,16 +77,13 @@ def main(argv=None) -> dict:
         "settings": {"default": "20 steps, guidance 5, the model's scheduler", "preview": "8 steps, guidance 5",
                      "preview_no_cfg": "8 steps, guidance 1"},
         "parts": parts, **speed,
-        "bars": {"speed_default_ms": 300.0, "speed_preview_ms": 100.0},
+        "bars": {key: bar for key, (bar, _, _) in BARS.items() if key.startswith("speed_") and key in speed},
     }
     for key, value in {**parts, **{k: v for k, v in speed.items() if k.endswith("_ms")}}.items():
-        print(f"{key:28} {value:8.1f} ms")
+        print(f"{key:28} {'n/a' if value is None else f'{value:8.1f} ms'}")
     if args.fast:
-        fast = speed["fast_path"]
-        print(f"fast path {fast['flags']} (warm-up {fast['warmup_s']} s), medians over {fast['rounds']} "
-              f"alternating rounds:")
-        for key in ("speed_default_ms", "speed_preview_ms"):
-            print(f"  {key:26} eager {fast['eager'][key]:7.1f} ms   fast {fast['fast'][key]:7.1f} ms")
+        print(f"fast path: model.accelerate(compile=True), warm-up {speed['fast_path_warmup_s']} s, medians over "
+              f"{args.rounds} alternating eager/fast rounds; notes: {speed['fast_path_notes'] or 'none'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

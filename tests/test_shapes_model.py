@@ -252,3 +252,35 @@ def test_h_edits_work_on_a_unet_without_a_mid_block(model):
                           edits=[(SimpleNamespace(space="h", vector=torch.zeros(seen[0])), 3.0)])
     assert torch.equal(zero, plain)
     assert not model.unet.up_blocks[0]._forward_pre_hooks  # removed afterwards
+
+
+def test_speed_only_keeps_every_other_figure_and_the_note(tmp_path, monkeypatch):
+    """`--speed-only` re-measures the speed, re-judges the bars and rewrites the card; the quality figures,
+    the training records and the last note stay as they were."""
+    import shutil
+
+    from latentlib import evaluate_shapes
+
+    model_dir = tmp_path / "shapes"
+    shutil.copytree(MODEL_DIR, model_dir)
+    before = json.loads((model_dir / "metrics.json").read_text())
+    before["note"] = "the note of the last full run"
+    (model_dir / "metrics.json").write_text(json.dumps(before))
+    fake = {"threads": 2, "device": "cpu", "dtype": "float32", "repeats": 1, "speed_default_ms": 123.0,
+            "speed_preview_ms": 150.0, "speed_preview_no_cfg_ms": 40.0, "speed_default_fast_ms": 99.0,
+            "speed_preview_fast_ms": 45.0, "fast_path_warmup_s": 1.0, "fast_path_notes": []}
+    monkeypatch.setattr(evaluate_shapes, "generation_speed", lambda *a, **k: dict(fake))
+    evaluate_shapes.main(["--model", str(model_dir), "--speed-only", "--card"])
+    after = json.loads((model_dir / "metrics.json").read_text())
+    for part in ("reconstruction", "faithfulness", "heldout", "diversity", "empty_prompt"):
+        assert after[part] == before[part]
+    assert after["speed"]["speed_preview_ms"] == 150.0 and "measured_separately" in after["speed"]
+    assert not after["bars"]["speed_preview_ms"]["pass"] and after["bars"]["speed_preview_fast_ms"]["pass"]
+    assert after["bars"]["shape_accuracy"] == before["bars"]["shape_accuracy"]
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "the note of the last full run" in card and "| 150.0 | <= 100.0 | **no** |" in card
+    assert (model_dir / "training").is_dir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="--speed-only needs the recorded results"):
+        evaluate_shapes.main(["--model", str(empty), "--speed-only"])
