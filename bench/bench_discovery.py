@@ -1,30 +1,36 @@
 """Direction discovery on the default model, scored against its known factors (issue 4's measured bars).
 
-1. Unsupervised recovery: 2,000 samples per space and prompt set (xT, z0, h: one fixed prompt, so that
-   only the seed varies, and 40 colour+shape prompts; prompt: training captions), PCA top 8, and the
-   matrix of |Pearson r| between each component's scores and each continuous factor as the probe reads it
-   (size, x, y; rotation as the better of cos and sin of symmetry order x angle). Bar: for each factor,
-   some component reaches |r| >= 0.7 in at least one space.
-2. Supervised directions for size, x, y (mean difference at the median) and object colour (red -> blue,
-   logistic) in h, z0 and (for comparison) xT, fitted on the colour+shape samples; each scored by a report
-   card over 32 seeds and strengths -3..3 (z0 edits re-noised to 0.6 and denoised). Bar (h or z0):
-   Spearman >= 0.9 on >= 90% of seeds, shape and background changed on <= 5% of edits.
-3. Rotation, which no caption names: PCA over squares only (h and z0), the component that best follows
-   the rotation, and its report card on cos or sin of 4 x angle (a square's rotation is modulo 90 degrees).
+1. Unsupervised recovery: 2,000 samples per space and prompt set, PCA top 8, and the matrix of |Pearson r|
+   between each component's scores and each continuous factor as the probe reads it (size, x, y; rotation
+   as the better of cos and sin of symmetry order x angle). Sets: one fixed prompt (only the seed varies),
+   40 colour+shape prompts, one prompt that names the position ("a red square in the center ...") and one
+   that also names the size ("a large red square in the center ...", so that rotation is what the seed
+   varies most after the position's jitter), and training captions for the prompt space. Spaces: xT,
+   z0, h at the bottleneck and h at ``--h-layer``; each h set also as the spatial mean of every channel
+   (a position-invariant view of the same samples). Bar: for each factor, some component reaches
+   |r| >= 0.7 in at least one space.
+2. Supervised directions for size, x and y: ridge regression on ``--supervised-n`` h samples at
+   ``--h-layer`` (prompts naming colour, shape and a black background). The ridge penalty is chosen on
+   validation cards (other seeds, other prompts) from ``--alphas``; the chosen direction is then scored on
+   the test cards (32 seeds, strengths -3..3). Object colour (blue against the rest; logistic and ridge)
+   on prompts that leave the colour free. Bar: Spearman >= 0.9 on >= 90% of seeds, shape and background
+   changed on <= 5% of edits.
+3. Rotation, which no caption names: PCA over the centred-squares samples (h at ``--h-layer`` and z0), the
+   component that best follows cos or sin of 4 x angle (a square's rotation is modulo 90 degrees), and
+   its report card on the same prompt.
 
 Prints the tables and writes JSON (default bench/results/discovery.json) plus the report cards (CSV,
 Markdown, PNG) under bench/results/discovery/. Samples are cached (latentlib.collect), so a second run
 only re-scores.
 
-    python bench/bench_discovery.py            # the full measurement (tens of minutes on 2 cores)
-    python bench/bench_discovery.py --quick    # smoke run: 32 samples, 2 seeds
+    python bench/bench_discovery.py            # the full measurement (about an hour on 2 cores, uncached)
+    python bench/bench_discovery.py --quick    # smoke run: 32 samples, 2 seeds, one alpha
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -41,6 +47,9 @@ from latentlib.discover import alignment
 from latentlib.probes import load_probe
 
 ONE_PROMPT = "a red square on a black background"  # seeds alone vary x, y, size and rotation
+CENTRED_PROMPT = "a large red square in the center on a black background"  # size and position named
+CENTRED_ANY_SIZE = "a red square in the center on a black background"  # position named, size free
+VALIDATION_SEEDS, TEST_SEEDS = 60_000, 50_000
 
 
 class RotationProbe:
@@ -56,9 +65,38 @@ class RotationProbe:
         return {**r, "rotation_cos": np.cos(angle), "rotation_sin": np.sin(angle)}
 
 
-def _prompts_named(n: int) -> list[str]:
+def _prompts_named(n: int, *, step: int = 1, offset: int = 0, background: str | None = None) -> list[str]:
+    """``n`` prompts cycling over the 40 (colour, shape) pairs (pair ``(step * i + offset) % 40``)."""
     pairs = [(c, s) for c in shapes.COLORS for s in shapes.SHAPES]
-    return [f"a {pairs[i % len(pairs)][0]} {pairs[i % len(pairs)][1]}" for i in range(n)]
+    tail = f" on a {background} background" if background else ""
+    return [f"a {pairs[(step * i + offset) % len(pairs)][0]} {pairs[(step * i + offset) % len(pairs)][1]}{tail}"
+            for i in range(n)]
+
+
+def _with_rotation(labels: dict) -> dict:
+    """Probe labels plus ``rotation_cos``/``rotation_sin`` (of symmetry order x angle; what RotationProbe reads)."""
+    order = np.array([shapes.SYMMETRY.get(s, 0) if s is not None else 0 for s in labels["shape"]], dtype=np.float64)
+    angle = order * np.asarray(labels["rotation"], dtype=np.float64)
+    return {**labels, "rotation_cos": np.cos(angle), "rotation_sin": np.sin(angle)}
+
+
+def _card_row(card) -> dict:
+    t, s = card.target_row, card.summary
+    row = {"target": card.target, "expected_sign": card.expected_sign, "monotone_share": t["monotone_share"],
+           "spearman_median": t["spearman_median"], "effect_per_unit": t["effect_per_unit"],
+           "linearity_r2": t["linearity_r2"], "saturation": t["saturation"], "sign_share": t["sign_share"],
+           "shape_changed": float(s.loc["shape", "changed_share"]),
+           "background_changed": float(s.loc["background", "changed_share"]),
+           "color_changed": float(s.loc["color", "changed_share"]),
+           "latent_change": t["latent_change"], "pixel_change_outside": t["pixel_change_outside"]}
+    row["bar_met"] = row["monotone_share"] >= 0.9 and row["shape_changed"] <= 0.05 and row["background_changed"] <= 0.05
+    return row
+
+
+def _print_card(name: str, c: dict) -> None:
+    print(f"{name:34} monotone {100 * c['monotone_share']:5.1f}%  rho {c['spearman_median']:+.2f}  "
+          f"effect {c['effect_per_unit']:+.4f}/unit  shape changed {100 * c['shape_changed']:4.1f}%  "
+          f"background {100 * c['background_changed']:4.1f}%  {'MET' if c['bar_met'] else 'not met'}", flush=True)
 
 
 def _captions(n: int, start: int) -> list[str]:
@@ -67,43 +105,74 @@ def _captions(n: int, start: int) -> list[str]:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2000, help="samples per space")
+    parser.add_argument("--n", type=int, default=2000, help="samples per space (unsupervised)")
+    parser.add_argument("--supervised-n", type=int, default=600, help="h samples the supervised directions are fitted on")
+    parser.add_argument("--h-layer", default="up_blocks.0", help="the UNet block whose output is the second h space")
+    parser.add_argument("--alphas", default="16384,24576,32768",
+                        help="ridge penalties tried on the validation cards (comma-separated)")
     parser.add_argument("--seeds", type=int, default=32, help="report-card seeds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "discovery.json"))
     args = parser.parse_args(argv)
+    alphas = [float(a) for a in args.alphas.split(",")]
     if args.quick:
-        args.n, args.seeds = 32, 2
+        args.n, args.supervised_n, args.seeds, alphas = 32, 48, 2, alphas[:1]
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     cards_dir = out.parent / (out.stem if not args.quick else out.stem + "_quick")
     model = ll.load()
-    probe = RotationProbe(load_probe())
+    plain = load_probe()
+    probe = RotationProbe(plain)
     strengths = [-3, -2, -1, 0, 1, 2, 3]
-    report = {"benchmark": "discovery", "n": args.n, "seeds": args.seeds, "strengths": strengths,
+    layer = args.h_layer
+    report = {"benchmark": "discovery", "n": args.n, "supervised_n": args.supervised_n, "seeds": args.seeds,
+              "strengths": strengths, "h_layer": layer, "alphas": alphas,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads},
               "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "latentlib": ll.__version__}}
+    cards = {}
+
+    def card(name, direction, target, prompts, seeds, *, sign=1, save=True):
+        c = ll.report_card(model, direction, probe, target=target, strengths=strengths, seeds=seeds, prompts=prompts,
+                           expected_sign=sign, progress=False)
+        if save:
+            c.save(cards_dir / name.replace(": ", "_").replace(">", "").replace(" ", "_").replace("@", "_"), overwrite=True)
+        row = _card_row(c)
+        _print_card(name, row)
+        return row
 
     # 1. unsupervised recovery
     sets = {"one prompt": [ONE_PROMPT] * args.n, "colour+shape prompts": _prompts_named(args.n),
+            "centred large squares": [CENTRED_PROMPT] * args.n, "centred squares": [CENTRED_ANY_SIZE] * args.n,
             "training captions": _captions(args.n, 10**6)}
-    plan = [(space, name) for space in ("xT", "z0", "h") for name in ("one prompt", "colour+shape prompts")]
-    plan.append(("prompt", "training captions"))
+    plan = [(space, None, name) for space in ("xT", "z0", "h") for name in ("one prompt", "colour+shape prompts")]
+    plan += [("z0", None, "centred large squares"), ("h", None, "centred large squares"),
+             ("h", layer, "one prompt"), ("h", layer, "centred squares"), ("h", layer, "centred large squares"),
+             ("prompt", None, "training captions")]
     matrices, samples = {}, {}
-    for space, set_name in plan:
+    for space, h_layer, set_name in plan:
         began = time.perf_counter()
-        s = collect(model, space, prompts=sets[set_name], seeds=list(range(args.n)), probe=probe, progress=True)
+        s = collect(model, space, prompts=sets[set_name], seeds=list(range(args.n)), probe=plain, progress=True,
+                    **({"h_layer": h_layer} if h_layer else {}))
         collect_s = time.perf_counter() - began
         pca = ll.PCADirections(8).fit(s.X, space=space)
         table = alignment(pca.transform(s.X), s.labels)
-        key = f"{space} ({set_name})"
+        key = f"{space}{'@' + h_layer if h_layer else ''} ({set_name})"
         matrices[key] = {"alignment": table, "explained_variance_ratio": pca.explained_variance_ratio_.tolist(),
-                         "collect_seconds": round(collect_s, 1)}
-        samples[(space, set_name)] = s
+                         "collect_seconds": round(collect_s, 1), "from_cache": s.from_cache}
+        samples[key] = (s, pca)
         print(f"\n{key}: |r| of PC0..PC7 with each factor")
         for factor, row in table.items():
             print(f"  {factor:9}" + "".join(f"{v:6.2f}" for v in row))
+        if space == "h":  # the same samples averaged over positions: a view that position cannot dominate
+            pooled = s.X.float().mean(dim=(-2, -1))
+            pca_pooled = ll.PCADirections(8).fit(pooled, space=space)
+            table = alignment(pca_pooled.transform(pooled), s.labels)
+            matrices[f"{key}, spatial mean"] = {"alignment": table, "from_cache": s.from_cache,
+                                                 "explained_variance_ratio": pca_pooled.explained_variance_ratio_.tolist()}
+            print(f"{key}, spatial mean of each channel: |r| of PC0..PC7")
+            for factor, row in table.items():
+                print(f"  {factor:9}" + "".join(f"{v:6.2f}" for v in row))
     best = {f: max(((k, int(np.argmax(m["alignment"][f])), max(m["alignment"][f])) for k, m in matrices.items()),
                    key=lambda t: t[2]) for f in ("size", "x", "y", "rotation")}
     report["unsupervised"] = {"matrices": matrices,
@@ -111,64 +180,57 @@ def main(argv=None) -> dict:
                               "bar_met": all(r >= 0.7 for _, _, r in best.values())}
     print("\nbest component per factor:", {f: f"{w} pc{c} |r|={r:.2f}" for f, (w, c, r) in best.items()})
 
-    # 2. supervised directions (mean difference at the median for size/x/y; logistic red vs blue), fitted on
-    #    the colour+shape samples of each space, each with a report card over fresh seeds and prompts
-    card_seeds = list(range(50_000, 50_000 + args.seeds))
-    card_prompts = _prompts_named(args.seeds * 7)[::7]  # a spread of colour/shape pairs
-    found = {}
-    for space in ("h", "z0", "xT"):
-        s = samples[(space, "colour+shape prompts")]
-        present = np.asarray(s.labels["present"], dtype=bool)
-        X = s.X[torch.from_numpy(present)]
-        labels = {k: np.asarray(v)[present] for k, v in s.labels.items()}
-        for factor in ("size", "x", "y"):
-            y = labels[factor] > np.median(labels[factor])
-            found[f"{space}: {factor}"] = (ll.MeanDifference().fit(X, y).direction(space, name=factor, X=X), factor, 1,
-                                           card_prompts)
-        pick = np.isin(labels["color"], ["red", "blue"])
-        Xc = X[torch.from_numpy(pick)]
-        blue = ll.LinearBoundary("logistic").fit(Xc, labels["color"][pick] == "blue")
-        found[f"{space}: red->blue"] = (blue.direction(space, name="red->blue", X=Xc), "color=blue", 1,
-                                        [f"a red {shape}" for shape in shapes.SHAPES])
+    # 2. supervised: ridge at the h layer, its penalty chosen on validation cards, scored on test cards
+    print(f"\nsupervised directions at h@{layer}: ridge, alpha chosen from {alphas} on validation cards")
+    s = collect(model, "h", h_layer=layer, prompts=_prompts_named(args.supervised_n, background="black"),
+                seeds=list(range(args.supervised_n)), probe=plain, progress=True)
+    present = np.asarray(s.labels["present"], dtype=bool)
+    X = s.X[torch.from_numpy(present)]
+    labels = {k: np.asarray(v)[present] for k, v in s.labels.items()}
+    val_prompts = _prompts_named(args.seeds, step=11, offset=3, background="black")
+    test_prompts = _prompts_named(args.seeds, step=7, background="black")
+    val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))
+    test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
+    selection = {}
+    for factor in ("size", "x", "y"):
+        y = labels[factor].astype(np.float64)
+        tried = []
+        for alpha in alphas:
+            d = ll.RidgeDirection(alpha=alpha).fit(X, y).direction("h", name=factor, X=X, layer=layer)
+            row = card(f"validation h@{layer} {factor} a={alpha:g}", d, factor, val_prompts, val_seeds, save=False)
+            tried.append((alpha, d, row))
+        # most monotone seeds among the penalties that keep shape and background; then the larger effect
+        ok = [t for t in tried if t[2]["shape_changed"] <= 0.05 and t[2]["background_changed"] <= 0.05] or tried
+        alpha, d, _ = max(ok, key=lambda t: (t[2]["monotone_share"], t[2]["effect_per_unit"]))
+        selection[factor] = {"alpha": alpha, "validation": {f"{a:g}": r for a, _, r in tried}}
+        cards[f"h@{layer}: {factor}"] = card(f"h@{layer}: {factor}", d, factor, test_prompts, test_seeds)
+    report["alpha_selection"] = selection
+    free_colour = [f"a {shape} on a {bg} background" for shape in shapes.SHAPES for bg in shapes.BACKGROUNDS]
+    blue = labels["color"] == "blue"
+    for method, finder in (("logistic", ll.LinearBoundary("logistic").fit(X, blue)),
+                           ("ridge", ll.RidgeDirection(alpha=alphas[len(alphas) // 2]).fit(X, blue.astype(np.float64)))):
+        cards[f"h@{layer}: colour blue ({method})"] = card(f"h@{layer}: colour blue ({method})",
+                                                          finder.direction("h", name="blue", X=X, layer=layer),
+                                                          "color=blue", free_colour, test_seeds)
 
-    # 3. rotation: PCA over squares only (no caption names rotation), the component that follows
-    #    cos/sin(4 x angle) best, in h and in z0
+    # 3. rotation: the component of the centred-squares PCA that follows cos/sin(4 x angle)
     report["rotation_pca"] = {}
-    squares_prompts = [f"a {c} square" for c in shapes.COLORS]
-    for space in ("h", "z0"):
-        sq = collect(model, space, prompts=[squares_prompts[i % 8] for i in range(args.n // 2)],
-                     seeds=list(range(args.n // 2)), probe=probe, progress=True)
-        pca = ll.PCADirections(8).fit(sq.X, space=space)
+    for key in (f"h@{layer} (centred large squares)", "z0 (centred large squares)"):
+        sq, pca = samples[key]
         scores = pca.transform(sq.X)
-        keep = np.asarray(sq.labels["present"], dtype=bool) & (np.asarray(sq.labels["shape"], dtype=object) == "square")
-        corr = {t: [float(np.corrcoef(scores[keep, k], sq.labels[t][keep])[0, 1]) for k in range(8)]
+        lab = _with_rotation(sq.labels)
+        keep = np.asarray(lab["present"], dtype=bool) & (np.asarray(lab["shape"], dtype=object) == "square")
+        corr = {t: [float(np.corrcoef(scores[keep, k], lab[t][keep])[0, 1]) for k in range(8)]
                 for t in ("rotation_cos", "rotation_sin")}
         target, comp = max(((t, k) for t in corr for k in range(8)), key=lambda tk: abs(corr[tk[0]][tk[1]]))
         sign = 1 if corr[target][comp] > 0 else -1
-        report["rotation_pca"][space] = {"component": comp, "target": target, "r": round(corr[target][comp], 3),
-                                         "correlations": corr}
-        print(f"\nrotation in {space}: squares-only PCA; pc{comp} follows {target} with r = {corr[target][comp]:.2f}")
-        found[f"{space}: rotation"] = (pca.direction(comp, name=f"rotation (pc{comp})"), target, sign, squares_prompts)
-
-    cards = {}
-    for name, (direction, target_name, sign, prompts_here) in found.items():
-        card = ll.report_card(model, direction, probe, target=target_name, strengths=strengths, seeds=card_seeds,
-                              prompts=prompts_here, expected_sign=sign)
-        card.save(cards_dir / name.replace(": ", "_").replace(">", "").replace(" ", "_"), overwrite=True)
-        t = card.target_row
-        s = card.summary
-        cards[name] = {"target": target_name, "expected_sign": sign, "monotone_share": t["monotone_share"],
-                       "spearman_median": t["spearman_median"], "effect_per_unit": t["effect_per_unit"],
-                       "linearity_r2": t["linearity_r2"], "saturation": t["saturation"], "sign_share": t["sign_share"],
-                       "shape_changed": float(s.loc["shape", "changed_share"]),
-                       "background_changed": float(s.loc["background", "changed_share"]),
-                       "color_changed": float(s.loc["color", "changed_share"]),
-                       "latent_change": t["latent_change"], "pixel_change_outside": t["pixel_change_outside"]}
-        c = cards[name]
-        c["bar_met"] = c["monotone_share"] >= 0.9 and c["shape_changed"] <= 0.05 and c["background_changed"] <= 0.05
-        print(f"{name:22} monotone {100 * c['monotone_share']:5.1f}%  rho {c['spearman_median']:+.2f}  "
-              f"effect {c['effect_per_unit']:+.4f}/unit  shape changed {100 * c['shape_changed']:4.1f}%  "
-              f"background {100 * c['background_changed']:4.1f}%  {'MET' if c['bar_met'] else 'not met'}", flush=True)
+        report["rotation_pca"][key] = {"component": comp, "target": target, "r": round(corr[target][comp], 3),
+                                       "correlations": corr}
+        print(f"\nrotation in {key}: pc{comp} follows {target} with r = {corr[target][comp]:.2f}")
+        space_layer = layer if key.startswith("h@") else None
+        direction = pca.direction(comp, name=f"rotation (pc{comp})", layer=space_layer)
+        cards[f"{key.split(' ')[0]}: rotation"] = card(f"{key.split(' ')[0]}: rotation", direction, target,
+                                                        [CENTRED_PROMPT], test_seeds, sign=sign)
     report["report_cards"] = cards
     out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
