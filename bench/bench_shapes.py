@@ -49,7 +49,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--quick", action="store_true", help="3 repeats: a smoke run")
     parser.add_argument("--fast", action="store_true", help="also time the CPU fast path (compile), interleaved")
-    parser.add_argument("--rounds", type=int, default=6, help="--fast: alternating eager/fast rounds")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="--fast: alternating eager/fast rounds (default: one call per side and round)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "shapes.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -83,7 +84,7 @@ def main(argv=None) -> dict:
         print(f"{key:28} {'n/a' if value is None else f'{value:8.1f} ms'}")
     if args.fast:
         print(f"fast path: model.accelerate(compile=True), warm-up {speed['fast_path_warmup_s']} s, medians over "
-              f"{args.rounds} alternating eager/fast rounds; notes: {speed['fast_path_notes'] or 'none'}")
+              f"{args.rounds or args.repeats} alternating eager/fast rounds; notes: {speed['fast_path_notes'] or 'none'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

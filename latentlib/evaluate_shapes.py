@@ -214,13 +214,16 @@ def reconstruction(model, *, n: int = 1000) -> dict:
     return {"vae_psnr_db": test["psnr_mean_db"], "test": test, "heldout": vae_psnr(vae, "heldout", n // 4, device=model.device)}
 
 
-def generation_speed(model, *, repeats: int = 15, threads: int | None = 2, fast_model=None, rounds: int = 3) -> dict:
+def generation_speed(model, *, repeats: int = 15, threads: int | None = 2, fast_model=None,
+                     rounds: int | None = None) -> dict:
     """Median wall time (ms) of one image at the default settings and of an 8-step preview.
 
     With ``fast_model`` (a second copy of the model, not yet accelerated) the same two figures are also
     measured with ``fast_model.accelerate(compile=True)`` (Inductor; needs a C++ compiler), in ``rounds``
-    alternating eager/fast rounds so that a drift in a shared machine's speed hits both alike. Without a
-    working compiler the fast figures are None and ``fast_path_notes`` says why.
+    alternating eager/fast rounds (default: ``repeats`` rounds of one call each) so that a drift in a
+    shared machine's speed hits both alike; on this project's shared 2-core machine the same figure moves
+    by up to 40% from one minute to the next. Without a working compiler the fast figures are None and
+    ``fast_path_notes`` says why.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -244,15 +247,16 @@ def generation_speed(model, *, repeats: int = 15, threads: int | None = 2, fast_
     times: dict[str, list[float]] = {}
     for key, kwargs in settings.items():
         model.generate(prompt, seed=0, progress=False, **kwargs)  # warm-up
-    n_rounds = rounds if len(sides) > 1 else 1
-    for _ in range(n_rounds):
+    n_rounds = (rounds or repeats) if len(sides) > 1 else 1
+    per_round = max(repeats // n_rounds, 1)
+    for r in range(n_rounds):
         for suffix, m in sides.items():
             for key, kwargs in settings.items():
                 if suffix and key not in ("speed_default_ms", "speed_preview_ms"):
                     continue
-                for i in range(max(repeats // n_rounds, 1)):
+                for i in range(per_round):
                     began = time.perf_counter()
-                    m.generate(prompt, seed=i, progress=False, **kwargs)
+                    m.generate(prompt, seed=r * per_round + i, progress=False, **kwargs)
                     times.setdefault(key.replace("_ms", f"{suffix}_ms"), []).append((time.perf_counter() - began) * 1000)
     for key, values in times.items():
         out[key] = round(float(np.median(values)), 1)
