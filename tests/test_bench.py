@@ -86,7 +86,14 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bench_discovery.py", "--quick", "--out", str(out)])
     report = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")["main"]()
     assert set(report["unsupervised"]["best"]) == {"size", "x", "y", "rotation"}
-    assert len(report["report_cards"]) == 14 and (tmp_path / "discovery_quick" / "h_x" / "report.md").is_file()
+    layer = report["h_layer"]
+    assert set(report["report_cards"]) == {f"h@{layer}: {f}" for f in ("size", "x", "y", "rotation")} | {
+        f"h@{layer}: colour blue (logistic)", f"h@{layer}: colour blue (ridge)", "z0: rotation"}
+    assert (tmp_path / "discovery_quick" / f"h_{layer}_x" / "report.md").is_file()
+    assert set(report["alpha_selection"]) == {"size", "x", "y"}  # each penalty chosen on validation cards
+    for factor, chosen in report["alpha_selection"].items():
+        assert f"{chosen['alpha']:g}" in chosen["validation"]
+    assert f"h@{layer} (centred squares), spatial mean" in report["unsupervised"]["matrices"]
 
 
 def test_bench_fast_records_a_failing_fast_path(tmp_path, monkeypatch):
