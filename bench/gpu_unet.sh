@@ -7,6 +7,8 @@
 # the calibration run are deleted at the end. The device tool brings back at most 8 files from $OUT, so the
 # run leaves exactly these: run/unet/{config.json, diffusion_pytorch_model.safetensors}, run/metrics.json,
 # run/loss.csv, run/loss.png, plan.txt (GPU, calibration, step count), run.log, timing.json.
+# AMP=bf16 runs the UNet's forward pass under bfloat16 autocast (train_shapes --amp; default off, as the
+# H200 calibration of 0.107 s/step at batch 512 was taken; try AMP=bf16 on the next lent GPU).
 #   VAE=runs/vae TEXT=runs/text INIT=runs/unet OUT=/some/dir BUDGET_S=360 bash bench/gpu_unet.sh
 # On the project's lent GPU machines diffusers is not installed: carry its wheel and set WHEELS=.whl.
 set -euo pipefail
@@ -18,6 +20,7 @@ SCENES=${SCENES:-120000}
 BUDGET_S=${BUDGET_S:-360}
 CALIB_STEPS=${CALIB_STEPS:-100}
 MAX_STEPS=${MAX_STEPS:-12000}
+AMP=${AMP:-off}
 : "${VAE:?set VAE to a finished vae stage folder}" "${TEXT:?set TEXT to a finished text stage folder}"
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -28,7 +31,7 @@ else
   export PYTHONPATH=${PYTHONPATH:-}:$PWD
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/plan.txt" 2>/dev/null || true
-common=(unet --preset "$PRESET" --device "$DEVICE" --vae "$VAE" --text "$TEXT" --scenes "$SCENES")
+common=(unet --preset "$PRESET" --device "$DEVICE" --vae "$VAE" --text "$TEXT" --scenes "$SCENES" --amp "$AMP")
 if [ -n "${INIT:-}" ]; then common+=(--init "$INIT"); fi
 quiet() { tr '\r' '\n' | grep -v "it/s]" || true; }
 

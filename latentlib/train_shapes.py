@@ -492,8 +492,9 @@ def train_unet(args) -> dict:
         noise = torch.randn(z0.shape, generator=gen).to(device)
         a = alphas[t].sqrt()[:, None, None, None]
         s = (1 - alphas[t]).sqrt()[:, None, None, None]
-        pred = unet(a * z0 + s * noise, t, context).sample
-        per_item = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+            pred = unet(a * z0 + s * noise, t, context).sample
+        per_item = ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3))
         loss = (weight[t] * per_item).mean()
         return loss, {"mse": per_item.mean().item()}
 
@@ -508,7 +509,7 @@ def train_unet(args) -> dict:
         return {"stopped_at": stopped}
     ema.cpu().eval().save_pretrained(out / "unet", safe_serialization=True)
     metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae), "init": args.init,
-               "caption_dropout": args.caption_dropout,
+               "caption_dropout": args.caption_dropout, "amp": args.amp,
                "provenance": _provenance(args, preset, seconds, device)}
     return _finish(out, "unet", metrics)
 
@@ -669,6 +670,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--caption-dropout", type=float, default=0.0,
                         help="unet stage: share of captions replaced by the empty caption, on top of the data's own "
                              f"{shapes._EMPTY_CAPTION:.0%} (more training of the unconditional model; default 0)")
+    parser.add_argument("--amp", choices=("off", "bf16"), default="off",
+                        help="unet stage: run the UNet's forward pass under bfloat16 autocast (weights, optimiser "
+                             "and loss stay float32; default off)")
     parser.add_argument("--decoder", action="store_true",
                         help="all: also run the decoder stage and build the model's VAE from it")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -689,6 +693,8 @@ def main(argv=None) -> dict:
         parser.error(f"--caption-dropout must be in [0, 1); got {args.caption_dropout}")
     if args.caption_dropout and args.stage != "unet":
         parser.error(f"--caption-dropout applies to the unet stage, not {args.stage!r}")
+    if args.amp != "off" and args.stage != "unet":
+        parser.error(f"--amp applies to the unet stage, not {args.stage!r}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number; got {args.lr}")
     np.seterr(all="ignore")

@@ -102,7 +102,7 @@ def test_unet_stage_resume_gives_the_same_weights(tmp_path):
     assert any((c[key] - d[key]).abs().max() > 1e-4 for key in c)  # and it is the learning rate that ran
 
 
-def test_caption_dropout_trains_the_unconditional_model_more(tmp_path, capsys):
+def test_unet_stage_options_caption_dropout_and_bf16_autocast(tmp_path, capsys):
     train_shapes.main(["vae", "--out", str(tmp_path / "vae"), "--preset", "smoke", "--eval-n", "8"])
     train_shapes.main(["text", "--out", str(tmp_path / "text"), "--preset", "smoke", "--eval-n", "8"])
     common = ["--preset", "smoke", "--vae", str(tmp_path / "vae"), "--text", str(tmp_path / "text"), "--steps", "2"]
@@ -119,6 +119,15 @@ def test_caption_dropout_trains_the_unconditional_model_more(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_shapes.main(["vae", "--out", "unused", "--caption-dropout", "0.2"])
     assert "applies to the unet stage" in capsys.readouterr().err
+    # --amp bf16: the forward pass under bfloat16 autocast, float32 weights, recorded in the metrics
+    mixed = train_shapes.main(["unet", "--out", str(tmp_path / "bf16"), *common, "--amp", "bf16"])
+    assert plain["amp"] == "off" and mixed["amp"] == "bf16"
+    m = load_file(tmp_path / "bf16" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(v.dtype == a[k].dtype and torch.isfinite(v).all() for k, v in m.items())
+    assert any((a[key] - m[key]).abs().max() > 0 for key in a)  # bfloat16 rounding changed the updates
+    with pytest.raises(SystemExit):
+        train_shapes.main(["text", "--out", "unused", "--amp", "bf16"])
+    assert "--amp applies to the unet stage" in capsys.readouterr().err
 
 
 def test_lr_flag_rejects_bad_values(capsys):
