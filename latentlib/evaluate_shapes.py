@@ -373,7 +373,7 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
         lines += [("Diversity compares each prompt's spread with the spread of the dataset's scenes that match it "
                    "(a prompt naming \"large\" with large scenes, which have less room to move); against all scenes "
                    f"the worst prompt's ratios are x {div['diversity_x_ratio_all']:.2f}, y {div['diversity_y_ratio_all']:.2f}."), ""]
-    lines += ["### Details", "", "```json", json.dumps({k: v for k, v in results.items() if k not in ("bars",)}, indent=1),
+    lines += ["### Details", "", "```json", json.dumps({k: v for k, v in results.items() if k not in ("bars", "note")}, indent=1),
               "```", "", "## Training", ""]
     for stage, metrics in training.items():
         prov = metrics.get("provenance", {})
@@ -401,12 +401,15 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
     return path
 
 
+_STAGES = ("vae", "decoder", "text", "unet", "probe")
+
+
 def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
     """Copy each stage's metrics and loss log/curve from a ``train_shapes all`` folder into ``model_dir/training``."""
     runs, dest = Path(runs), Path(model_dir) / "training"
     dest.mkdir(parents=True, exist_ok=True)
     training = {}
-    for stage in ("vae", "decoder", "text", "unet", "probe"):
+    for stage in _STAGES:
         folder = runs / stage
         if not (folder / "metrics.json").is_file():
             continue
@@ -416,6 +419,14 @@ def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, dest / f"{stage}-{name}")
     return training
+
+
+def recorded_training(model_dir: str | Path) -> dict:
+    """The training records already in ``model_dir/training`` (as :func:`collect_training` copied them),
+    in stage order."""
+    folder = Path(model_dir) / "training"
+    return {stage: json.loads((folder / f"{stage}-metrics.json").read_text())
+            for stage in _STAGES if (folder / f"{stage}-metrics.json").is_file()}
 
 
 def main(argv=None) -> dict:
@@ -443,9 +454,8 @@ def main(argv=None) -> dict:
         print(f"{'PASS' if bar['pass'] else 'FAIL'}  {bar['what']}: {_fmt(bar['value'], name)} ({sign} {_fmt(bar['bar'], name)})")
     if args.card:
         training = collect_training(args.runs, args.model) if args.runs else {}
-        if not training and (Path(args.model) / "training").is_dir():
-            training = {p.name.removesuffix("-metrics.json"): json.loads(p.read_text())
-                        for p in sorted((Path(args.model) / "training").glob("*-metrics.json"))}
+        if not training:
+            training = recorded_training(args.model)
         if args.note is not None:
             results["note"] = args.note
         (Path(args.model) / "metrics.json").write_text(json.dumps(results, indent=1) + "\n")
