@@ -52,6 +52,13 @@ CENTRED_ANY_SIZE = "a red square in the center on a black background"  # positio
 VALIDATION_SEEDS, TEST_SEEDS = 60_000, 50_000
 
 
+def _with_rotation(labels: dict) -> dict:
+    """Probe labels plus ``rotation_cos``/``rotation_sin`` (of symmetry order x angle; what RotationProbe reads)."""
+    order = np.array([shapes.SYMMETRY.get(s, 0) if s is not None else 0 for s in labels["shape"]], dtype=np.float64)
+    angle = order * np.asarray(labels["rotation"], dtype=np.float64)
+    return {**labels, "rotation_cos": np.cos(angle), "rotation_sin": np.sin(angle)}
+
+
 class RotationProbe:
     """The default probe plus ``rotation_cos``/``rotation_sin``: cos and sin of (symmetry order x angle)."""
 
@@ -59,10 +66,7 @@ class RotationProbe:
         self.probe, self.classes = probe, probe.classes
 
     def __call__(self, images):
-        r = self.probe(images)
-        order = np.array([shapes.SYMMETRY.get(s, 0) if s is not None else 0 for s in r["shape"]], dtype=np.float64)
-        angle = order * r["rotation"]
-        return {**r, "rotation_cos": np.cos(angle), "rotation_sin": np.sin(angle)}
+        return _with_rotation(self.probe(images))
 
 
 def _prompts_named(n: int, *, step: int = 1, offset: int = 0, background: str | None = None) -> list[str]:
@@ -71,13 +75,6 @@ def _prompts_named(n: int, *, step: int = 1, offset: int = 0, background: str | 
     tail = f" on a {background} background" if background else ""
     return [f"a {pairs[(step * i + offset) % len(pairs)][0]} {pairs[(step * i + offset) % len(pairs)][1]}{tail}"
             for i in range(n)]
-
-
-def _with_rotation(labels: dict) -> dict:
-    """Probe labels plus ``rotation_cos``/``rotation_sin`` (of symmetry order x angle; what RotationProbe reads)."""
-    order = np.array([shapes.SYMMETRY.get(s, 0) if s is not None else 0 for s in labels["shape"]], dtype=np.float64)
-    angle = order * np.asarray(labels["rotation"], dtype=np.float64)
-    return {**labels, "rotation_cos": np.cos(angle), "rotation_sin": np.sin(angle)}
 
 
 def _card_row(card) -> dict:
