@@ -14,7 +14,7 @@ present            False for empty scenes
 
 Everything is deterministic in ``(seed, split)``. Captions are drawn from the factors with varied
 templates, word order and synonyms, sometimes leaving attributes out and sometimes empty (for
-classifier-free guidance); size and position are named by coarse words while the labels keep the
+classifier-free guidance; only scenes with an object get the empty caption); size and position are named by coarse words while the labels keep the
 exact values. Some (shape, colour) pairs never occur in the ``train`` split: the ``heldout`` split
 holds exactly those, to measure compositional generalisation.
 
@@ -216,14 +216,19 @@ _TEMPLATES = (
     "{shape} in the {pos}, {color}, on {bg}",
 )
 _EMPTY_TEMPLATES = ("an empty {bg} background", "a plain {bg} background", "nothing on a {bg} background")
-_EMPTY_CAPTION = 0.10  # fraction of captions that are "" (classifier-free guidance)
+_EMPTY_CAPTION = 0.10  # share of the captions of scenes with an object that are "" (classifier-free guidance)
 _DROP = 0.25  # chance of leaving out each of size, position, background
 
 
 def caption(scene: Scene, seed: int = 0) -> str:
-    """A caption for ``scene``; ``seed`` picks the template, synonyms and left-out attributes."""
+    """A caption for ``scene``; ``seed`` picks the template, synonyms and left-out attributes.
+
+    The empty caption (classifier-free guidance's unconditional input) is given only to scenes with an
+    object: an empty scene always says it is empty, so a model's samples for the empty prompt are scenes
+    with an object, and an empty background is something a prompt asks for.
+    """
     rng = np.random.default_rng([int(seed), 0xCA97])
-    if rng.random() < _EMPTY_CAPTION:
+    if rng.random() < _EMPTY_CAPTION and scene.present:
         return ""
     if not scene.present:
         return _EMPTY_TEMPLATES[rng.integers(len(_EMPTY_TEMPLATES))].format(bg=scene.background)

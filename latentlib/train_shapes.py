@@ -377,6 +377,13 @@ def _caption_batch(step: int, batch: int, split: str = "train", offset: int = 0)
     return [shapes.caption(scene, offset + step * batch + i) for i, scene in enumerate(labels)]
 
 
+def _drop_captions(texts: list[str], scenes: list, drop: list[bool]) -> list[str]:
+    """``texts`` with those marked in ``drop`` replaced by the empty caption, except an empty scene's:
+    as with the data's own empty captions (:func:`latentlib.shapes.caption`), the empty caption stands for
+    scenes with an object."""
+    return ["" if d and scene.present else text for d, text, scene in zip(drop, texts, scenes, strict=True)]
+
+
 def _tokens(tokenizer, texts: list[str], device) -> torch.Tensor:
     return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                      return_tensors="pt").input_ids.to(device)
@@ -484,7 +491,7 @@ def train_unet(args) -> dict:
         texts = [shapes.caption(scene, 10_000_000 + step * preset.batch + j) for j, scene in enumerate(scenes)]
         if args.caption_dropout:  # drawn only when asked, so runs without it keep their random stream
             drop = torch.rand(preset.batch, generator=gen) < args.caption_dropout
-            texts = ["" if d else text for d, text in zip(drop.tolist(), texts, strict=True)]
+            texts = _drop_captions(texts, scenes, drop.tolist())
         with torch.no_grad():
             context = text_encoder(_tokens(tokenizer, texts, device)).last_hidden_state
         z0 = latents[index.to(device)]
@@ -668,8 +675,9 @@ def main(argv=None) -> dict:
                         help="unet stage: start from this UNet (a unet stage folder or a model folder)")
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
     parser.add_argument("--caption-dropout", type=float, default=0.0,
-                        help="unet stage: share of captions replaced by the empty caption, on top of the data's own "
-                             f"{shapes._EMPTY_CAPTION:.0%} (more training of the unconditional model; default 0)")
+                        help="unet stage: share of captions of scenes with an object replaced by the empty caption, "
+                             f"on top of the data's own {shapes._EMPTY_CAPTION:.0%} (more training of the "
+                             "unconditional model; default 0)")
     parser.add_argument("--amp", choices=("off", "bf16"), default="off",
                         help="unet stage: run the UNet's forward pass under bfloat16 autocast (weights, optimiser "
                              "and loss stay float32; default off)")

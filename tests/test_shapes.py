@@ -89,6 +89,9 @@ def test_captions_use_the_vocabulary_name_the_factors_and_never_rotation():
     vocab = set(shapes.vocabulary())
     texts = [shapes.caption(shapes.sample_scene(s), s) for s in range(2000)]
     assert 0.06 < sum(t == "" for t in texts) / len(texts) < 0.14  # empty captions, for guidance
+    scenes = [shapes.sample_scene(s) for s in range(2000)]
+    empty = [text for scene, text in zip(scenes, texts, strict=True) if not scene.present]
+    assert len(empty) > 50 and all(text for text in empty)  # an empty scene never takes the empty caption
     assert len(set(texts)) > 300  # varied templates and word order
     for seed, text in enumerate(texts):
         words = text.replace(",", " ").split()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from latentlib import train_shapes
+from latentlib import shapes, train_shapes
 
 
 def _run(out, *extra):
@@ -112,6 +112,11 @@ def test_unet_stage_options_caption_dropout_and_bf16_autocast(tmp_path, capsys):
     a = load_file(tmp_path / "plain" / "unet" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "dropped" / "unet" / "diffusion_pytorch_model.safetensors")
     assert any((a[key] - b[key]).abs().max() > 1e-6 for key in a)
+    scenes = [shapes.sample_scene(s) for s in range(40)]
+    texts = [shapes.caption(scene, s) for s, scene in enumerate(scenes)]
+    kept = train_shapes._drop_captions(texts, scenes, [True] * 40)
+    assert any(not scene.present for scene in scenes)  # the check below has empty scenes to look at
+    assert kept == ["" if scene.present else text for scene, text in zip(scenes, texts, strict=True)]
     for bad in ("1", "-0.5", "nan"):
         with pytest.raises(SystemExit):
             train_shapes.main(["unet", "--out", "unused", "--caption-dropout", bad])
