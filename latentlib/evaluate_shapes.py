@@ -412,19 +412,34 @@ _STAGES = ("vae", "decoder", "text", "unet", "probe")
 
 
 def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
-    """Copy each stage's metrics and loss log/curve from a ``train_shapes all`` folder into ``model_dir/training``."""
+    """Copy each stage's metrics and loss log/curve from a ``train_shapes all`` folder into ``model_dir/training``.
+
+    A unet stage that started from another UNet (``--init``, a unet stage folder) brings that run's record
+    too, as ``unet-init1`` (and its own init as ``unet-init2``, ...), listed before the stage it started."""
     runs, dest = Path(runs), Path(model_dir) / "training"
     dest.mkdir(parents=True, exist_ok=True)
+
+    def copy(folder: Path, name: str) -> dict:
+        shutil.copyfile(folder / "metrics.json", dest / f"{name}-metrics.json")
+        for file in ("loss.csv", "loss.png"):
+            if (folder / file).is_file():
+                shutil.copyfile(folder / file, dest / f"{name}-{file}")
+        return json.loads((folder / "metrics.json").read_text())
+
     training = {}
     for stage in _STAGES:
         folder = runs / stage
         if not (folder / "metrics.json").is_file():
             continue
-        training[stage] = json.loads((folder / "metrics.json").read_text())
-        shutil.copyfile(folder / "metrics.json", dest / f"{stage}-metrics.json")
-        for name in ("loss.csv", "loss.png"):
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, dest / f"{stage}-{name}")
+        metrics = copy(folder, stage)
+        if stage == "unet":
+            chain, init = [], metrics.get("init")
+            while init and (Path(init) / "metrics.json").is_file() and len(chain) < 10:
+                chain.append(copy(Path(init), f"unet-init{len(chain) + 1}"))
+                init = chain[-1].get("init")
+            for depth in range(len(chain), 0, -1):  # the earliest run first
+                training[f"unet-init{depth}"] = chain[depth - 1]
+        training[stage] = metrics
     return training
 
 
@@ -432,8 +447,11 @@ def recorded_training(model_dir: str | Path) -> dict:
     """The training records already in ``model_dir/training`` (as :func:`collect_training` copied them),
     in stage order."""
     folder = Path(model_dir) / "training"
-    return {stage: json.loads((folder / f"{stage}-metrics.json").read_text())
-            for stage in _STAGES if (folder / f"{stage}-metrics.json").is_file()}
+    inits = sorted((int(f.name[len("unet-init"):-len("-metrics.json")]) for f in folder.glob("unet-init*-metrics.json")),
+                   reverse=True)
+    names = [n for stage in _STAGES for n in ([f"unet-init{d}" for d in inits] if stage == "unet" else []) + [stage]]
+    return {name: json.loads((folder / f"{name}-metrics.json").read_text())
+            for name in names if (folder / f"{name}-metrics.json").is_file()}
 
 
 def main(argv=None) -> dict:

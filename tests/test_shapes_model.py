@@ -284,3 +284,26 @@ def test_speed_only_keeps_every_other_figure_and_the_note(tmp_path, monkeypatch)
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="--speed-only needs the recorded results"):
         evaluate_shapes.main(["--model", str(empty), "--speed-only"])
+
+
+def test_card_training_records_follow_a_unet_fine_tune_to_the_run_it_started_from(tmp_path):
+    from latentlib.evaluate_shapes import collect_training, recorded_training
+
+    def stage(folder, **metrics):
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"provenance": {"command": folder.name}, **metrics}))
+        (folder / "loss.csv").write_text("step,loss\n0,1.0\n")
+        return folder
+
+    base = stage(tmp_path / "base", init=None)
+    middle = stage(tmp_path / "middle", init=str(base))
+    runs = tmp_path / "runs"
+    stage(runs / "vae")
+    stage(runs / "text")
+    stage(runs / "unet", init=str(middle))
+    model_dir = tmp_path / "model"
+    training = collect_training(runs, model_dir)
+    assert list(training) == ["vae", "text", "unet-init2", "unet-init1", "unet"]  # the earliest run first
+    assert [training[k]["provenance"]["command"] for k in ("unet-init2", "unet-init1", "unet")] == ["base", "middle", "unet"]
+    assert (model_dir / "training" / "unet-init2-loss.csv").is_file()
+    assert recorded_training(model_dir) == training  # read back in the same order
