@@ -5,6 +5,8 @@ import runpy
 import sys
 from pathlib import Path
 
+from latentlib import shapes
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_core.py"
 
 
@@ -88,7 +90,11 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     assert set(report["unsupervised"]["best"]) == {"size", "x", "y", "rotation"}
     layer = report["h_layer"]
     assert set(report["report_cards"]) == {f"h@{layer}: {f}" for f in ("size", "x", "y", "rotation")} | {
-        f"h@{layer}: colour blue (logistic)", f"h@{layer}: colour blue (ridge)", "z0: rotation"}
+        f"h@{layer}: colour blue (logistic)", f"h@{layer}: colour blue (ridge)", "z0: rotation",
+        "z0: colour blue (mean difference, decoded)", "z0: colour cyan (mean difference, decoded)"}
+    geometry = report["colour_geometry"]  # the VAE's hue axis: every hue once, red at the negative end
+    assert sorted(geometry["hue_axis"]) == sorted(shapes.COLORS) and geometry["hue_axis"]["red"] < 0
+    assert 0 <= geometry["linear_r2"] <= 1 and geometry["knn_r2"] <= 1
     assert (tmp_path / "discovery_quick" / f"h_{layer}_x" / "report.md").is_file()
     assert set(report["alpha_selection"]) == {"size", "x", "y"}  # each penalty chosen on validation cards
     for factor, chosen in report["alpha_selection"].items():
