@@ -14,9 +14,10 @@ present            False for empty scenes
 
 Everything is deterministic in ``(seed, split)``. Captions are drawn from the factors with varied
 templates, word order and synonyms, sometimes leaving attributes out and sometimes empty (for
-classifier-free guidance; only scenes with an object get the empty caption); size and position are named by coarse words while the labels keep the
-exact values. Some (shape, colour) pairs never occur in the ``train`` split: the ``heldout`` split
-holds exactly those, to measure compositional generalisation.
+classifier-free guidance; only scenes with an object get the empty caption); size and position are
+named by coarse words while the labels keep the exact values. Some (shape, colour) pairs never occur
+in the ``train`` split: the ``heldout`` split holds exactly those, to measure compositional
+generalisation.
 
 Example:
     >>> from latentlib import shapes
