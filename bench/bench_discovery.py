@@ -14,8 +14,8 @@
    validation cards (other seeds, other prompts) from ``--alphas``; the chosen direction is then scored on
    the test cards (32 seeds, strengths -3..3). Object colour (blue against the rest): in h (logistic and
    ridge) on prompts that leave the colour free, and in z0 (mean difference, decoded without re-noising)
-   on prompts that name another colour, for blue and for cyan (the end of the VAE's hue axis). Bar: Spearman >= 0.9 on >= 90% of seeds, shape and background
-   changed on <= 5% of edits.
+   on prompts that name another colour, for blue and for cyan (the end of the VAE's hue axis). Bar:
+   Spearman >= 0.9 on >= 90% of seeds, shape and background changed on <= 5% of edits.
    Colour geometry of the VAE: how well a linear map reads a latent cell's colour (its 8x8 patch's mean
    RGB) against a 10-nearest-neighbour reading, and where each hue's object cells lie along the first
    principal axis of the hue means (why a straight line in z0 from red to blue passes other hues).
@@ -219,8 +219,8 @@ def main(argv=None) -> dict:
 
     # 2. supervised: ridge at the h layer, its penalty chosen on validation cards, scored on test cards
     print(f"\nsupervised directions at h@{layer}: ridge, alpha chosen from {alphas} on validation cards")
-    s = collect(model, "h", h_layer=layer, prompts=_prompts_named(args.supervised_n, background="black"),
-                seeds=list(range(args.supervised_n)), probe=plain, progress=True)
+    fit_prompts, fit_seeds = _prompts_named(args.supervised_n, background="black"), list(range(args.supervised_n))
+    s = collect(model, "h", h_layer=layer, prompts=fit_prompts, seeds=fit_seeds, probe=plain, progress=True)
     present = np.asarray(s.labels["present"], dtype=bool)
     X = s.X[torch.from_numpy(present)]
     labels = {k: np.asarray(v)[present] for k, v in s.labels.items()}
@@ -251,8 +251,7 @@ def main(argv=None) -> dict:
                                                           "color=blue", free_colour, test_seeds)
     # z0: blue against the rest over the same prompts' images, decoded directly (no re-noising, so the
     # prompt cannot pull the colour back), scored on objects of other colours
-    z = collect(model, "z0", prompts=_prompts_named(args.supervised_n, background="black"),
-                seeds=list(range(args.supervised_n)), probe=plain, progress=True)
+    z = collect(model, "z0", prompts=fit_prompts, seeds=fit_seeds, probe=plain, progress=True)
     z_present = np.asarray(z.labels["present"], dtype=bool)
     Z = z.X[torch.from_numpy(z_present)]
     z_colour = np.asarray(z.labels["color"])[z_present]
@@ -285,8 +284,8 @@ def main(argv=None) -> dict:
         print(f"\nrotation in {key}: pc{comp} follows {target} with r = {corr[target][comp]:.2f}")
         space_layer = layer if key.startswith("h@") else None
         direction = pca.direction(comp, name=f"rotation (pc{comp})", layer=space_layer)
-        cards[f"{key.split(' ')[0]}: rotation"] = card(f"{key.split(' ')[0]}: rotation", direction, target,
-                                                        [CENTRED_PROMPT], test_seeds, sign=sign)
+        name = f"{key.split(' ')[0]}: rotation"
+        cards[name] = card(name, direction, target, [CENTRED_PROMPT], test_seeds, sign=sign)
     report["report_cards"] = cards
     out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
