@@ -146,7 +146,7 @@ def probe_targets(labels: list[dict]) -> dict[str, torch.Tensor]:
 
 
 def probe_loss(raw: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """Sum of per-factor losses; object factors only count where an object is present."""
+    """Sum of per-factor losses and the detached parts; object factors only count where an object is present."""
     ce = nn.functional.cross_entropy
     present = target["present"]
     parts = {"present": nn.functional.binary_cross_entropy_with_logits(raw["present"][:, 0], present.float()),
@@ -160,7 +160,7 @@ def probe_loss(raw: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) ->
     if rotating.any():
         parts["rotation"] = ((raw["rotation"][rotating] - target["rotation"][rotating]) ** 2).sum(1).mean()
     total = sum(parts.values())
-    return total, {k: float(v.detach()) for k, v in parts.items()}
+    return total, {k: v.detach() for k, v in parts.items()}  # tensors: read them when needed (a GPU waits)
 
 
 def load_probe(path: str | Path | None = None, *, device="cpu") -> Probe:

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 
@@ -51,22 +50,34 @@ def build_word_tokenizer(words: Iterable[str], *, punctuation: str = ",", max_le
 def learn_merges(words: list[str], *, specials: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP-style BPE (``</w>`` word ends) that makes every word of ``words`` a single token.
 
-    The merges are learned by tokenizers' own BPE trainer run to completion, so they are ranked the way
-    CLIP's BPE applies them (merges written word by word conflict: "r i" from "right" breaks "triangle").
+    Byte-pair encoding learnt to completion: each round merges the most frequent adjacent pair of symbols
+    (over the distinct words), ties going to the alphabetically first pair, so the same words always give
+    the same merges and ids. The merges are ranked in the order they were learnt, which is how CLIP's BPE
+    applies them (merges written word by word conflict: "r i" from "right" breaks "triangle").
 
     Returns:
-        ``(vocab, merges)``: specials first, then the letters, the pieces and the words.
+        ``(vocab, merges)``: specials first, then the letters, then each merge's result in merge order.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(vocab_size=1_000_000, min_frequency=1, special_tokens=specials,
-                                  end_of_word_suffix="</w>", show_progress=False)
-    bpe.train_from_iterator(words, trainer)
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return dict(model["vocab"]), merges
+    seqs = [[*word[:-1], word[-1] + "</w>"] for word in dict.fromkeys(words) if word]
+    symbols = list(specials) + sorted({s for seq in seqs for s in seq})
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts: dict[tuple[str, str], int] = {}
+        for seq in seqs:
+            for pair in zip(seq, seq[1:], strict=False):
+                counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            break
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        symbols.append(best[0] + best[1])
+        for seq in seqs:  # left to right, non-overlapping, as CLIP's bpe() applies a merge
+            i = 0
+            while i < len(seq) - 1:
+                if (seq[i], seq[i + 1]) == best:
+                    seq[i:i + 2] = [best[0] + best[1]]
+                i += 1
+    return {s: i for i, s in enumerate(dict.fromkeys(symbols))}, merges
 
 
 def is_word_level(tokenizer) -> bool:

@@ -52,3 +52,20 @@ def test_embed_warns_about_unknown_words(tokenizer):
 def test_bad_vocabulary():
     with pytest.raises(ValueError, match=r"`words` must be non-empty lower-case a-z words; got \['Red'\]"):
         build_word_tokenizer(["a", "Red"])
+
+
+def test_the_tokenizer_is_the_same_in_every_process(tokenizer):
+    # The merges are learnt in Python with fixed tie-breaks: tokenizers' BPE trainer numbered tokens
+    # differently from one process to the next, so the text stage could not be reproduced from its seed.
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from latentlib import shapes; from latentlib.vocabulary import learn_merges; "
+            "v, m = learn_merges(shapes.vocabulary(), specials=['<|startoftext|>', '<|endoftext|>', '<|unk|>']); "
+            "print(json.dumps([v, m]))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    vocab, _ = json.loads(runs[0])
+    assert {k: v for k, v in tokenizer.get_vocab().items() if k in vocab} == vocab
