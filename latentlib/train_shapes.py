@@ -24,7 +24,10 @@ conditioned on the text encoder; EMA weights), ``assemble`` (the diffusers folde
 encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (vae, text, unet, assemble,
 probe in order; ``--decoder`` adds the decoder stage, as the shipped model was made). On 2 CPU cores the
 cpu preset takes about 35 min (vae) + 30 (decoder) + 5 (text) + 80 (unet) for the model, then about 26 min
-for the probe.
+for the probe. On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
+of wall time (the shipped model, version 9); its probe stage ran at about 65 steps/s (about 2 min). Beside
+a GPU, worker processes render the scenes and captions ahead of each step (``--workers``) and the vae,
+decoder and unet networks run compiled (``--compile``); neither changes what is trained on.
 The model's quality bars are measured by ``python -m latentlib.evaluate_shapes``.
 """
 
@@ -68,7 +71,7 @@ class Preset:
 
 _SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
 #: stage -> preset name -> settings. "cpu" fits a 2-core machine (about two hours for vae + text + unet);
-#: "gpu" one GPU (about ten minutes); "smoke" seconds, for tests.
+#: "gpu" one GPU (about 14 minutes on an H200, probe included); "smoke" seconds, for tests.
 PRESETS = {
     "vae": {"cpu": Preset(steps=3200, batch=32, lr=2e-3, warmup=100, clip=1.0, object_weight=9.0),
             "gpu": Preset(steps=6000, batch=128, lr=1e-3, warmup=100, clip=1.0, object_weight=9.0),
