@@ -294,14 +294,14 @@ def _adamw(params, device: torch.device, **kw) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, **kw, **({"fused": True} if device.type == "cuda" else {}))
 
 
-def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, opt, step_fn, fields: list[str],
-          after_step=None, batch_fn=None) -> tuple[float, int | None]:
+def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, opt, step_fn, fields: list[str], *,
+          batch_fn, after_step=None) -> tuple[float, int | None]:
     """The shared training loop: cosine schedule, logging, checkpoints, resume, time-boxed stops.
 
-    ``step_fn(step) -> (loss, parts)``, or with ``batch_fn`` ``step_fn(step, batch)`` where ``batch_fn(step)``
-    builds the step's data on the CPU (a function of the step alone, built ahead in worker processes when
-    there are any, see :func:`_workers`); ``parts`` values may be tensors (read only on logged steps, so a
-    GPU is not stopped every step). ``after_step(step)`` runs after the optimiser (e.g. an EMA update).
+    ``batch_fn(step)`` builds a step's data on the CPU (a function of the step alone, so it can be built
+    ahead in worker processes, see :func:`_workers`); ``step_fn(step, batch) -> (loss, parts)`` gets it on
+    the network's device. ``parts`` values may be tensors: they are read only on logged steps, so a GPU is
+    not stopped every step. ``after_step(step)`` runs after the optimiser (e.g. an EMA update).
     Returns (training seconds, step it stopped at or None when finished).
     """
     out = Path(args.out)
@@ -314,8 +314,7 @@ def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, op
     warmup = min(preset.warmup, steps // 10)
     device = next(net.parameters()).device
     end = steps if args.stop_after is None or args.stop_after <= start else min(steps, args.stop_after)
-    batches = (_prefetch(batch_fn, range(start, end), _workers(args), pin=device.type == "cuda")
-               if batch_fn is not None else None)
+    batches = _prefetch(batch_fn, range(start, end), _workers(args), pin=device.type == "cuda")
 
     def schedule(s):
         if s < warmup:
@@ -332,7 +331,7 @@ def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, op
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = schedule(step)
-            loss, parts = step_fn(step) if batches is None else step_fn(step, _to(next(batches), device))
+            loss, parts = step_fn(step, _to(next(batches), device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if preset.clip is not None:
