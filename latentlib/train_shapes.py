@@ -281,7 +281,7 @@ def _compiled(modules: list[torch.nn.Module], enabled: bool):
         yield
     finally:
         for m in modules:
-            m._compiled_call_impl = None  # what nn.Module.compile set; None = eager  # noqa: SLF001
+            m._compiled_call_impl = None  # what nn.Module.compile set; None = eager
 
 
 def _compile_enabled(args) -> bool:

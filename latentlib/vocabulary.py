@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 
@@ -64,7 +65,7 @@ def learn_merges(words: list[str], *, specials: list[str]) -> tuple[dict[str, in
     while True:
         counts: dict[tuple[str, str], int] = {}
         for seq in seqs:
-            for pair in zip(seq, seq[1:], strict=False):
+            for pair in itertools.pairwise(seq):
                 counts[pair] = counts.get(pair, 0) + 1
         if not counts:
             break
