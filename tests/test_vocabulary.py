@@ -69,3 +69,12 @@ def test_the_tokenizer_is_the_same_in_every_process(tokenizer):
     assert runs[0] == runs[1]
     vocab, _ = json.loads(runs[0])
     assert {k: v for k, v in tokenizer.get_vocab().items() if k in vocab} == vocab
+
+
+def test_the_shipped_tokenizer_is_the_one_build_tokenizer_makes():
+    # The default model (version 9) was trained with the deterministic merges, so a retrained text stage
+    # numbers every word as the shipped model does.
+    from latentlib.shapes_model import MODEL_DIR, build_tokenizer
+
+    shipped = CLIPTokenizer.from_pretrained(MODEL_DIR / "tokenizer")
+    assert build_tokenizer().get_vocab() == shipped.get_vocab()
