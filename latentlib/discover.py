@@ -8,9 +8,10 @@ direction of the same name is replaced only with ``--overwrite``).
 
 Methods: ``pca`` (the top ``--components`` principal directions; with ``--align`` the probe reads every
 sample and the table of |correlation| between each component and each continuous factor is printed and
-stored in each direction's provenance), and the supervised ``mean-diff``, ``logistic``, ``svm`` (two groups:
-a continuous ``--attribute`` split at its median, or ``name=class`` against the rest) and ``ridge`` (a
-linear regression of the attribute on the samples).
+stored in each direction's provenance; rotation, an angle, enters as the circular-linear correlation, see
+:func:`alignment`), and the supervised ``mean-diff``, ``logistic``, ``svm`` (two groups: a continuous
+``--attribute`` split at its median, or ``name=class`` against the rest) and ``ridge`` (a linear
+regression of the attribute on the samples).
 
 :func:`alignment` is the same table as a function, for notebooks.
 """
@@ -27,7 +28,7 @@ import numpy as np
 from .shapes import SYMMETRY
 
 __all__ = ["CONTINUOUS", "add_discover_arguments", "add_report_card_arguments", "alignment", "attribute_values",
-           "check_arguments", "run_discover", "run_report_card"]
+           "check_arguments", "circular_correlation", "rotation_angle", "run_discover", "run_report_card"]
 
 CONTINUOUS = ("size", "x", "y", "rotation")
 METHODS = ("pca", "mean-diff", "logistic", "svm", "ridge")
@@ -53,7 +54,8 @@ def add_discover_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", default=None, help="a text file with one prompt per line (added to --prompt)")
     p.add_argument("--components", type=int, default=8, help="pca: how many components (default 8)")
     p.add_argument("--align", action="store_true",
-                   help="pca: read every sample with the probe and print |r| of each component with each factor")
+                   help="pca: read every sample with the probe and print |r| of each component with each factor "
+                        "(rotation: the circular-linear correlation, the best |r| with cos(order x angle - phase))")
     p.add_argument("--attribute", default=None,
                    help="supervised methods: a probe reading (size, x, y, rotation: split at the median, or "
                         "regressed by ridge) or NAME=CLASS (e.g. color=red: that class against the rest)")
@@ -148,33 +150,62 @@ def attribute_values(readings: dict, attribute: str) -> tuple[np.ndarray, bool]:
     return np.asarray(readings[attribute], dtype=np.float64), True
 
 
+def circular_correlation(x: np.ndarray, angle: np.ndarray) -> tuple[float, float]:
+    """The circular-linear correlation of a linear variable ``x`` with an angle (Mardia 1976) and its phase.
+
+    ``R`` is the multiple correlation of ``x`` with (cos angle, sin angle), which equals the largest Pearson
+    |r| of ``x`` with ``cos(angle - phase)`` over all phases; returns ``(R, phase)``, ``phase`` in radians,
+    the phase where ``x`` peaks. An angle has no natural zero (a square turned by 90 degrees is the same
+    square), so this is the measure of "x follows the angle" that does not depend on where zero was put.
+    With ``n`` independent samples ``R**2`` has expectation about ``2 / n`` when ``x`` ignores the angle.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    angle = np.asarray(angle, dtype=np.float64)
+    if x.shape != angle.shape or x.ndim != 1:
+        raise ValueError(f"`x` and `angle` must be 1-D of the same length, got shapes {x.shape} and {angle.shape}.")
+    if len(x) < 4 or x.std() == 0:
+        return 0.0, 0.0
+    design = np.stack([np.cos(angle), np.sin(angle), np.ones_like(angle)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+    fitted = design @ coef
+    residual = float(((x - fitted) ** 2).sum())
+    total = float(((x - x.mean()) ** 2).sum())
+    r = math.sqrt(max(0.0, 1.0 - residual / total))
+    return r, float(math.atan2(coef[1], coef[0]))
+
+
+def rotation_angle(readings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, angle)``: the samples with an object whose shape has a rotation (not circles), and symmetry
+    order x rotation for every sample (radians; a square's 4 x angle, so that one period of the shape is
+    one turn)."""
+    present = np.asarray(readings.get("present", np.ones(len(readings["rotation"]), bool)), dtype=bool)
+    names = np.asarray(readings.get("shape"), dtype=object)
+    order = np.array([SYMMETRY.get(s, 0) if s is not None else 0 for s in names], dtype=np.float64)
+    return present & (order > 0), order * np.asarray(readings["rotation"], dtype=np.float64)
+
+
 def alignment(scores: np.ndarray, readings: dict, factors=CONTINUOUS) -> dict[str, list[float]]:
     """|Pearson r| of each column of ``scores`` (N, K) with each factor, over samples with an object.
 
-    Rotation is circular, so it enters as the better of cos and sin of (symmetry order x angle), over
-    samples whose shape has a rotation (not circles)."""
+    Rotation is circular, so it enters as the circular-linear correlation (:func:`circular_correlation`) of
+    each column with symmetry order x angle, over samples whose shape has a rotation (not circles): the best
+    |r| with ``cos(order * angle - phase)`` over phases."""
     present = np.asarray(readings.get("present", np.ones(len(scores), bool)), dtype=bool)
     out = {}
     for factor in factors:
         if factor not in readings:
             continue
-        if factor == "rotation":
-            names = np.asarray(readings.get("shape"), dtype=object)
-            order = np.array([SYMMETRY.get(s, 0) if s is not None else 0 for s in names], dtype=np.float64)
-            keep = present & (order > 0)
-            angle = order * np.asarray(readings["rotation"], dtype=np.float64)
-            cols = [np.cos(angle), np.sin(angle)]
-        else:
-            keep = present
-            cols = [np.asarray(readings[factor], dtype=np.float64)]
         row = []
-        for k in range(scores.shape[1]):
-            best = 0.0
-            for col in cols:
-                a, b = scores[keep, k], col[keep]
-                if keep.sum() > 2 and a.std() > 0 and b.std() > 0:
-                    best = max(best, abs(float(np.corrcoef(a, b)[0, 1])))
-            row.append(best)
+        if factor == "rotation":
+            keep, angle = rotation_angle(readings)
+            for k in range(scores.shape[1]):
+                row.append(circular_correlation(scores[keep, k], angle[keep])[0] if keep.sum() > 3 else 0.0)
+        else:
+            col = np.asarray(readings[factor], dtype=np.float64)
+            for k in range(scores.shape[1]):
+                a, b = scores[present, k], col[present]
+                ok = present.sum() > 2 and a.std() > 0 and b.std() > 0
+                row.append(abs(float(np.corrcoef(a, b)[0, 1])) if ok else 0.0)
         out[factor] = row
     return out
 
