@@ -1,8 +1,9 @@
 """Direction discovery on the default model, scored against its known factors (issue 4's measured bars).
 
 1. Unsupervised recovery: 2,000 samples per space and prompt set, PCA top 8, and the matrix of |Pearson r|
-   between each component's scores and each continuous factor as the probe reads it (size, x, y; rotation
-   as the better of cos and sin of symmetry order x angle). Sets: one fixed prompt (only the seed varies),
+   between each component's scores and each continuous factor as the probe reads it (size, x, y; rotation,
+   an angle, by the circular-linear correlation with symmetry order x angle: the best |r| with
+   cos(order x angle - phase) over phases, see latentlib.discover.circular_correlation). Sets: one fixed prompt (only the seed varies),
    40 colour+shape prompts, one prompt that names the position ("a red square in the center ...") and one
    that also names the size ("a large red square in the center ...", so that rotation is what the seed
    varies most after the position's jitter), and training captions for the prompt space. Spaces: xT,
@@ -11,17 +12,20 @@
    |r| >= 0.7 in at least one space.
 2. Supervised directions for size, x and y: ridge regression on ``--supervised-n`` h samples at
    ``--h-layer`` (prompts naming colour, shape and a black background). The ridge penalty is chosen on
-   validation cards (other seeds, other prompts) from ``--alphas``; the chosen direction is then scored on
-   the test cards (32 seeds, strengths -3..3). Object colour (blue against the rest): in h (logistic and
+   validation cards (other seeds, other prompts) from ``--alphas``, then, with that penalty, the steps the
+   edit acts on (every step, or from each of ``--window-starts`` to the last); the chosen direction is
+   then scored on the test cards (32 seeds, strengths -3..3). Object colour (blue against the rest): in h (logistic and
    ridge) on prompts that leave the colour free, and in z0 (mean difference, decoded without re-noising)
    on prompts that name another colour, for blue and for cyan (the end of the VAE's hue axis). Bar:
    Spearman >= 0.9 on >= 90% of seeds, shape and background changed on <= 5% of edits.
    Colour geometry of the VAE: how well a linear map reads a latent cell's colour (its 8x8 patch's mean
    RGB) against a 10-nearest-neighbour reading, and where each hue's object cells lie along the first
    principal axis of the hue means (why a straight line in z0 from red to blue passes other hues).
-3. Rotation, which no caption names: PCA over the centred-squares samples (h at ``--h-layer`` and z0), the
-   component that best follows cos or sin of 4 x angle (a square's rotation is modulo 90 degrees), and
-   its report card on the same prompt.
+3. Rotation, which no caption names: PCA over the centred-squares samples (h at ``--h-layer``, both
+   centred sets, and z0), the component with the largest circular-linear correlation with 4 x angle (a
+   square's rotation is modulo 90 degrees) and the phase where it peaks, and its report card read as
+   cos(4 x angle - phase) on the same prompt, over strengths -3..3 and again over -1.5..1.5 (a component
+   that follows cos(angle - phase) spans the whole turn within about +-1.4 of its standard deviations).
 
 Prints the tables and writes JSON (default bench/results/discovery.json) plus the report cards (CSV,
 Markdown, PNG) under bench/results/discovery/. Samples are cached (latentlib.collect), so a second run
@@ -34,6 +38,8 @@ only re-scores.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import platform
@@ -47,7 +53,7 @@ import torch
 import latentlib as ll
 from latentlib import shapes
 from latentlib.collect import collect
-from latentlib.discover import alignment
+from latentlib.discover import alignment, circular_correlation, rotation_angle
 from latentlib.probes import load_probe
 
 ONE_PROMPT = "a red square on a black background"  # seeds alone vary x, y, size and rotation
@@ -56,21 +62,17 @@ CENTRED_ANY_SIZE = "a red square in the center on a black background"  # positio
 VALIDATION_SEEDS, TEST_SEEDS = 60_000, 50_000
 
 
-def _with_rotation(labels: dict) -> dict:
-    """Probe labels plus ``rotation_cos``/``rotation_sin`` (of symmetry order x angle; what RotationProbe reads)."""
-    order = np.array([shapes.SYMMETRY.get(s, 0) if s is not None else 0 for s in labels["shape"]], dtype=np.float64)
-    angle = order * np.asarray(labels["rotation"], dtype=np.float64)
-    return {**labels, "rotation_cos": np.cos(angle), "rotation_sin": np.sin(angle)}
-
-
 class RotationProbe:
-    """The default probe plus ``rotation_cos``/``rotation_sin``: cos and sin of (symmetry order x angle)."""
+    """The default probe plus ``rotation_phase``: cos(symmetry order x angle - ``phase``), the reading that a
+    component following the angle at that phase should raise (1 at the phase, -1 half a period away)."""
 
-    def __init__(self, probe):
-        self.probe, self.classes = probe, probe.classes
+    def __init__(self, probe, phase: float = 0.0):
+        self.probe, self.classes, self.phase = probe, probe.classes, float(phase)
 
     def __call__(self, images):
-        return _with_rotation(self.probe(images))
+        readings = self.probe(images)
+        _, angle = rotation_angle(readings)
+        return {**readings, "rotation_phase": np.cos(angle - self.phase)}
 
 
 def _prompts_named(n: int, *, step: int = 1, offset: int = 0, background: str | None = None) -> list[str]:
@@ -79,6 +81,20 @@ def _prompts_named(n: int, *, step: int = 1, offset: int = 0, background: str | 
     tail = f" on a {background} background" if background else ""
     return [f"a {pairs[(step * i + offset) % len(pairs)][0]} {pairs[(step * i + offset) % len(pairs)][1]}{tail}"
             for i in range(n)]
+
+
+def _best(tried: list[tuple]) -> tuple:
+    """Of ``(key, direction, card row)`` triples: the most monotone seeds among those that change shape and
+    background on <= 5% of edits (all of them if none does), then the larger effect."""
+    ok = [t for t in tried if t[2]["shape_changed"] <= 0.05 and t[2]["background_changed"] <= 0.05] or tried
+    return max(ok, key=lambda t: (t[2]["monotone_share"], t[2]["effect_per_unit"]))
+
+
+def _timesteps(model, steps: int) -> list[float]:
+    """The timesteps of the model's scheduler for ``steps`` steps (a copy is set, the model's is untouched)."""
+    scheduler = copy.deepcopy(model.scheduler)
+    scheduler.set_timesteps(steps)
+    return [float(t) for t in scheduler.timesteps]
 
 
 def _card_row(card) -> dict:
@@ -147,31 +163,38 @@ def main(argv=None) -> dict:
     parser.add_argument("--alphas", default="54613,81920,109227",
                         help="ridge penalties tried on the validation cards (comma-separated; the defaults are "
                              "27.3, 41 and 54.6 per sample at --supervised-n 2000)")
+    parser.add_argument("--window-starts", default="3,5",
+                        help="supervised size/x/y: also try the edit from each of these steps (of 20) to the last, "
+                             "on the validation cards (comma-separated; empty: every step only)")
     parser.add_argument("--seeds", type=int, default=32, help="report-card seeds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "discovery.json"))
     args = parser.parse_args(argv)
     alphas = [float(a) for a in args.alphas.split(",")]
+    window_starts = [int(k) for k in args.window_starts.split(",") if k.strip()]
+    if any(not 0 < k < 20 for k in window_starts):
+        parser.error(f"--window-starts must be steps in 1..19, got {args.window_starts!r}")
     if args.quick:
-        args.n, args.supervised_n, args.seeds, alphas = 32, 48, 2, alphas[:1]
+        args.n, args.supervised_n, args.seeds, alphas, window_starts = 32, 48, 2, alphas[:1], window_starts[:1]
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     cards_dir = out.parent / (out.stem if not args.quick else out.stem + "_quick")
     model = ll.load()
     plain = load_probe()
-    probe = RotationProbe(plain)
+    probe = plain
     strengths = [-3, -2, -1, 0, 1, 2, 3]
     layer = args.h_layer
     report = {"benchmark": "discovery", "n": args.n, "supervised_n": args.supervised_n, "seeds": args.seeds,
+              "window_starts": window_starts,
               "strengths": strengths, "h_layer": layer, "alphas": alphas,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads},
               "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "latentlib": ll.__version__}}
     cards = {}
 
-    def card(name, direction, target, prompts, seeds, *, sign=1, save=True, **kwargs):
-        c = ll.report_card(model, direction, probe, target=target, strengths=strengths, seeds=seeds, prompts=prompts,
-                           expected_sign=sign, progress=False, **kwargs)
+    def card(name, direction, target, prompts, seeds, *, sign=1, save=True, probe_=None, strengths_=None, **kwargs):
+        c = ll.report_card(model, direction, probe_ or probe, target=target, strengths=strengths_ or strengths,
+                           seeds=seeds, prompts=prompts, expected_sign=sign, progress=False, **kwargs)
         if save:
             c.save(cards_dir / name.replace(": ", "_").replace(">", "").replace(" ", "_").replace("@", "_"), overwrite=True)
         row = _card_row(c)
@@ -229,6 +252,8 @@ def main(argv=None) -> dict:
     val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))
     test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
     selection = {}
+    timesteps = _timesteps(model, 20)  # the report cards' 20 steps
+    windows = {f"steps {k}-19": (timesteps[k], timesteps[-1]) for k in window_starts}
     for factor in ("size", "x", "y"):
         y = labels[factor].astype(np.float64)
         tried = []
@@ -237,9 +262,18 @@ def main(argv=None) -> dict:
             row = card(f"validation h@{layer} {factor} a={alpha:g}", d, factor, val_prompts, val_seeds, save=False)
             tried.append((alpha, d, row))
         # most monotone seeds among the penalties that keep shape and background; then the larger effect
-        ok = [t for t in tried if t[2]["shape_changed"] <= 0.05 and t[2]["background_changed"] <= 0.05] or tried
-        alpha, d, _ = max(ok, key=lambda t: (t[2]["monotone_share"], t[2]["effect_per_unit"]))
-        selection[factor] = {"alpha": alpha, "validation": {f"{a:g}": r for a, _, r in tried}}
+        alpha, d, row = _best(tried)
+        # then the steps the edit acts on, with that penalty: every step (as fitted), or from step k to the
+        # last (the early steps place the object, and an edit there can make it jump rather than slide)
+        spans = [("all steps", d, row)]
+        for name, window in windows.items():
+            dw = dataclasses.replace(d, timesteps=window)
+            spans.append((name, dw, card(f"validation h@{layer} {factor} a={alpha:g} {name}", dw, factor,
+                                         val_prompts, val_seeds, save=False)))
+        span, d, _ = _best(spans)
+        selection[factor] = {"alpha": alpha, "steps": span, "timesteps": d.timesteps,
+                             "validation": {f"{a:g}": r for a, _, r in tried},
+                             "validation_steps": {name: r for name, _, r in spans}}
         cards[f"h@{layer}: {factor}"] = card(f"h@{layer}: {factor}", d, factor, test_prompts, test_seeds)
     report["alpha_selection"] = selection
     free_colour = [f"a {shape} on a {bg} background" for shape in shapes.SHAPES for bg in shapes.BACKGROUNDS]
@@ -268,24 +302,31 @@ def main(argv=None) -> dict:
           f"nearest neighbours {g['knn_r2']:.2f}; hues along the first axis of their means: "
           + ", ".join(f"{c} {v:+.1f}" for c, v in g["hue_axis"].items()))
 
-    # 3. rotation: the component of the centred-squares PCA that follows cos/sin(4 x angle)
+    # 3. rotation: the component of the centred-squares PCA that follows the angle best (circular-linear
+    # correlation), its report card read as cos(4 x angle - that component's phase)
     report["rotation_pca"] = {}
-    for key in (f"h@{layer} (centred large squares)", "z0 (centred large squares)"):
+    for key in (f"h@{layer} (centred large squares)", f"h@{layer} (centred squares)", "z0 (centred large squares)"):
         sq, pca = samples[key]
         scores = pca.transform(sq.X)
-        lab = _with_rotation(sq.labels)
-        keep = np.asarray(lab["present"], dtype=bool) & (np.asarray(lab["shape"], dtype=object) == "square")
-        corr = {t: [float(np.corrcoef(scores[keep, k], lab[t][keep])[0, 1]) for k in range(8)]
-                for t in ("rotation_cos", "rotation_sin")}
-        target, comp = max(((t, k) for t in corr for k in range(8)), key=lambda tk: abs(corr[tk[0]][tk[1]]))
-        sign = 1 if corr[target][comp] > 0 else -1
-        report["rotation_pca"][key] = {"component": comp, "target": target, "r": round(corr[target][comp], 3),
-                                       "correlations": corr}
-        print(f"\nrotation in {key}: pc{comp} follows {target} with r = {corr[target][comp]:.2f}")
+        keep, angle = rotation_angle(sq.labels)
+        fits = [circular_correlation(scores[keep, k], angle[keep]) for k in range(8)]
+        comp = int(np.argmax([r for r, _ in fits]))
+        r, phase = fits[comp]
+        report["rotation_pca"][key] = {"component": comp, "circular_r": round(r, 3), "phase": round(phase, 3),
+                                       "circular_r_per_component": [round(f[0], 3) for f in fits]}
+        print(f"\nrotation in {key}: pc{comp} follows cos(4 angle - {phase:+.2f}) with r = {r:.2f}")
         space_layer = layer if key.startswith("h@") else None
         direction = pca.direction(comp, name=f"rotation (pc{comp})", layer=space_layer)
-        name = f"{key.split(' ')[0]}: rotation"
-        cards[name] = card(name, direction, target, [CENTRED_PROMPT], test_seeds, sign=sign)
+        prompt = CENTRED_ANY_SIZE if "(centred squares)" in key else CENTRED_PROMPT
+        where = key.split(" ")[0] + (" centred" if "(centred squares)" in key else "")
+        rotation_probe = RotationProbe(plain, phase=phase)
+        cards[f"{where}: rotation"] = card(f"{where}: rotation", direction, "rotation_phase", [prompt], test_seeds,
+                                           probe_=rotation_probe)
+        # a turn is a circle: +-sqrt(2) standard deviations of a component that follows cos(angle - phase)
+        # already span it, so the card is also read within +-1.5 (beyond, the reading can only saturate)
+        cards[f"{where}: rotation +-1.5"] = card(f"{where}: rotation +-1.5", direction, "rotation_phase", [prompt],
+                                                 test_seeds, probe_=rotation_probe,
+                                                 strengths_=[-1.5, -1, -0.5, 0, 0.5, 1, 1.5])
     report["report_cards"] = cards
     out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:

@@ -5,6 +5,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from latentlib import shapes
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_core.py"
@@ -89,9 +91,12 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     report = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")["main"]()
     assert set(report["unsupervised"]["best"]) == {"size", "x", "y", "rotation"}
     layer = report["h_layer"]
-    assert set(report["report_cards"]) == {f"h@{layer}: {f}" for f in ("size", "x", "y", "rotation")} | {
-        f"h@{layer}: colour blue (logistic)", f"h@{layer}: colour blue (ridge)", "z0: rotation",
+    rotation = {f"{w}: rotation{r}" for w in (f"h@{layer}", f"h@{layer} centred", "z0") for r in ("", " +-1.5")}
+    assert set(report["report_cards"]) == {f"h@{layer}: {f}" for f in ("size", "x", "y")} | rotation | {
+        f"h@{layer}: colour blue (logistic)", f"h@{layer}: colour blue (ridge)",
         "z0: colour blue (mean difference, decoded)", "z0: colour cyan (mean difference, decoded)"}
+    for fit in report["rotation_pca"].values():  # the component chosen is the best circular fit of the 8
+        assert fit["circular_r"] == max(fit["circular_r_per_component"]) and -np.pi <= fit["phase"] <= np.pi
     geometry = report["colour_geometry"]  # the VAE's hue axis: every hue once, red at the negative end
     assert sorted(geometry["hue_axis"]) == sorted(shapes.COLORS) and geometry["hue_axis"]["red"] < 0
     assert 0 <= geometry["linear_r2"] <= 1 and geometry["knn_r2"] <= 1
