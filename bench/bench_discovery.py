@@ -13,11 +13,13 @@
 2. Supervised directions for size, x and y: ridge regression on ``--supervised-n`` h samples at
    ``--h-layer`` (prompts naming colour, shape and a black background). The ridge penalty is chosen on
    validation cards (other seeds, other prompts) from ``--alphas``, then, with that penalty, the steps the
-   edit acts on (every step, or from each of ``--window-starts`` to the last); the chosen direction is
-   then scored on the test cards (32 seeds, strengths -3..3). Object colour (blue against the rest): in h (logistic and
-   ridge) on prompts that leave the colour free, and in z0 (mean difference, decoded without re-noising)
-   on prompts that name another colour, for blue and for cyan (the end of the VAE's hue axis). Bar:
-   Spearman >= 0.9 on >= 90% of seeds, shape and background changed on <= 5% of edits.
+   edit acts on (every step, or from each of ``--window-starts`` to the last); the chosen direction is then
+   scored on the test cards (32 seeds, strengths -3..3). Object colour: blue against the rest in h
+   (logistic and ridge, fitted on the colour-naming samples above, scored on colour-free prompts), in z0
+   (mean difference, decoded without re-noising, on prompts that name another colour; for blue and for
+   cyan, the end of the VAE's hue axis), and warm against cool hues in h fitted and scored on colour-free
+   prompts, read as the object's red channel (the axis the model lays its hues on). Bar: Spearman >= 0.9 on
+   >= 90% of seeds, shape and background changed on <= 5% of edits.
    Colour geometry of the VAE: how well a linear map reads a latent cell's colour (its 8x8 patch's mean
    RGB) against a 10-nearest-neighbour reading, and where each hue's object cells lie along the first
    principal axis of the hue means (why a straight line in z0 from red to blue passes other hues).
@@ -55,11 +57,12 @@ from latentlib import shapes
 from latentlib.collect import collect
 from latentlib.discover import alignment, circular_correlation, rotation_angle
 from latentlib.probes import load_probe
+from latentlib.report import border_region
 
 ONE_PROMPT = "a red square on a black background"  # seeds alone vary x, y, size and rotation
 CENTRED_PROMPT = "a large red square in the center on a black background"  # size and position named
 CENTRED_ANY_SIZE = "a red square in the center on a black background"  # position named, size free
-VALIDATION_SEEDS, TEST_SEEDS = 60_000, 50_000
+VALIDATION_SEEDS, TEST_SEEDS, FREE_COLOUR_SEEDS = 60_000, 50_000, 200_000
 
 
 class RotationProbe:
@@ -73,6 +76,19 @@ class RotationProbe:
         readings = self.probe(images)
         _, angle = rotation_angle(readings)
         return {**readings, "rotation_phase": np.cos(angle - self.phase)}
+
+
+class ObjectRedProbe:
+    """The default probe plus ``object_red``: the mean red channel (0-1) of the object's pixels (those that
+    differ from the border colour, :func:`latentlib.report.border_region`)."""
+
+    def __init__(self, probe):
+        self.probe, self.classes = probe, probe.classes
+
+    def __call__(self, images):
+        mask = border_region(images).to(images.dtype)
+        red = (images[:, 0] * mask).sum(dim=(-2, -1)) / mask.sum(dim=(-2, -1)).clamp(min=1)
+        return {**self.probe(images), "object_red": red.numpy()}
 
 
 def _prompts_named(n: int, *, step: int = 1, offset: int = 0, background: str | None = None) -> list[str]:
@@ -283,6 +299,17 @@ def main(argv=None) -> dict:
         cards[f"h@{layer}: colour blue ({method})"] = card(f"h@{layer}: colour blue ({method})",
                                                           finder.direction("h", name="blue", X=X, layer=layer),
                                                           "color=blue", free_colour, test_seeds)
+    # h from colour-free prompts (the seed picks the colour, as on the cards), warm against cool: the mean
+    # difference between objects whose hue has a high red channel (red, orange, yellow, pink, purple) and
+    # the rest (green, cyan, blue); read as the object's mean red channel in the image
+    free = collect(model, "h", h_layer=layer, prompts=[free_colour[i % len(free_colour)] for i in range(args.supervised_n)],
+                   seeds=list(range(FREE_COLOUR_SEEDS, FREE_COLOUR_SEEDS + args.supervised_n)), probe=plain, progress=True)
+    f_present = np.asarray(free.labels["present"], dtype=bool)
+    warm = np.array([shapes.COLORS[c][0] > 127 for c in np.asarray(free.labels["color"])[f_present]])
+    Xf = free.X[torch.from_numpy(f_present)]
+    name = f"h@{layer}: colour red channel (mean difference, colour-free prompts)"
+    cards[name] = card(name, ll.MeanDifference().fit(Xf, warm).direction("h", name="red", X=Xf, layer=layer),
+                       "object_red", free_colour, test_seeds, probe_=ObjectRedProbe(plain))
     # z0: blue against the rest over the same prompts' images, decoded directly (no re-noising, so the
     # prompt cannot pull the colour back), scored on objects of other colours
     z = collect(model, "z0", prompts=fit_prompts, seeds=fit_seeds, probe=plain, progress=True)

@@ -94,6 +94,7 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     rotation = {f"{w}: rotation{r}" for w in (f"h@{layer}", f"h@{layer} centred", "z0") for r in ("", " +-1.5")}
     assert set(report["report_cards"]) == {f"h@{layer}: {f}" for f in ("size", "x", "y")} | rotation | {
         f"h@{layer}: colour blue (logistic)", f"h@{layer}: colour blue (ridge)",
+        f"h@{layer}: colour red channel (mean difference, colour-free prompts)",
         "z0: colour blue (mean difference, decoded)", "z0: colour cyan (mean difference, decoded)"}
     for fit in report["rotation_pca"].values():  # the component chosen is the best circular fit of the 8
         assert fit["circular_r"] == max(fit["circular_r_per_component"]) and -np.pi <= fit["phase"] <= np.pi
