@@ -2,13 +2,13 @@
 
 1. Unsupervised recovery: 2,000 samples per space and prompt set, PCA top 8, and the matrix of |Pearson r|
    between each component's scores and each continuous factor as the probe reads it (size, x, y; rotation,
-   an angle, by the circular-linear correlation with symmetry order x angle: the best |r| with
-   cos(order x angle - phase) over phases, see latentlib.discover.circular_correlation). Sets: one fixed prompt (only the seed varies),
-   40 colour+shape prompts, one prompt that names the position ("a red square in the center ...") and one
-   that also names the size ("a large red square in the center ...", so that rotation is what the seed
-   varies most after the position's jitter), and training captions for the prompt space. Spaces: xT,
-   z0, h at the bottleneck and h at ``--h-layer``; each h set also as the spatial mean of every channel
-   (a position-invariant view of the same samples). Bar: for each factor, some component reaches
+   an angle, by the circular-linear correlation with symmetry order x angle: the best |r| with cos(order x
+   angle - phase) over phases, see latentlib.discover.circular_correlation). Sets: one fixed prompt (only
+   the seed varies), 40 colour+shape prompts, one prompt that names the position ("a red square in the
+   center ...") and one that also names the size ("a large red square in the center ...", so that rotation
+   is what the seed varies most after the position's jitter), and training captions for the prompt space.
+   Spaces: xT, z0, h at the bottleneck and h at ``--h-layer``; each h set also as the spatial mean of every
+   channel (a position-invariant view of the same samples). Bar: for each factor, some component reaches
    |r| >= 0.7 in at least one space.
 2. Supervised directions for size, x and y: ridge regression on ``--supervised-n`` h samples at
    ``--h-layer`` (prompts naming colour, shape and a black background). The ridge penalty is chosen on
