@@ -332,7 +332,10 @@ def main(argv=None) -> dict:
     # 3. rotation: the component of the centred-squares PCA that follows the angle best (circular-linear
     # correlation), its report card read as cos(4 x angle - that component's phase)
     report["rotation_pca"] = {}
-    for key in (f"h@{layer} (centred large squares)", f"h@{layer} (centred squares)", "z0 (centred large squares)"):
+    rotation_sets = ((f"h@{layer} (centred large squares)", CENTRED_PROMPT, f"h@{layer}"),
+                     (f"h@{layer} (centred squares)", CENTRED_ANY_SIZE, f"h@{layer} centred"),
+                     ("z0 (centred large squares)", CENTRED_PROMPT, "z0"))
+    for key, prompt, where in rotation_sets:
         sq, pca = samples[key]
         scores = pca.transform(sq.X)
         keep, angle = rotation_angle(sq.labels)
@@ -344,8 +347,6 @@ def main(argv=None) -> dict:
         print(f"\nrotation in {key}: pc{comp} follows cos(4 angle - {phase:+.2f}) with r = {r:.2f}")
         space_layer = layer if key.startswith("h@") else None
         direction = pca.direction(comp, name=f"rotation (pc{comp})", layer=space_layer)
-        prompt = CENTRED_ANY_SIZE if "(centred squares)" in key else CENTRED_PROMPT
-        where = key.split(" ")[0] + (" centred" if "(centred squares)" in key else "")
         rotation_probe = RotationProbe(plain, phase=phase)
         cards[f"{where}: rotation"] = card(f"{where}: rotation", direction, "rotation_phase", [prompt], test_seeds,
                                            probe_=rotation_probe)

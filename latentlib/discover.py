@@ -199,7 +199,7 @@ def alignment(scores: np.ndarray, readings: dict, factors=CONTINUOUS) -> dict[st
         if factor == "rotation":
             keep, angle = rotation_angle(readings)
             for k in range(scores.shape[1]):
-                row.append(circular_correlation(scores[keep, k], angle[keep])[0] if keep.sum() > 3 else 0.0)
+                row.append(circular_correlation(scores[keep, k], angle[keep])[0])
         else:
             col = np.asarray(readings[factor], dtype=np.float64)
             for k in range(scores.shape[1]):
