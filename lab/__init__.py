@@ -1,13 +1,29 @@
 """lab: the interactive layer of the latent lab (ipywidgets apps built on latentlib).
 
-Holds UI state only; every computation is a call into ``latentlib``. The apps
-(Explorer, Interpolator, PromptMixer, EmbeddingMap) arrive with the lab work;
-until then this package provides :func:`show`, a plain image strip for notebooks.
+Holds UI state only; every computation is a call into ``latentlib``.
+
+- :class:`Explorer`: a prompt, a seed, and a slider per direction of a bank; regenerates live.
+- :class:`Interpolator`: slerp/lerp between two seeds, prompts or images; a t slider and a strip.
+- :class:`PromptMixer`: prompt-embedding arithmetic, rows of (prompt, weight), concept removal.
+- :class:`EmbeddingMap`: a UMAP/PCA map of collected samples; click to generate, select two groups to
+  make a direction and send it to an Explorer.
+- :func:`show`: a plain image strip for notebooks.
+
+Every app renders off the kernel's thread (:mod:`lab.live`): the newest request wins, a preview while
+a slider moves and the full frame when it rests, a Stop button, errors shown in the app. Each is a
+widget (display it) and a class a test can drive: set a control's ``value``, call ``wait()``, read
+``app.frame``.
 """
 
 from __future__ import annotations
 
-__all__ = ["show"]
+from .embedding_map import EmbeddingMap
+from .explorer import Explorer
+from .interpolator import Interpolator
+from .live import Frame, LiveRenderer
+from .prompt_mixer import PromptMixer
+
+__all__ = ["EmbeddingMap", "Explorer", "Frame", "Interpolator", "LiveRenderer", "PromptMixer", "show"]
 
 
 def show(images, *, labels=None, scale: int = 1):

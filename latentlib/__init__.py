@@ -24,7 +24,7 @@ from .directions import (
 )
 from .interpolate import lerp, slerp
 from .jacobian import JacobianBasis
-from .maps import UMAPMap
+from .maps import PCAMap, UMAPMap
 from .report import ReportCard, report_card
 from .model import DEFAULT_MODEL, Model, ModelNotFoundError, load
 from .prompts import PromptEmbedding, mix
@@ -44,6 +44,7 @@ __all__ = [
     "RidgeDirection",
     "ReportCard",
     "Samples",
+    "PCAMap",
     "UMAPMap",
     "collect",
     "orthogonalize",

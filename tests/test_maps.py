@@ -104,3 +104,23 @@ def test_umap_learns_own_neighbour_search_gives_the_same_clusters():
         assert (labels[m.nearest(m.embedding_[i], k=6)[1:]] == labels[i]).all()
     new = np.random.default_rng(5).normal(size=(1, 300)) + 15.0 * planted
     assert labels[m.nearest(m.transform(new.astype(np.float32))[0], k=5)].mean() >= 0.8
+
+
+def test_pca_map_matches_scikit_learn_and_finds_the_planted_direction():
+    from sklearn.decomposition import PCA
+
+    from latentlib.maps import PCAMap
+
+    X, labels, planted = _clusters()
+    m = PCAMap().fit(X, space="xT")
+    flat = X.reshape(len(X), -1)
+    ref = PCA(n_components=2, random_state=0).fit(flat)
+    np.testing.assert_allclose(np.abs(m.embedding_), np.abs(ref.transform(flat)), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(m.transform(X[:5]), m.embedding_[:5], atol=1e-4)
+    d = m.direction_between(np.flatnonzero(labels == 0), np.flatnonzero(labels == 1), name="planted")
+    assert abs(float(d.vector.flatten() @ torch.from_numpy(planted).float())) > 0.95
+    assert d.provenance["method"] == "pca selection (mean difference)" and d.provenance["pca"]["n_components"] == 2
+    with pytest.raises(RuntimeError, match="this PCAMap is not fitted yet"):
+        PCAMap().nearest((0, 0))
+    with pytest.raises(ValueError, match="a PCA map needs at least 3 samples; X has 2"):
+        PCAMap().fit(X[:2])

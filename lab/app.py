@@ -1,0 +1,193 @@
+"""What every live app shares: the image view, a status line, an error area, Stop, and Export.
+
+An app is an ``ipywidgets.VBox`` (display it, or put it in a layout) that holds its controls as widgets,
+whose values are traitlets. Observers snapshot the controls into a plain dict on the kernel's thread and
+hand it to a :class:`~lab.live.LiveRenderer`; the worker thread renders; the frame goes to
+``app.image`` as PNG bytes. Tests drive an app by setting a control's ``value`` and calling
+:meth:`LiveApp.wait`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import html
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ipywidgets as widgets
+import PIL.Image
+
+from .live import Frame, LiveRenderer
+
+__all__ = ["LiveApp", "png_bytes", "tile"]
+
+
+def tile(images: list[PIL.Image.Image], gap: int = 2) -> PIL.Image.Image:
+    """Images side by side on a white background (a small grid of seeds in one frame)."""
+    if len(images) == 1:
+        return images[0]
+    w, h = images[0].size
+    out = PIL.Image.new("RGB", (len(images) * w + (len(images) - 1) * gap, h), "white")
+    for i, im in enumerate(images):
+        out.paste(im.convert("RGB"), (i * (w + gap), 0))
+    return out
+
+
+def png_bytes(image: PIL.Image.Image, height: int | None = None) -> bytes:
+    """PNG bytes of ``image``, scaled (nearest neighbour, pixels stay visible) to ``height`` pixels high."""
+    if height is not None and image.height < height:
+        k = max(1, height // image.height)
+        image = image.resize((image.width * k, image.height * k), PIL.Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)  # speed over size: frames are shown, not kept
+    return buffer.getvalue()
+
+
+class LiveApp(widgets.VBox):
+    """Base of the live apps. Subclasses set ``self.controls`` (a widget) and implement
+    ``_render(params, quality, interrupt, progress) -> PIL image``, ``_params() -> dict`` and
+    ``_record(frame) -> (metadata, parameters_text)`` for export.
+
+    Attributes:
+        image: the ``ipywidgets.Image`` the frames go to.
+        status: one line: progress, the last frame's time.
+        error: the last error (empty when the last render worked).
+        frame: the last frame shown (:class:`~lab.live.Frame`), or None.
+        latencies: seconds from each request to its frame's bytes being set on ``image`` (for bench/).
+    """
+
+    def __init__(self, model, *, display_height: int = 256, settle: float = 0.3, export_path: str = "frame.png"):
+        super().__init__()
+        self.model = model
+        self.display_height = display_height
+        self.image = widgets.Image(format="png", layout=widgets.Layout(min_height=f"{display_height}px"))
+        self.image.add_class("latentlib-frame")
+        self.status = widgets.HTML(value="<code>ready</code>")
+        self.error = widgets.HTML(value="")
+        self.notice = widgets.HTML(value="")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", tooltip="interrupt the frame being made",
+                                          layout=widgets.Layout(width="80px"))
+        self.export_path = widgets.Text(value=export_path, description="file", layout=widgets.Layout(width="320px"))
+        self.export_overwrite = widgets.Checkbox(value=False, description="overwrite", indent=False,
+                                                 layout=widgets.Layout(width="100px"))
+        self.export_button = widgets.Button(description="Export", icon="download",
+                                            tooltip="save the frame as PNG with its parameters and provenance")
+        self.frame: Frame | None = None
+        self.last_error: BaseException | None = None
+        self.latencies: list[float] = []
+        self._holding = False
+        self.stop_button.on_click(self._handler(lambda _: self.renderer.stop()))
+        self.export_button.on_click(self._handler(lambda _: self.export()))
+        self._error_source: str | None = None  # "render" or "action": what the error shown came from
+        self.renderer = LiveRenderer(self._render, on_frame=self._show, on_status=self._set_status,
+                                     on_error=lambda exc, text: self._show_error(exc, text, source="render"),
+                                     settle=settle)
+
+    def _layout(self, controls: widgets.Widget) -> None:
+        bar = widgets.HBox([self.stop_button, self.status])
+        export = widgets.HBox([self.export_path, self.export_overwrite, self.export_button])
+        self.children = [widgets.HBox([controls, widgets.VBox([self.image, bar])]), self.notice, self.error, export]
+
+    # -- driving it -------------------------------------------------------------------------------
+    def refresh(self, quality: str = "auto") -> int:
+        """Render the current settings (what a control change does); returns the request id."""
+        return self.renderer.request(self._params(), quality=quality)
+
+    def wait(self, timeout: float | None = 120.0) -> bool:
+        """Block until the app is idle (the full frame is shown); False if ``timeout`` passed first."""
+        return self.renderer.wait(timeout)
+
+    def close(self) -> None:
+        """Stop the render thread and close the widgets."""
+        renderer = getattr(self, "renderer", None)  # absent when a constructor refused its arguments
+        if renderer is not None:
+            renderer.close()
+        super().close()
+
+    def _handler(self, fn: Callable) -> Callable:
+        """Wrap an observer or click handler so its errors are shown in the app, not lost in a log."""
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            self._clear_error("action")
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - shown in the app; the app keeps working
+                self._show_error(exc, "")
+                return None
+
+        return run
+
+    def _watch(self, controls, quality: str = "auto") -> None:
+        """Re-render when any of ``controls`` changes value (not while :meth:`holding`)."""
+        def changed(change, quality=quality):
+            if not self._holding:
+                self.refresh(quality)
+
+        for control in controls:
+            control.observe(self._handler(changed), names="value")
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Change several controls without a frame per change (call :meth:`refresh` after)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
+    # -- the worker's callbacks -------------------------------------------------------------------
+    def _show(self, frame: Frame) -> None:
+        self.frame = frame
+        self.image.value = png_bytes(frame.image, self.display_height)
+        self.latencies.append(time.perf_counter() - frame.requested_at)
+        self._clear_error("render")
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = f"<code>{html.escape(text)}</code>"
+
+    def _clear_error(self, source: str) -> None:
+        """A good frame clears a render error; a new user action clears the error of the last action."""
+        if self._error_source in (source, "render" if source == "action" else None):
+            self.error.value, self.last_error, self._error_source = "", None, None
+
+    def _show_error(self, exc: BaseException, text: str, source: str = "action") -> None:
+        self.last_error, self._error_source = exc, source
+        message = f"{type(exc).__name__}: {exc}"
+        if "out of memory" in str(exc).lower():
+            message += " (try fewer images, fewer steps or a smaller size; the app keeps working)"
+        self.error.value = f"<pre style='color:#b00020;white-space:pre-wrap'>{html.escape(message)}</pre>"
+        self._set_status("error; the last good frame stays")
+
+    def _show_notice(self, lines: list[str]) -> None:
+        self.notice.value = "".join(f"<div style='color:#8a5300'>{html.escape(line)}</div>" for line in lines)
+
+    # -- export -----------------------------------------------------------------------------------
+    def export(self, path=None, *, overwrite: bool | None = None) -> Path:
+        """Save the frame shown as PNG (or another format by extension) with its parameters and
+        provenance (:func:`latentlib.export.save_image`). Never overwrites unless asked."""
+        from latentlib import export
+
+        if self.frame is None:
+            raise ValueError("there is no frame to export yet; wait for the first image.")
+        path = self.export_path.value if path is None else path
+        if not str(path).strip():
+            raise ValueError("`path` is empty; give a file name such as frame.png.")
+        overwrite = self.export_overwrite.value if overwrite is None else overwrite
+        metadata, parameters = self._record(self.frame)
+        saved = export.save_image(self.frame.image, path, metadata=metadata, parameters=parameters, overwrite=overwrite)
+        self._set_status(f"saved {saved}")
+        return saved
+
+    # -- subclasses -------------------------------------------------------------------------------
+    def _params(self) -> dict:
+        raise NotImplementedError
+
+    def _render(self, params: dict, quality: str, interrupt, progress) -> PIL.Image.Image:
+        raise NotImplementedError
+
+    def _record(self, frame: Frame) -> tuple[dict, str]:
+        raise NotImplementedError

@@ -1,0 +1,235 @@
+"""Explorer: one image (or a few seeds side by side) with a slider per direction; moving a slider
+regenerates live (a preview while it moves, the full frame when it rests)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+
+import ipywidgets as widgets
+
+from .app import LiveApp, tile
+from .live import Frame
+
+__all__ = ["Explorer"]
+
+
+class Explorer(LiveApp):
+    """Generate live from a prompt, a seed and a slider per direction.
+
+    Args:
+        model: a :class:`latentlib.Model`.
+        bank: directions to give sliders to: a :class:`latentlib.DirectionBank`, a path to one (loaded and
+            checked against ``model``), or a list of :class:`latentlib.Direction`. A bank made for another
+            model is refused with a message in the app; the app still works without it.
+        prompt, negative_prompt, seed: the starting settings.
+        n: images side by side (seeds ``seed .. seed + n - 1``), 1 to 8.
+        steps, guidance, scheduler: the full-quality frame's settings (scheduler: a name from
+            ``latentlib.SCHEDULERS`` or "default").
+        preview_steps: steps of the preview rendered while a slider moves (default ``min(8, steps)``); the
+            preview also uses the model's preview decoder when one is set (``model.set_preview_decoder``).
+        strength_range: the sliders' range in units of each direction's standard deviation.
+        settle: seconds a control must rest before the full-quality frame is made.
+        display_height: pixels the frame is shown at (nearest-neighbour upscaling of small models).
+
+    Example:
+        >>> app = Explorer(model, bank, prompt="a red circle")
+        >>> app                                    # in a notebook: shows the app
+        >>> app.sliders["size"].value = 2.0        # what dragging the slider does
+        >>> app.wait(); app.frame.image            # the frame now shown
+    """
+
+    def __init__(self, model, bank=None, *, prompt: str = "", negative_prompt: str = "", seed: int = 0, n: int = 1,
+                 steps: int = 20, guidance: float = 5.0, scheduler: str = "default", preview_steps: int | None = None,
+                 strength_range: float = 3.0, settle: float = 0.3, display_height: int = 256):
+        from latentlib import SCHEDULERS
+
+        _check_int("steps", steps, 1, 1000)
+        _check_int("n", n, 1, 8)
+        _check_int("seed", seed, 0, 2**32 - 1)
+        preview_steps = min(8, steps) if preview_steps is None else preview_steps
+        _check_int("preview_steps", preview_steps, 1, 1000)
+        if not isinstance(strength_range, (int, float)) or not 0 < strength_range <= 100:
+            raise ValueError(f"`strength_range` must be a number in (0, 100], got {strength_range!r}.")
+        names = ["default", *SCHEDULERS]
+        if scheduler not in names:
+            raise ValueError(f"`scheduler` must be one of {', '.join(names)}; got {scheduler!r}.")
+        super().__init__(model, display_height=display_height, settle=settle, export_path="explorer.png")
+        self.strength_range = float(strength_range)
+        self.directions: dict = {}
+        self.sliders: dict[str, widgets.FloatSlider] = {}
+        self._embeddings: dict[str, object] = {}  # prompt text -> PromptEmbedding (made once, reused per frame)
+        self._notes: dict[str, list[str]] = {}  # prompt text -> warnings its embedding gave (unknown words)
+        text = widgets.Layout(width="300px")
+        self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False, layout=text)
+        self.negative_prompt = widgets.Text(value=negative_prompt, description="negative", continuous_update=False,
+                                            layout=text)
+        self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**32 - 1, description="seed", layout=text)
+        self.n = widgets.IntSlider(value=n, min=1, max=8, description="images")
+        self.steps = widgets.IntSlider(value=steps, min=1, max=max(100, steps), description="steps")
+        self.preview_steps = widgets.IntSlider(value=preview_steps, min=1, max=max(100, preview_steps),
+                                               description="preview")
+        self.guidance = widgets.FloatSlider(value=guidance, min=0.0, max=max(20.0, guidance), step=0.5,
+                                            description="guidance")
+        self.scheduler = widgets.Dropdown(options=names, value=scheduler, description="sampler")
+        self.reset_button = widgets.Button(description="Reset sliders", icon="undo")
+        self.reset_button.on_click(self._handler(lambda _: self.reset()))
+        self.bank_path = widgets.Text(placeholder="path/to/bank.safetensors", description="bank", layout=text)
+        self.bank_button = widgets.Button(description="Load bank", icon="folder-open")
+        self.bank_button.on_click(self._handler(lambda _: self.load_bank(self.bank_path.value)))
+        self.slider_box = widgets.VBox([])
+        self.controls = widgets.VBox([
+            self.prompt, self.negative_prompt, self.seed, self.n, self.steps, self.preview_steps, self.guidance,
+            self.scheduler, widgets.HTML("<b>directions</b> (strength in standard deviations)"), self.slider_box,
+            self.reset_button, widgets.HBox([self.bank_path, self.bank_button])])
+        self._layout(self.controls)
+        self._watch([self.seed, self.n, self.guidance, self.preview_steps])
+        self._watch([self.prompt, self.negative_prompt, self.steps, self.scheduler], quality="full")
+        if bank is not None:
+            try:
+                self.add_directions(bank)
+            except (ValueError, TypeError, FileNotFoundError) as exc:
+                self._show_error(exc, "")
+        self.refresh("full")
+
+    # -- directions ---------------------------------------------------------------------------------
+    def load_bank(self, path) -> None:
+        """Add the directions of the bank at ``path`` (refused, with the reason, if made for another model)."""
+        from latentlib import DirectionBank
+
+        if not str(path).strip():
+            raise ValueError("`path` is empty; give the bank's .safetensors file.")
+        self.add_directions(DirectionBank.load(path, model=self.model))
+
+    def add_directions(self, directions, *, overwrite: bool = False) -> list[str]:
+        """Give each direction a slider (a bank, a path, one direction or a list). Returns their names.
+
+        A direction whose vector does not fit this model's space is refused before any slider is added.
+        """
+        from latentlib import Direction, DirectionBank
+
+        if isinstance(directions, (str, bytes)) or hasattr(directions, "__fspath__"):
+            directions = DirectionBank.load(directions, model=self.model)
+        if isinstance(directions, Direction) or hasattr(directions, "space") and hasattr(directions, "vector"):
+            directions = [directions]
+        items = list(directions.items()) if isinstance(directions, Mapping) else [
+            (getattr(d, "name", "") or f"direction {len(self.directions) + k}", d)
+            for k, d in enumerate(_iterable("directions", directions))]
+        shapes = _space_sizes(self.model, [getattr(d, "layer", None) for _, d in items])
+        for name, d in items:
+            _check_fits(name, d, shapes)
+            if name in self.directions and not overwrite:
+                raise ValueError(f"the Explorer already has a direction named {name!r}; pass overwrite=True to "
+                                 f"replace it.")
+        for name, d in items:
+            self.directions[name] = d
+            if name not in self.sliders:
+                r = self.strength_range
+                slider = widgets.FloatSlider(value=0.0, min=-r, max=r, step=0.1, description=_short(name),
+                                             tooltip=f"{name} ({d.space})", continuous_update=True,
+                                             readout_format="+.1f")
+                self.sliders[name] = slider
+                self._watch([slider])
+        self.slider_box.children = tuple(self.sliders.values())
+        return [name for name, _ in items]
+
+    def reset(self) -> None:
+        """Every direction slider back to 0 (one new frame, not one per slider)."""
+        with self.holding():
+            for slider in self.sliders.values():
+                slider.value = 0.0
+        self.refresh("full")
+
+    # -- rendering ----------------------------------------------------------------------------------
+    def _embed(self, text: str):
+        """The prompt's embedding, computed once per text on the kernel's thread (unknown words noticed)."""
+        if text not in self._embeddings:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._embeddings[text] = self.model.embed(text)
+            self._notes[text] = [str(w.message) for w in caught]
+        return self._embeddings[text]
+
+    def _params(self) -> dict:
+        negative = self.negative_prompt.value
+        params = {"prompt": self.prompt.value, "negative_prompt": negative, "embedding": self._embed(self.prompt.value),
+                "negative_embedding": self._embed(negative) if negative else None,
+                "seeds": [self.seed.value + i for i in range(self.n.value)], "steps": self.steps.value,
+                "preview_steps": self.preview_steps.value, "guidance": self.guidance.value,
+                "scheduler": self.scheduler.value,
+                "strengths": {name: slider.value for name, slider in self.sliders.items()}}
+        self._show_notice(self._notes.get(self.prompt.value, []) + self._notes.get(negative, []))
+        return params
+
+    def edits(self, params: dict | None = None) -> list:
+        """The ``(direction, strength)`` pairs of the sliders that are not at 0."""
+        strengths = (params or self._params())["strengths"]
+        return [(self.directions[name], s) for name, s in strengths.items() if s != 0]
+
+    def _render(self, p: dict, quality: str, interrupt, progress):
+        steps = p["steps"] if quality == "full" else min(p["preview_steps"], p["steps"])
+        images = self.model.generate(
+            p["embedding"], p["negative_embedding"], seed=p["seeds"], steps=steps, guidance=p["guidance"],
+            scheduler=p["scheduler"], edits=self.edits(p), decoder="full" if quality == "full" else "preview",
+            interrupt=interrupt, callback=lambda step: progress(step.index + 1, step.total), progress=False)
+        return tile(images)
+
+    def _record(self, frame: Frame) -> tuple[dict, str]:
+        from latentlib import export
+
+        p = frame.params
+        steps = p["steps"] if frame.quality == "full" else min(p["preview_steps"], p["steps"])
+        h, w = self.model.default_size
+        sampler = export.scheduler_name(self.model.scheduler) if p["scheduler"] == "default" else p["scheduler"]
+        edits = [export.direction_record(self.directions[n], s) for n, s in p["strengths"].items() if s != 0]
+        recipe = {"prompt": p["prompt"], "negative_prompt": p["negative_prompt"], "seeds": p["seeds"], "steps": steps,
+                  "guidance": p["guidance"], "scheduler": p["scheduler"], "quality": frame.quality, "edits": edits,
+                  "decoder": "full" if frame.quality == "full" else "preview"}
+        metadata = {"format": 1, "figure": "explorer", "recipe": recipe, "model": export.model_record(self.model),
+                    "versions": export.versions()}
+        extra = {"Edits": "; ".join(f"{e['name']} {e['strength']:+g}" for e in edits)} if edits else None
+        parameters = export.parameters_text(p["prompt"], negative_prompt=p["negative_prompt"] or None, steps=steps,
+                                            sampler=sampler, guidance=p["guidance"], seed=p["seeds"][0], width=w,
+                                            height=h, model_name=self.model.name,
+                                            model_hash=export.weights_sha256(self.model), extra=extra)
+        return metadata, parameters
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
+
+
+def _iterable(name: str, value) -> list:
+    if not isinstance(value, Iterable):
+        raise TypeError(f"`{name}` must be a DirectionBank, a bank path, a Direction or a list of them; "
+                        f"got {type(value).__name__}.")
+    return list(value)
+
+
+def _space_sizes(model, layers) -> dict[str, int]:
+    """Values in one sample of each space of ``model`` (h at each named layer too)."""
+    from latentlib.directions import space_shapes
+
+    wanted = sorted({layer for layer in layers if layer})
+    return {key: math.prod(shape) for key, shape in space_shapes(model, wanted).items()}
+
+
+def _check_fits(name: str, direction, sizes: dict[str, int]) -> None:
+    from latentlib.directions import shape_key
+
+    space, vector = getattr(direction, "space", None), getattr(direction, "vector", None)
+    if vector is None or space is None:
+        raise TypeError(f"direction {name!r} needs `space` and `vector`; got {type(direction).__name__}.")
+    key = shape_key(direction)
+    if key not in sizes:
+        raise ValueError(f"direction {name!r} is in space {key!r}, which this model does not have "
+                         f"(it has {', '.join(sorted(sizes))}).")
+    if vector.numel() != sizes[key]:
+        raise ValueError(f"direction {name!r} has {vector.numel()} values (shape {tuple(vector.shape)}); this model's "
+                         f"{key} samples have {sizes[key]}. It was made for another model.")
+
+
+def _short(name: str, width: int = 14) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"

@@ -1,0 +1,305 @@
+"""The lab's apps on the default model, driven without a browser: set a control, wait, read the frame.
+
+Each frame is checked against latentlib called directly with the same settings (same seed, same
+device: the same pixels)."""
+
+import datetime
+import io
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+import latentlib as ll
+from lab import EmbeddingMap, Explorer, Interpolator, PromptMixer
+from latentlib import DirectionBank, export
+
+STEPS, PREVIEW = 4, 2
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ll.load()
+
+
+@pytest.fixture(scope="module")
+def directions(model):
+    return [ll.text_direction(model, "a small circle", "a large circle", name="size"),
+            ll.text_direction(model, "a red circle", "a blue circle", name="red to blue")]
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+def shown(app) -> np.ndarray:
+    return np.asarray(PIL.Image.open(io.BytesIO(bytes(app.image.value))).convert("RGB"))
+
+
+def explorer(model, directions, **kwargs):
+    app = Explorer(model, directions, prompt="a red circle", steps=STEPS, preview_steps=PREVIEW, settle=0.05, **kwargs)
+    assert app.wait(60)
+    return app
+
+
+def test_explorer_slider_regenerates_with_the_edit(model, directions):
+    app = explorer(model, directions)
+    before = shown(app)
+    assert app.frame.quality == "full"
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(model.generate(
+        "a red circle", seed=0, steps=STEPS, progress=False)[0]))
+    app.sliders["size"].value = 2.0
+    assert app.wait(60)
+    assert app.frame.quality == "full" and app.frame.params["strengths"]["size"] == 2.0
+    expected = model.generate("a red circle", seed=0, steps=STEPS, edits=[(directions[0], 2.0)], progress=False)[0]
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(expected))
+    assert not np.array_equal(shown(app), before)
+    assert shown(app).shape[0] == 256  # 64 px scaled up 4x for display
+    stats = app.renderer.stats
+    assert stats["frames"] >= 3 and stats["errors"] == 0  # first full, the slider's preview, its full frame
+    app.close()
+
+
+def test_explorer_preview_while_moving_then_full(model, directions):
+    app = explorer(model, directions)
+    seen = []
+    app.image.observe(lambda change: seen.append(app.frame.quality), names="value")
+    app.sliders["red to blue"].value = 1.0
+    assert app.wait(60)
+    assert seen == ["preview", "full"]
+    app.close()
+
+
+def test_explorer_grid_seed_and_reset(model, directions):
+    app = explorer(model, directions)
+    app.n.value = 3
+    app.seed.value = 5
+    assert app.wait(60)
+    assert app.frame.image.size == (3 * 64 + 2 * 2, 64) and app.frame.params["seeds"] == [5, 6, 7]
+    app.sliders["size"].value = 1.5
+    app.wait(60)
+    app.reset()
+    assert app.wait(60)
+    assert all(s.value == 0 for s in app.sliders.values()) and app.edits() == []
+    expected = model.generate("a red circle", seed=[5, 6, 7], steps=STEPS, progress=False)
+    np.testing.assert_array_equal(pixels(app.frame.image)[:, :64], pixels(expected[0]))
+    app.close()
+
+
+def test_explorer_unknown_words_are_noticed(model):
+    app = Explorer(model, prompt="a red circle", steps=STEPS, settle=0.05)
+    app.prompt.value = "a red zebra"
+    assert app.wait(60)
+    assert "zebra" in app.notice.value and app.error.value == ""
+    app.prompt.value = ""
+    assert app.wait(60)
+    assert app.notice.value == "" and app.frame.params["prompt"] == ""
+    app.close()
+
+
+def test_explorer_refuses_a_bank_for_another_model_in_the_app(model, directions, sd, tmp_path):
+    other = DirectionBank([ll.text_direction(sd, "a", "b", name="other")], model=sd)
+    other.save(tmp_path / "other")
+    app = Explorer(model, tmp_path / "other.safetensors", steps=STEPS, settle=0.05)
+    assert app.wait(60)
+    assert "made for" in app.error.value and app.sliders == {}
+    assert app.frame is not None  # the app works without the bank
+    app.bank_path.value = str(tmp_path / "missing.safetensors")
+    app.bank_button.click()
+    assert "no direction bank" in app.error.value
+    ours = DirectionBank(directions, model=model)
+    ours.save(tmp_path / "ours")
+    app.bank_path.value = str(tmp_path / "ours.safetensors")
+    app.bank_button.click()
+    assert set(app.sliders) == {"size", "red to blue"}
+    with pytest.raises(ValueError, match="already has a direction named 'size'"):
+        app.add_directions(directions)
+    wrong = ll.Direction.from_vector(torch.ones(7), "xT", name="wrong")
+    with pytest.raises(ValueError, match=r"direction 'wrong' has 7 values .*xT samples have 256"):
+        app.add_directions(wrong)
+    app.close()
+
+
+def test_explorer_shows_a_render_error_and_keeps_working(model, directions, monkeypatch):
+    app = explorer(model, directions)
+    before = bytes(app.image.value)
+    real = model.generate
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", flaky)
+    app.refresh("full")
+    assert app.wait(60)
+    assert "OutOfMemoryError" in app.error.value and "keeps working" in app.error.value
+    assert bytes(app.image.value) == before  # nothing already shown is lost
+    app.sliders["size"].value = 1.0
+    assert app.wait(60)
+    assert app.error.value == "" and bytes(app.image.value) != before
+    app.close()
+
+
+def test_explorer_stop_button(model, directions):
+    app = Explorer(model, directions, prompt="a red circle", steps=400, settle=0.0)
+    app.stop_button.click()
+    assert app.wait(60)
+    stats = app.renderer.stats
+    assert app.frame is None and stats["discarded"] + stats["dropped"] == 1 and "stopped" in app.status.value
+    app.close()
+
+
+def test_explorer_export_keeps_parameters_and_refuses_to_overwrite(model, directions, tmp_path):
+    app = explorer(model, directions)
+    app.sliders["size"].value = -1.0
+    assert app.wait(60)
+    path = app.export(tmp_path / "frame.png")
+    meta = export.read_metadata(path)
+    recipe = meta["latentlib"]["recipe"]
+    assert recipe["edits"][0]["name"] == "size" and recipe["edits"][0]["strength"] == -1.0
+    assert recipe["steps"] == STEPS and recipe["seeds"] == [0] and "Steps: 4" in meta["parameters"]
+    again = export.direction_from_record(recipe["edits"][0])
+    redone = model.generate(recipe["prompt"], seed=recipe["seeds"], steps=recipe["steps"],
+                            edits=[(again, recipe["edits"][0]["strength"])], progress=False)[0]
+    np.testing.assert_array_equal(pixels(PIL.Image.open(path)), pixels(redone))
+    app.export_path.value = str(path)
+    app.export_button.click()
+    assert "FileExistsError" in app.error.value
+    app.export_overwrite.value = True
+    app.export_button.click()
+    assert "saved" in app.status.value
+    app.close()
+
+
+def test_explorer_bad_arguments(model):
+    with pytest.raises(ValueError, match=r"`steps` must be an integer in \[1, 1000\], got 0"):
+        Explorer(model, steps=0)
+    with pytest.raises(ValueError, match=r"`scheduler` must be one of default, .*; got 'fast'"):
+        Explorer(model, scheduler="fast")
+
+
+def test_interpolator_between_seeds(model):
+    app = Interpolator(model, between="seeds", start=3, end=4, prompt="a green star", t=0.0, frames=3, steps=STEPS,
+                       settle=0.05)
+    assert app.wait(60)
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+        model.generate("a green star", seed=3, steps=STEPS, progress=False)[0]))
+    assert len(app.strip_frames) == 3 and app.strip.value
+    np.testing.assert_array_equal(pixels(app.strip_frames[-1]), pixels(
+        model.generate("a green star", seed=4, steps=STEPS, progress=False)[0]))
+    strip = bytes(app.strip.value)
+    app.t.value = 0.5
+    assert app.wait(60)
+    noise = model.noise(seed=[3, 4])
+    middle = model.generate("a green star", latents=ll.slerp(noise[0:1], noise[1:2], 0.5), steps=STEPS,
+                            progress=False)[0]
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(middle))
+    assert bytes(app.strip.value) == strip  # moving t does not remake the strip
+    app.method.value = "lerp"
+    assert app.wait(60)
+    assert app.frame.params["method"] == "lerp" and not np.array_equal(pixels(app.frame.image), pixels(middle))
+    app.close()
+
+
+def test_interpolator_between_prompts_and_images(model, tmp_path):
+    app = Interpolator(model, between="prompts", start="a red circle", end="a blue square", t=1.0, frames=2,
+                       steps=STEPS, settle=0.05)
+    assert app.wait(60)
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+        model.generate("a blue square", seed=0, steps=STEPS, progress=False)[0]))
+    app.close()
+    a = model.generate("a red circle", seed=1, steps=STEPS, progress=False)[0]
+    b = model.generate("a yellow cross", seed=2, steps=STEPS, progress=False)[0]
+    app = Interpolator(model, between="images", start=a, end=b, t=0.0, frames=2, settle=0.05)
+    assert app.wait(60)
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(model.decode(model.encode(a))[0]))
+    app.close()
+
+
+def test_interpolator_rejects_bad_uploads_in_the_app(model):
+    a = model.generate("a red circle", seed=1, steps=STEPS, progress=False)[0]
+    app = Interpolator(model, between="images", start=a, settle=0.05)
+    assert app.frame is None  # no end image yet: nothing to render
+    with pytest.raises(ValueError, match="the end upload is not an image"):
+        app.set_image("end", b"plain text")
+    big = io.BytesIO()
+    PIL.Image.new("RGB", (100, 80)).save(big, "PNG")
+    app.end_upload.value = ({"name": "big.png", "type": "image/png", "size": 1, "content": memoryview(big.getvalue()),
+                             "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)},)
+    assert "the end image is 100x80; this model makes 64x64 images" in app.error.value
+    with pytest.raises(ValueError, match="`between` must be one of seeds, prompts, images; got 'videos'"):
+        Interpolator(model, between="videos")
+    app.close()
+
+
+def test_prompt_mixer_rows_and_removal(model):
+    app = PromptMixer(model, rows=[("a red circle", 1.0), ("red", -1.0), ("blue", 1.0)], steps=STEPS, settle=0.05)
+    assert app.wait(60)
+    swapped = model.embed("a red circle") - model.embed("red") + model.embed("blue")
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+        model.generate(swapped, seed=0, steps=STEPS, progress=False)[0]))
+    app.rows[1][1].value = 0.0
+    app.rows[2][1].value = 0.0
+    assert app.wait(60)
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+        model.generate("a red circle", seed=0, steps=STEPS, progress=False)[0]))
+    app.add_removal("red", 1.0)
+    assert app.wait(60)
+    removed = (model.embed("a red circle") * 1.0).remove(model.embed("red"), 1.0)
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+        model.generate(removed, seed=0, steps=STEPS, progress=False)[0]))
+    assert "remove('red', 1)" in app.recipe.value
+    app.rows[0][1].value = 0.0
+    assert "every prompt row has weight 0" in app.error.value
+    app.close()
+
+
+def test_embedding_map_click_select_and_send(model, directions, tmp_path):
+    seeds = list(range(40))
+    samples = ll.collect(model, "xT", seeds=seeds, prompts="a circle", cache=False, progress=False)
+    explorer_app = explorer(model, directions)
+    app = EmbeddingMap(model, samples, method="pca", explorer=explorer_app, steps=STEPS)
+    xy = app.map.embedding_
+    assert len(app.figure.data[0].x) == 40 and app.color_by.value == "seed"
+    app.click(7)
+    assert app.wait(60)
+    expected = model.generate("a circle", latents=samples.X[7][None], steps=STEPS, progress=False)[0]
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(expected))
+    assert "#7" in app.hover_text.value
+    with pytest.raises(ValueError, match="nothing is selected"):
+        app.set_group("a")
+    app.select(np.flatnonzero(xy[:, 0] < 0))
+    app.set_group("a")
+    app.select(np.flatnonzero(xy[:, 0] >= 0))
+    app.set_group("b")
+    d = app.make_direction("pc0 by hand")
+    assert d.space == "xT"
+    # the selection's mean difference lies along the map's first axis (PCA, checked against scikit-learn)
+    from sklearn.decomposition import PCA
+
+    axis = PCA(n_components=2, random_state=0).fit(samples.X.reshape(40, -1).numpy()).components_[0]
+    assert abs(float(d.vector.flatten() @ torch.from_numpy(axis).float())) > 0.5
+    app.send()
+    assert "pc0 by hand" in explorer_app.sliders
+    app.send_button.click()  # again: replaces it, no error
+    assert app.error.value == ""
+    app.close()
+    explorer_app.close()
+
+
+def test_embedding_map_bad_input(model):
+    samples = ll.collect(model, "xT", seeds=list(range(10)), prompts="a circle", cache=False, progress=False)
+    with pytest.raises(TypeError, match="`samples` must be latentlib.Samples"):
+        EmbeddingMap(model, [1, 2])
+    with pytest.raises(ValueError, match="`color_by` must be one of seed, prompt; got 'size'"):
+        EmbeddingMap(model, samples, method="pca", color_by="size")
+    app = EmbeddingMap(model, samples, method="pca")
+    app.make_button.click()
+    assert "group A is empty" in app.error.value
+    with pytest.raises(ValueError, match=r"`index` must be a sample index in \[0, 9\], got 10"):
+        app.click(10)
+    app.close()
