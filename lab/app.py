@@ -22,7 +22,25 @@ import PIL.Image
 
 from .live import Frame, LiveRenderer
 
-__all__ = ["LiveApp", "png_bytes", "tile"]
+__all__ = ["LiveApp", "png_bytes", "read_image", "tile"]
+
+
+def read_image(what: str, image, size: tuple[int, int]) -> PIL.Image.Image:
+    """An uploaded or given image as RGB PIL, checked: it must be an image file (or PIL image) of exactly
+    ``size`` (height, width); nothing is resized without being asked."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        try:
+            image = PIL.Image.open(io.BytesIO(bytes(image)))
+            image.load()
+        except (PIL.UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"the {what} upload is not an image PIL can read ({exc}).") from None
+    if not isinstance(image, PIL.Image.Image):
+        raise TypeError(f"the {what} image must be a PIL image or image file bytes, got {type(image).__name__}.")
+    h, w = size
+    if image.size != (w, h):
+        raise ValueError(f"the {what} image is {image.width}x{image.height}; this model makes {w}x{h} images. "
+                         f"Resize or crop it to {w}x{h} first.")
+    return image.convert("RGB")
 
 
 def tile(images: list[PIL.Image.Image], gap: int = 2) -> PIL.Image.Image:

@@ -3,6 +3,7 @@ regenerates live (a preview while it moves, the full frame when it rests)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Iterable, Mapping
@@ -30,6 +31,9 @@ class Explorer(LiveApp):
         preview_steps: steps of the preview rendered while a slider moves (default ``min(8, steps)``); the
             preview also uses the model's preview decoder when one is set (``model.set_preview_decoder``).
         strength_range: the sliders' range in units of each direction's standard deviation.
+        image: an optional start image (image-to-image, needed by z0 directions): a PIL image of the model's
+            size, or set later by upload or :meth:`set_image`; ``image_strength`` is how much of the schedule
+            re-runs on it, in [0, 1].
         settle: seconds a control must rest before the full-quality frame is made.
         display_height: pixels the frame is shown at (nearest-neighbour upscaling of small models).
 
@@ -42,7 +46,8 @@ class Explorer(LiveApp):
 
     def __init__(self, model, bank=None, *, prompt: str = "", negative_prompt: str = "", seed: int = 0, n: int = 1,
                  steps: int = 20, guidance: float = 5.0, scheduler: str = "default", preview_steps: int | None = None,
-                 strength_range: float = 3.0, settle: float = 0.3, display_height: int = 256):
+                 strength_range: float = 3.0, image=None, image_strength: float = 0.6, settle: float = 0.3,
+                 display_height: int = 256):
         from latentlib import SCHEDULERS
 
         _check_int("steps", steps, 1, 1000)
@@ -50,6 +55,9 @@ class Explorer(LiveApp):
         _check_int("seed", seed, 0, 2**32 - 1)
         preview_steps = min(8, steps) if preview_steps is None else preview_steps
         _check_int("preview_steps", preview_steps, 1, 1000)
+        if isinstance(image_strength, bool) or not isinstance(image_strength, (int, float)) \
+                or not 0 <= image_strength <= 1:
+            raise ValueError(f"`image_strength` must be a number in [0, 1], got {image_strength!r}.")
         if not isinstance(strength_range, (int, float)) or not 0 < strength_range <= 100:
             raise ValueError(f"`strength_range` must be a number in (0, 100], got {strength_range!r}.")
         names = ["default", *SCHEDULERS]
@@ -73,6 +81,14 @@ class Explorer(LiveApp):
         self.guidance = widgets.FloatSlider(value=guidance, min=0.0, max=max(20.0, guidance), step=0.5,
                                             description="guidance")
         self.scheduler = widgets.Dropdown(options=names, value=scheduler, description="sampler")
+        self.start_image = None
+        self.image_upload = widgets.FileUpload(accept="image/*", description="start image")
+        self.image_strength = widgets.FloatSlider(value=image_strength, min=0.0, max=1.0, step=0.05,
+                                                  description="strength")
+        self.clear_image_button = widgets.Button(description="No start image", icon="times")
+        self.image_upload.observe(self._handler(lambda change: change["new"] and self.set_image(
+            change["new"][-1]["content"])), names="value")
+        self.clear_image_button.on_click(self._handler(lambda _: self.set_image(None)))
         self.reset_button = widgets.Button(description="Reset sliders", icon="undo")
         self.reset_button.on_click(self._handler(lambda _: self.reset()))
         self.bank_path = widgets.Text(placeholder="path/to/bank.safetensors", description="bank", layout=text)
@@ -81,11 +97,14 @@ class Explorer(LiveApp):
         self.slider_box = widgets.VBox([])
         self.controls = widgets.VBox([
             self.prompt, self.negative_prompt, self.seed, self.n, self.steps, self.preview_steps, self.guidance,
-            self.scheduler, widgets.HTML("<b>directions</b> (strength in standard deviations)"), self.slider_box,
+            self.scheduler, widgets.HBox([self.image_upload, self.clear_image_button]), self.image_strength,
+            widgets.HTML("<b>directions</b> (strength in standard deviations)"), self.slider_box,
             self.reset_button, widgets.HBox([self.bank_path, self.bank_button])])
         self._layout(self.controls)
-        self._watch([self.seed, self.n, self.guidance, self.preview_steps])
+        self._watch([self.seed, self.n, self.guidance, self.preview_steps, self.image_strength])
         self._watch([self.prompt, self.negative_prompt, self.steps, self.scheduler], quality="full")
+        if image is not None:
+            self.set_image(image, render=False)
         if bank is not None:
             try:
                 self.add_directions(bank)
@@ -134,6 +153,15 @@ class Explorer(LiveApp):
         self.slider_box.children = tuple(self.sliders.values())
         return [name for name, _ in items]
 
+    def set_image(self, image, *, render: bool = True) -> None:
+        """Start from ``image`` (image-to-image; PIL or image file bytes of the model's size), or from noise
+        again with None. z0 directions act on this image's latents."""
+        from .app import read_image
+
+        self.start_image = None if image is None else read_image("start", image, self.model.default_size)
+        if render:
+            self.refresh("full")
+
     def reset(self) -> None:
         """Every direction slider back to 0 (one new frame, not one per slider)."""
         with self.holding():
@@ -157,7 +185,8 @@ class Explorer(LiveApp):
                 "negative_embedding": self._embed(negative) if negative else None,
                 "seeds": [self.seed.value + i for i in range(self.n.value)], "steps": self.steps.value,
                 "preview_steps": self.preview_steps.value, "guidance": self.guidance.value,
-                "scheduler": self.scheduler.value,
+                "scheduler": self.scheduler.value, "image": self.start_image,
+                "image_strength": self.image_strength.value,
                 "strengths": {name: slider.value for name, slider in self.sliders.items()}}
         self._show_notice(self._notes.get(self.prompt.value, []) + self._notes.get(negative, []))
         return params
@@ -169,10 +198,19 @@ class Explorer(LiveApp):
 
     def _render(self, p: dict, quality: str, interrupt, progress):
         steps = p["steps"] if quality == "full" else min(p["preview_steps"], p["steps"])
+        edits = self.edits(p)
+        start = {}
+        if p["image"] is not None:
+            start = {"image": [p["image"]] * len(p["seeds"]), "strength": p["image_strength"]}
+        elif any(d.space == "z0" for d, _ in edits):
+            names = ", ".join(repr(getattr(d, "name", "")) for d, _ in edits if d.space == "z0")
+            raise ValueError(f"{names} {'is a z0 direction' if ',' not in names else 'are z0 directions'}: it moves "
+                             f"a start image's latents. Upload a start image (or call set_image), or set it to 0.")
         images = self.model.generate(
             p["embedding"], p["negative_embedding"], seed=p["seeds"], steps=steps, guidance=p["guidance"],
-            scheduler=p["scheduler"], edits=self.edits(p), decoder="full" if quality == "full" else "preview",
-            interrupt=interrupt, callback=lambda step: progress(step.index + 1, step.total), progress=False)
+            scheduler=p["scheduler"], edits=edits, decoder="full" if quality == "full" else "preview",
+            interrupt=interrupt, callback=lambda step: progress(step.index + 1, step.total), progress=False,
+            **start)
         return tile(images)
 
     def _record(self, frame: Frame) -> tuple[dict, str]:
@@ -185,7 +223,9 @@ class Explorer(LiveApp):
         edits = [export.direction_record(self.directions[n], s) for n, s in p["strengths"].items() if s != 0]
         recipe = {"prompt": p["prompt"], "negative_prompt": p["negative_prompt"], "seeds": p["seeds"], "steps": steps,
                   "guidance": p["guidance"], "scheduler": p["scheduler"], "quality": frame.quality, "edits": edits,
-                  "decoder": "full" if frame.quality == "full" else "preview"}
+                  "decoder": "full" if frame.quality == "full" else "preview",
+                  "start_image_sha256": hashlib.sha256(p["image"].tobytes()).hexdigest() if p["image"] else None,
+                  "image_strength": p["image_strength"] if p["image"] is not None else None}
         metadata = {"format": 1, "figure": "explorer", "recipe": recipe, "model": export.model_record(self.model),
                     "versions": export.versions()}
         extra = {"Edits": "; ".join(f"{e['name']} {e['strength']:+g}" for e in edits)} if edits else None

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import ipywidgets as widgets
 import PIL.Image
 import torch
 
-from .app import LiveApp, png_bytes, tile
+from .app import LiveApp, png_bytes, read_image, tile
 from .live import Frame
 
 __all__ = ["Interpolator"]
@@ -115,19 +113,8 @@ class Interpolator(LiveApp):
         It must have the model's image size (nothing is resized without being asked)."""
         if which not in ("start", "end"):
             raise ValueError(f"`which` must be 'start' or 'end', got {which!r}.")
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            try:
-                image = PIL.Image.open(io.BytesIO(bytes(image)))
-                image.load()
-            except (PIL.UnidentifiedImageError, OSError) as exc:
-                raise ValueError(f"the {which} upload is not an image PIL can read ({exc}).") from None
-        if not isinstance(image, PIL.Image.Image):
-            raise TypeError(f"the {which} image must be a PIL image or image file bytes, got {type(image).__name__}.")
-        h, w = self.model.default_size
-        if image.size != (w, h):
-            raise ValueError(f"the {which} image is {image.width}x{image.height}; this model makes {w}x{h} images. "
-                             f"Resize or crop it to {w}x{h} first.")
-        self._images[which] = image.convert("RGB")
+        image = read_image(which, image, self.model.default_size)
+        self._images[which] = image
         self._cache.clear()
         self._strip_key = None
         if render and all(v is not None for v in self._images.values()):

@@ -175,6 +175,30 @@ def test_explorer_export_keeps_parameters_and_refuses_to_overwrite(model, direct
     app.close()
 
 
+def test_explorer_z0_directions_need_a_start_image(model):
+    samples = ll.collect(model, "z0", seeds=list(range(24)), prompts="a red square", steps=STEPS, cache=False,
+                         progress=False)
+    d = ll.PCADirections(2).fit(samples.X, space="z0").direction(0, name="z0 pc0")
+    app = Explorer(model, [d], prompt="a red square", steps=STEPS, settle=0.05)
+    assert app.wait(60)
+    app.sliders["z0 pc0"].value = 1.0
+    assert app.wait(60)
+    assert isinstance(app.last_error, ValueError) and "'z0 pc0' is a z0 direction" in str(app.last_error)
+    assert "start image" in app.error.value
+    start = model.generate("a blue circle", seed=9, steps=STEPS, progress=False)[0]
+    app.set_image(start)
+    assert app.wait(60)
+    assert app.error.value == ""
+    expected = model.generate("a red square", image=[start], strength=0.6, seed=[0], steps=STEPS,
+                              edits=[(d, 1.0)], progress=False)[0]
+    np.testing.assert_array_equal(pixels(app.frame.image), pixels(expected))
+    with pytest.raises(ValueError, match="the start image is 32x32; this model makes 64x64 images"):
+        app.set_image(PIL.Image.new("RGB", (32, 32)))
+    app.close()
+    with pytest.raises(ValueError, match=r"`image_strength` must be a number in \[0, 1\], got 2"):
+        Explorer(model, image_strength=2)
+
+
 def test_explorer_bad_arguments(model):
     with pytest.raises(ValueError, match=r"`steps` must be an integer in \[1, 1000\], got 0"):
         Explorer(model, steps=0)
