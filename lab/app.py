@@ -64,6 +64,15 @@ def png_bytes(image: PIL.Image.Image, height: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def _worker_threads(model, threads):
+    """"auto": one torch thread for the render worker when the model runs on the CPU (see
+    :class:`~lab.live.LiveRenderer`'s ``threads``), torch's default otherwise."""
+    if threads == "auto":
+        device = getattr(model, "device", None)
+        return 1 if getattr(device, "type", "cpu") == "cpu" else None
+    return threads
+
+
 class LiveApp(widgets.VBox):
     """Base of the live apps. Subclasses set ``self.controls`` (a widget) and implement
     ``_render(params, quality, interrupt, progress) -> PIL image``, ``_params() -> dict`` and
@@ -77,7 +86,8 @@ class LiveApp(widgets.VBox):
         latencies: seconds from each request to its frame's bytes being set on ``image`` (for bench/).
     """
 
-    def __init__(self, model, *, display_height: int = 256, settle: float = 0.3, export_path: str = "frame.png"):
+    def __init__(self, model, *, display_height: int = 256, settle: float = 0.3, export_path: str = "frame.png",
+                 threads: int | str | None = "auto"):
         super().__init__()
         self.model = model
         self.display_height = display_height
@@ -102,7 +112,7 @@ class LiveApp(widgets.VBox):
         self._error_source: str | None = None  # "render" or "action": what the error shown came from
         self.renderer = LiveRenderer(self._render, on_frame=self._show, on_status=self._set_status,
                                      on_error=lambda exc, text: self._show_error(exc, text, source="render"),
-                                     settle=settle)
+                                     settle=settle, threads=_worker_threads(model, threads))
 
     def _layout(self, controls: widgets.Widget) -> None:
         bar = widgets.HBox([self.stop_button, self.status])

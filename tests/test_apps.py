@@ -33,6 +33,14 @@ def pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def assert_same(frame, expected):
+    """The app's frame is latentlib's image for the same settings. The app renders with one torch thread on
+    the CPU (lab.live), so float sums may round differently: one level in a few pixels, no more."""
+    a, b = pixels(frame).astype(int), pixels(expected).astype(int)
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= 1 and (a != b).mean() < 0.002, (np.abs(a - b).max(), (a != b).mean())
+
+
 def shown(app) -> np.ndarray:
     return np.asarray(PIL.Image.open(io.BytesIO(bytes(app.image.value))).convert("RGB"))
 
@@ -47,13 +55,13 @@ def test_explorer_slider_regenerates_with_the_edit(model, directions):
     app = explorer(model, directions)
     before = shown(app)
     assert app.frame.quality == "full"
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(model.generate(
+    assert_same(app.frame.image, (model.generate(
         "a red circle", seed=0, steps=STEPS, progress=False)[0]))
     app.sliders["size"].value = 2.0
     assert app.wait(60)
     assert app.frame.quality == "full" and app.frame.params["strengths"]["size"] == 2.0
     expected = model.generate("a red circle", seed=0, steps=STEPS, edits=[(directions[0], 2.0)], progress=False)[0]
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(expected))
+    assert_same(app.frame.image, expected)
     assert not np.array_equal(shown(app), before)
     assert shown(app).shape[0] == 256  # 64 px scaled up 4x for display
     stats = app.renderer.stats
@@ -83,7 +91,7 @@ def test_explorer_grid_seed_and_reset(model, directions):
     assert app.wait(60)
     assert all(s.value == 0 for s in app.sliders.values()) and app.edits() == []
     expected = model.generate("a red circle", seed=[5, 6, 7], steps=STEPS, progress=False)
-    np.testing.assert_array_equal(pixels(app.frame.image)[:, :64], pixels(expected[0]))
+    assert_same(app.frame.image.crop((0, 0, 64, 64)), expected[0])
     app.close()
 
 
@@ -165,7 +173,7 @@ def test_explorer_export_keeps_parameters_and_refuses_to_overwrite(model, direct
     again = export.direction_from_record(recipe["edits"][0])
     redone = model.generate(recipe["prompt"], seed=recipe["seeds"], steps=recipe["steps"],
                             edits=[(again, recipe["edits"][0]["strength"])], progress=False)[0]
-    np.testing.assert_array_equal(pixels(PIL.Image.open(path)), pixels(redone))
+    assert_same(PIL.Image.open(path), redone)
     app.export_path.value = str(path)
     app.export_button.click()
     assert "FileExistsError" in app.error.value
@@ -191,7 +199,7 @@ def test_explorer_z0_directions_need_a_start_image(model):
     assert app.error.value == ""
     expected = model.generate("a red square", image=[start], strength=0.6, seed=[0], steps=STEPS,
                               edits=[(d, 1.0)], progress=False)[0]
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(expected))
+    assert_same(app.frame.image, expected)
     with pytest.raises(ValueError, match="the start image is 32x32; this model makes 64x64 images"):
         app.set_image(PIL.Image.new("RGB", (32, 32)))
     app.close()
@@ -210,10 +218,10 @@ def test_interpolator_between_seeds(model):
     app = Interpolator(model, between="seeds", start=3, end=4, prompt="a green star", t=0.0, frames=3, steps=STEPS,
                        settle=0.05)
     assert app.wait(60)
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+    assert_same(app.frame.image, (
         model.generate("a green star", seed=3, steps=STEPS, progress=False)[0]))
     assert len(app.strip_frames) == 3 and app.strip.value
-    np.testing.assert_array_equal(pixels(app.strip_frames[-1]), pixels(
+    assert_same(app.strip_frames[-1], (
         model.generate("a green star", seed=4, steps=STEPS, progress=False)[0]))
     strip = bytes(app.strip.value)
     app.t.value = 0.5
@@ -221,7 +229,7 @@ def test_interpolator_between_seeds(model):
     noise = model.noise(seed=[3, 4])
     middle = model.generate("a green star", latents=ll.slerp(noise[0:1], noise[1:2], 0.5), steps=STEPS,
                             progress=False)[0]
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(middle))
+    assert_same(app.frame.image, middle)
     assert bytes(app.strip.value) == strip  # moving t does not remake the strip
     app.method.value = "lerp"
     assert app.wait(60)
@@ -233,14 +241,14 @@ def test_interpolator_between_prompts_and_images(model, tmp_path):
     app = Interpolator(model, between="prompts", start="a red circle", end="a blue square", t=1.0, frames=2,
                        steps=STEPS, settle=0.05)
     assert app.wait(60)
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+    assert_same(app.frame.image, (
         model.generate("a blue square", seed=0, steps=STEPS, progress=False)[0]))
     app.close()
     a = model.generate("a red circle", seed=1, steps=STEPS, progress=False)[0]
     b = model.generate("a yellow cross", seed=2, steps=STEPS, progress=False)[0]
     app = Interpolator(model, between="images", start=a, end=b, t=0.0, frames=2, settle=0.05)
     assert app.wait(60)
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(model.decode(model.encode(a))[0]))
+    assert_same(app.frame.image, (model.decode(model.encode(a))[0]))
     app.close()
 
 
@@ -264,17 +272,17 @@ def test_prompt_mixer_rows_and_removal(model):
     app = PromptMixer(model, rows=[("a red circle", 1.0), ("red", -1.0), ("blue", 1.0)], steps=STEPS, settle=0.05)
     assert app.wait(60)
     swapped = model.embed("a red circle") - model.embed("red") + model.embed("blue")
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+    assert_same(app.frame.image, (
         model.generate(swapped, seed=0, steps=STEPS, progress=False)[0]))
     app.rows[1][1].value = 0.0
     app.rows[2][1].value = 0.0
     assert app.wait(60)
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+    assert_same(app.frame.image, (
         model.generate("a red circle", seed=0, steps=STEPS, progress=False)[0]))
     app.add_removal("red", 1.0)
     assert app.wait(60)
     removed = (model.embed("a red circle") * 1.0).remove(model.embed("red"), 1.0)
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(
+    assert_same(app.frame.image, (
         model.generate(removed, seed=0, steps=STEPS, progress=False)[0]))
     assert "remove('red', 1)" in app.recipe.value
     app.rows[0][1].value = 0.0
@@ -292,7 +300,7 @@ def test_embedding_map_click_select_and_send(model, directions, tmp_path):
     app.click(7)
     assert app.wait(60)
     expected = model.generate("a circle", latents=samples.X[7][None], steps=STEPS, progress=False)[0]
-    np.testing.assert_array_equal(pixels(app.frame.image), pixels(expected))
+    assert_same(app.frame.image, expected)
     assert "#7" in app.hover_text.value
     with pytest.raises(ValueError, match="nothing is selected"):
         app.set_group("a")
