@@ -9,7 +9,7 @@ import html
 import ipywidgets as widgets
 import numpy as np
 
-from .app import LiveApp, png_bytes
+from .app import LiveApp, png_bytes, tile
 from .live import Frame
 
 __all__ = ["EmbeddingMap"]
@@ -27,7 +27,9 @@ class EmbeddingMap(LiveApp):
             here with ``method``.
         method: "umap" or "pca" (when ``map`` is not given).
         color_by: a probe reading or metadata key to colour points by (default: the first probe reading).
-        images: optional thumbnails, one per sample (PIL), shown on hover.
+        images: optional thumbnails, one per sample (PIL), shown on hover and for the selection. Without
+            them, z0 samples are decoded for their thumbnails (they are images' latents); other spaces show
+            the sample's metadata and probe readings.
         explorer: an :class:`~lab.Explorer` that "Send to Explorer" adds the made direction to.
         steps, guidance: settings of the frame generated from a clicked point.
 
@@ -89,6 +91,8 @@ class EmbeddingMap(LiveApp):
         self.color_by.observe(self._handler(lambda change: self._recolor()), names="value")
         self.thumbnail = widgets.Image(format="png", layout=widgets.Layout(width="96px", height="96px"))
         self.hover_text = widgets.HTML()
+        self.selection_strip = widgets.Image(format="png")
+        self._thumbs: dict[int, object] = {}
         self.group_text = widgets.HTML()
         self.direction_name = widgets.Text(value="map direction", description="name")
         self.a_button = widgets.Button(description="selection → group A")
@@ -102,7 +106,7 @@ class EmbeddingMap(LiveApp):
         self.send_button.on_click(self._handler(lambda _: self.send()))
         self._update_groups()
         controls = widgets.VBox([
-            self.color_by, self.figure, widgets.HBox([self.thumbnail, self.hover_text]),
+            self.color_by, self.figure, widgets.HBox([self.thumbnail, self.hover_text]), self.selection_strip,
             widgets.HBox([self.a_button, self.b_button]), self.group_text,
             widgets.HBox([self.direction_name, self.make_button, self.send_button])])
         self._layout(controls)
@@ -152,8 +156,20 @@ class EmbeddingMap(LiveApp):
         """Show sample ``index``'s thumbnail (when images were given) and what is known about it."""
         index = self._check_index(index)
         self.hover_text.value = f"<small>{html.escape(self._describe(index))}</small>"
+        thumb = self._thumbnail(index)
+        if thumb is not None:
+            self.thumbnail.value = png_bytes(thumb, 96)
+
+    def _thumbnail(self, index: int):
+        """Sample ``index``'s picture: from ``images``, or its decoded latents for z0; None otherwise."""
         if self.images is not None:
-            self.thumbnail.value = png_bytes(self.images[index], 96)
+            return self.images[index]
+        if self.samples.space != "z0":
+            return None
+        if index not in self._thumbs:
+            sample = self.samples.X[index][None].to(self.model.device, self.model.dtype)
+            self._thumbs[index] = self.model.decode(sample)[0]
+        return self._thumbs[index]
 
     def click(self, index: int) -> int:
         """Generate from sample ``index`` (see the class docstring); returns the request id."""
@@ -165,6 +181,8 @@ class EmbeddingMap(LiveApp):
         """Make ``indices`` (what a box or lasso selected) the current selection."""
         self.selection = self.map.select(indices=np.asarray(list(indices), dtype=int))
         self._update_groups()
+        thumbs = [self._thumbnail(int(i)) for i in self.selection[:8]]
+        self.selection_strip.value = png_bytes(tile(thumbs), 64) if thumbs and thumbs[0] is not None else b""
         return self.selection
 
     def set_group(self, which: str) -> np.ndarray:

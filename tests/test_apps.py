@@ -323,6 +323,20 @@ def test_embedding_map_click_select_and_send(model, directions, tmp_path):
     explorer_app.close()
 
 
+def test_embedding_map_thumbnails_of_z0_samples(model):
+    samples = ll.collect(model, "z0", seeds=list(range(12)), prompts="a red square", steps=STEPS, cache=False,
+                         progress=False)
+    app = EmbeddingMap(model, samples, method="pca")
+    app.hover(3)
+    shown_thumb = np.asarray(PIL.Image.open(io.BytesIO(bytes(app.thumbnail.value))).convert("RGB"))
+    decoded = pixels(model.decode(samples.X[3:4])[0])
+    np.testing.assert_array_equal(shown_thumb, decoded)
+    app.select([0, 1, 2])
+    strip = PIL.Image.open(io.BytesIO(bytes(app.selection_strip.value)))
+    assert strip.size == (3 * 64 + 2 * 2, 64)
+    app.close()
+
+
 def test_embedding_map_bad_input(model):
     samples = ll.collect(model, "xT", seeds=list(range(10)), prompts="a circle", cache=False, progress=False)
     with pytest.raises(TypeError, match="`samples` must be latentlib.Samples"):
