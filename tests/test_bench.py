@@ -125,3 +125,17 @@ def test_bench_fast_records_a_failing_fast_path(tmp_path, monkeypatch):
     assert "planted failure" in run["errors"][0]["error"] and run["errors"][0]["traceback"]
     assert run["figures"]["unet_step_b1_ms"]["diffusers_ms"] > 0
     assert run["figures"]["unet_step_b1_ms"]["latentlib_ms"] is None and run["fast_matches_eager"] == {}
+
+
+def test_bench_lab_quick_writes_json(tmp_path, monkeypatch):
+    script = BENCH.parent / "bench_lab.py"
+    out = tmp_path / "lab.json"
+    monkeypatch.setattr(sys, "argv", ["bench_lab.py", "--moves", "4", "--preview-steps", "2", "--full-steps", "3",
+                                      "--out", str(out)])
+    runpy.run_path(str(script), run_name="__main__")
+    report = json.loads(out.read_text())
+    for key in ("explorer", "pipeline_preview_settings", "pipeline_full_settings"):
+        assert report[key]["n"] == 4 and report[key]["median_ms"] > 0
+    drag = report["explorer_drag"]
+    assert drag["preview_frames"] >= 1 and drag["full_frame_is_last_position"]  # the last position wins
+    assert drag["stats"]["errors"] == 0
