@@ -16,6 +16,7 @@ on every move). Prints a table and writes JSON (default bench/results/lab.json).
 
     python bench/bench_lab.py
     python bench/bench_lab.py --moves 10        # smoke run
+    python bench/bench_lab.py --device cuda     # on a GPU (not yet run: no device was lent)
 """
 
 from __future__ import annotations
@@ -131,13 +132,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--full-steps", type=int, default=20, help="the Explorer's full-quality frame")
     parser.add_argument("--interval", type=float, default=0.03, help="seconds between moves of the drag")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: on a GPU the same loops show whether the "
+                        "widget plumbing or the GPU work bounds a slider move")
     parser.add_argument("--out", default="bench/results/lab.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = ll.load()
+    model = ll.load(device=args.device)
     direction = ll.text_direction(model, "a red circle", "a blue circle", name="red to blue")
     result = {"settings": {"model": model.name, "prompt": PROMPT, "preview_steps": args.preview_steps,
-                           "guidance": 5.0, "moves": args.moves, "threads": args.threads,
+                           "guidance": 5.0, "moves": args.moves, "threads": args.threads, "device": args.device,
                            "direction": "text direction 'a red circle' -> 'a blue circle' (prompt space)"},
               **environment()}
     result["explorer"] = explorer_one_at_a_time(model, direction, args.moves, args.preview_steps)
@@ -149,7 +152,8 @@ def main(argv=None) -> dict:
     result["explorer_drag"] = explorer_drag(model, direction, args.moves, args.preview_steps, args.interval)
     e, d = result["explorer"], result["explorer_drag"]
     pp, pf = result["pipeline_preview_settings"], result["pipeline_full_settings"]
-    print(f"slider move -> image bytes, {args.moves} moves, CPU {args.threads} threads, guidance 5")
+    where = f"CPU {args.threads} threads" if args.device == "cpu" else environment()["machine"]["gpu"]
+    print(f"slider move -> image bytes, {args.moves} moves, {where}, guidance 5")
     print(f"  Explorer preview ({args.preview_steps} steps)                 median {e['median_ms']:7.1f} ms   "
           f"p95 {e['p95_ms']:7.1f} ms")
     print(f"  StableDiffusionPipeline, {args.preview_steps} steps per move      median {pp['median_ms']:7.1f} ms   "
