@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -269,11 +270,18 @@ def _token_strings(tokenizer, ids: list[int]) -> tuple[str, ...]:
     return tuple(tokenizer.convert_ids_to_tokens(ids))
 
 
+#: Hugging Face fast tokenizers switch padding and truncation on the shared Rust object for each call, so two
+#: threads tokenizing at once (a live app's render thread and the kernel's) can get each other's settings.
+_TOKENIZER_LOCK = threading.RLock()
+
+
 def _tokenize(tokenizer, prompts: list[str]):
-    """Tokenize to ``model_max_length`` like diffusers, warning about truncation and unknown words."""
+    """Tokenize to ``model_max_length`` like diffusers, warning about truncation and unknown words.
+    Thread-safe (one tokenizer call at a time, see ``_TOKENIZER_LOCK``)."""
     max_length = tokenizer.model_max_length
-    ids = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
-    full = tokenizer(prompts, padding=False, truncation=False).input_ids
+    with _TOKENIZER_LOCK:
+        ids = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+        full = tokenizer(prompts, padding=False, truncation=False).input_ids
     tokens = []
     for prompt, row in zip(prompts, full, strict=True):
         if len(row) > max_length:
@@ -284,7 +292,8 @@ def _tokenize(tokenizer, prompts: list[str]):
                 stacklevel=4,
             )
             row = row[: max_length - 1] + [row[-1]]
-        unknown = unknown_words(tokenizer, prompt)
+        with _TOKENIZER_LOCK:
+            unknown = unknown_words(tokenizer, prompt)
         unk = tokenizer.unk_token_id
         if unknown:
             warnings.warn(f"prompt {prompt!r} has words this model's vocabulary does not know: "

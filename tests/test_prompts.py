@@ -147,3 +147,29 @@ def test_bad_prompt_types(sd):
         bad = e.embeds.clone()
         bad[0, 3, 2] = float("nan")
         ll.PromptEmbedding(embeds=bad)
+
+
+def test_embedding_from_several_threads_at_once_is_the_same_as_alone(sd):
+    """A live app embeds on its render thread while the kernel embeds too; the tokenizer is shared."""
+    import threading
+
+    prompts = ["a red circle", "", "a blue square on a black background", "a zebra"]
+    alone = {p: sd.embed(p).embeds for p in prompts}
+    results, errors = [], []
+
+    def work(k):
+        try:
+            for i in range(30):
+                p = prompts[(k + i) % len(prompts)]
+                results.append((p, sd.embed(p).embeds))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 120
+    for p, e in results:
+        assert torch.equal(e, alone[p])
