@@ -160,11 +160,11 @@ def main(argv=None) -> dict:
           f"p95 {pp['p95_ms']:7.1f} ms   ({result['speedup_vs_pipeline_preview_settings']:.2f}x)")
     print(f"  StableDiffusionPipeline, {args.full_steps} steps per move     median {pf['median_ms']:7.1f} ms   "
           f"p95 {pf['p95_ms']:7.1f} ms   ({result['speedup_vs_pipeline_full_settings']:.2f}x)")
-    pl = d["preview_latency"]
+    pl, last = d["preview_latency"], d["full_frame_after_last_move_ms"]
+    latency = f"latency median {pl['median_ms']:.1f} ms p95 {pl['p95_ms']:.1f} ms" if pl else "no preview frame"
+    final = f"{last:.0f} ms after the last move" if last is not None else "none"
     print(f"  drag ({args.moves} moves {d['interval_ms']:.0f} ms apart): {d['preview_frames']} preview frames shown, "
-          f"latency median {pl['median_ms']:.1f} ms p95 {pl['p95_ms']:.1f} ms; full frame "
-          f"{d['full_frame_after_last_move_ms']:.0f} ms after the last move (its position: "
-          f"{d['full_frame_is_last_position']})")
+          f"{latency}; full frame {final} (its position: {d['full_frame_is_last_position']})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import html
 import io
+import numbers
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,30 @@ import PIL.Image
 
 from .live import Frame, LiveRenderer
 
-__all__ = ["LiveApp", "png_bytes", "read_image", "tile"]
+__all__ = ["LiveApp", "check_int", "check_number", "png_bytes", "read_image", "tile"]
+
+
+def check_int(name: str, value, low: int, high: int) -> int:
+    """``value`` if it is an integer in [low, high]; else a ValueError naming ``name`` (widgets would clamp)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
+    return int(value)
+
+
+def check_number(name: str, value, low: float, high: float) -> float:
+    """``value`` if it is a number in [low, high]; else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be a number in [{low:g}, {high:g}], got {value!r}.")
+    return float(value)
+
+
+def check_common(*, steps: int, guidance: float, seed: int, preview_steps: int | None, display_height: int) -> int:
+    """The settings every app shares; returns the preview's steps (default ``min(8, steps)``)."""
+    check_int("steps", steps, 1, 1000)
+    check_number("guidance", guidance, 0.0, 100.0)
+    check_int("seed", seed, 0, 2**32 - 1)
+    check_int("display_height", display_height, 16, 4096)
+    return min(8, steps) if preview_steps is None else check_int("preview_steps", preview_steps, 1, 1000)
 
 
 def read_image(what: str, image, size: tuple[int, int]) -> PIL.Image.Image:
@@ -199,14 +223,15 @@ class LiveApp(widgets.VBox):
         provenance (:func:`latentlib.export.save_image`). Never overwrites unless asked."""
         from latentlib import export
 
-        if self.frame is None:
+        frame = self.frame  # once: the worker may show a newer frame while this runs
+        if frame is None:
             raise ValueError("there is no frame to export yet; wait for the first image.")
         path = self.export_path.value if path is None else path
         if not str(path).strip():
             raise ValueError("`path` is empty; give a file name such as frame.png.")
         overwrite = self.export_overwrite.value if overwrite is None else overwrite
-        metadata, parameters = self._record(self.frame)
-        saved = export.save_image(self.frame.image, path, metadata=metadata, parameters=parameters, overwrite=overwrite)
+        metadata, parameters = self._record(frame)
+        saved = export.save_image(frame.image, path, metadata=metadata, parameters=parameters, overwrite=overwrite)
         self._set_status(f"saved {saved}")
         return saved
 

@@ -4,12 +4,14 @@ make a direction and send it to an Explorer."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 
 import ipywidgets as widgets
 import numpy as np
+import PIL.Image
 
-from .app import LiveApp, png_bytes, tile
+from .app import LiveApp, check_common, png_bytes, tile
 from .live import Frame
 
 __all__ = ["EmbeddingMap"]
@@ -58,24 +60,27 @@ class EmbeddingMap(LiveApp):
             raise TypeError(f"`samples` must be latentlib.Samples (from latentlib.collect), got {type(samples).__name__}.")
         if method not in METHODS:
             raise ValueError(f"`method` must be 'umap' or 'pca'; got {method!r}.")
-        if images is not None and len(images) != len(samples):
-            raise ValueError(f"`images` has {len(images)} entries for {len(samples)} samples; give one per sample.")
+        if images is not None:
+            if len(images) != len(samples):
+                raise ValueError(f"`images` has {len(images)} entries for {len(samples)} samples; give one per sample.")
+            if not all(isinstance(im, PIL.Image.Image) for im in images):
+                raise TypeError("`images` must be PIL images, one per sample.")
+        if map is not None and (getattr(map, "embedding_", None) is None or len(map.embedding_) != len(samples)):
+            raise ValueError(f"`map` must be a fitted UMAPMap or PCAMap of these samples ({len(samples)} of them).")
+        check_common(steps=steps, guidance=guidance, seed=0, preview_steps=None, display_height=display_height)
+        options = [*(samples.labels or {}), *_meta_keys(samples.meta)]
+        if color_by is not None and color_by not in options:
+            raise ValueError(f"`color_by` must be one of {', '.join(options) or 'nothing (no labels)'}; "
+                             f"got {color_by!r}.")
         super().__init__(model, display_height=display_height, settle=settle, export_path="map_point.png")
         self.samples, self.images, self.explorer = samples, images, explorer
         self.steps, self.guidance = steps, guidance
         if map is None:
             map = (UMAPMap(random_state=0) if method == "umap" else PCAMap()).fit(X, space=samples.space)
-        elif getattr(map, "embedding_", None) is None or len(map.embedding_) != len(samples):
-            raise ValueError("`map` must be a fitted UMAPMap or PCAMap of these samples "
-                             f"({len(samples)} of them).")
         self.map = map
         self.groups: dict[str, np.ndarray] = {"a": np.zeros(0, int), "b": np.zeros(0, int)}
         self.selection = np.zeros(0, dtype=int)
         self.direction = None
-        options = [*(samples.labels or {}), *_meta_keys(samples.meta)]
-        if color_by is not None and color_by not in options:
-            raise ValueError(f"`color_by` must be one of {', '.join(options) or 'nothing (no labels)'}; "
-                             f"got {color_by!r}.")
         self.color_by = widgets.Dropdown(options=options, value=color_by or (options[0] if options else None),
                                          description="colour")
         xy = map.embedding_
@@ -86,7 +91,8 @@ class EmbeddingMap(LiveApp):
         self._recolor()
         trace = self.figure.data[0]
         trace.on_click(self._handler(lambda tr, points, state: points.point_inds and self.click(points.point_inds[0])))
-        trace.on_hover(self._handler(lambda tr, points, state: points.point_inds and self.hover(points.point_inds[0])))
+        trace.on_hover(self._quiet_handler(lambda tr, points, state: points.point_inds and self.hover(
+            points.point_inds[0])))
         trace.on_selection(self._handler(lambda tr, points, state: self.select(points.point_inds)))
         self.color_by.observe(self._handler(lambda change: self._recolor()), names="value")
         self.thumbnail = widgets.Image(format="png", layout=widgets.Layout(width="96px", height="96px"))
@@ -100,6 +106,7 @@ class EmbeddingMap(LiveApp):
         self.make_button = widgets.Button(description="Make direction", icon="arrow-right")
         self.send_button = widgets.Button(description="Send to Explorer", icon="paper-plane",
                                           disabled=explorer is None)
+        self.replace = widgets.Checkbox(value=False, description="replace a same-named direction", indent=False)
         self.a_button.on_click(self._handler(lambda _: self.set_group("a")))
         self.b_button.on_click(self._handler(lambda _: self.set_group("b")))
         self.make_button.on_click(self._handler(lambda _: self.make_direction(self.direction_name.value)))
@@ -108,9 +115,20 @@ class EmbeddingMap(LiveApp):
         controls = widgets.VBox([
             self.color_by, self.figure, widgets.HBox([self.thumbnail, self.hover_text]), self.selection_strip,
             widgets.HBox([self.a_button, self.b_button]), self.group_text,
-            widgets.HBox([self.direction_name, self.make_button, self.send_button])])
+            widgets.HBox([self.direction_name, self.make_button, self.send_button, self.replace])])
         self._layout(controls)
         self._set_status("click a point to generate from it")
+
+    def _quiet_handler(self, fn):
+        """For hover: errors are shown, but moving the mouse does not clear the error already shown."""
+        def run(*args):
+            try:
+                return fn(*args)
+            except Exception as exc:  # noqa: BLE001 - shown in the app
+                self._show_error(exc, "")
+                return None
+
+        return run
 
     # -- the map ------------------------------------------------------------------------------------
     def _values(self, key: str) -> list:
@@ -179,7 +197,7 @@ class EmbeddingMap(LiveApp):
 
     def select(self, indices) -> np.ndarray:
         """Make ``indices`` (what a box or lasso selected) the current selection."""
-        self.selection = self.map.select(indices=np.asarray(list(indices), dtype=int))
+        self.selection = self.map.select(indices=np.asarray(indices))  # the map checks and explains
         self._update_groups()
         thumbs = [self._thumbnail(int(i)) for i in self.selection[:8]]
         self.selection_strip.value = png_bytes(tile(thumbs), 64) if thumbs and thumbs[0] is not None else b""
@@ -207,19 +225,25 @@ class EmbeddingMap(LiveApp):
         for k in "ab":
             if self.groups[k].size == 0:
                 raise ValueError(f"group {k.upper()} is empty; select points and press 'selection → group {k.upper()}'.")
-        self.direction = self.map.direction_between(self.groups["a"], self.groups["b"], name=str(name),
-                                                    space=self.samples.space)
+        direction = self.map.direction_between(self.groups["a"], self.groups["b"], name=str(name),
+                                               space=self.samples.space)
+        layer = (self.samples.settings or {}).get("h_layer")
+        if self.samples.space == "h" and layer not in (None, "bottleneck"):
+            direction = dataclasses.replace(direction, layer=layer)  # h taken at that block acts there too
+        self.direction = direction
         self._set_status(f"made {name!r} ({self.samples.space}, from {self.groups['a'].size} to "
                          f"{self.groups['b'].size} samples)")
         return self.direction
 
-    def send(self) -> None:
-        """Add the made direction to the Explorer (it gets a slider there)."""
+    def send(self, *, replace: bool | None = None) -> None:
+        """Add the made direction to the Explorer (it gets a slider there). A direction of the same name is
+        replaced only when asked (``replace=True`` or the "replace" box)."""
         if self.explorer is None:
             raise ValueError("this map has no Explorer; pass explorer= when making it.")
         if self.direction is None:
             raise ValueError("make a direction first (two groups, then 'Make direction').")
-        self.explorer.add_directions([self.direction], overwrite=True)
+        replace = self.replace.value if replace is None else replace
+        self.explorer.add_directions([self.direction], overwrite=bool(replace))
         self._set_status(f"sent {self.direction.name!r} to the Explorer")
 
     # -- generating from a point -----------------------------------------------------------------------
@@ -244,8 +268,13 @@ class EmbeddingMap(LiveApp):
         from latentlib import export
 
         p = frame.params
-        metadata = {"format": 1, "figure": "embedding_map_point", "recipe": {**p, "samples_key": self.samples.key},
+        decoded = p["space"] == "z0"  # a z0 sample is decoded as it is: no prompt, seed or steps made it
+        recipe = {**p, "samples_key": self.samples.key,
+                  "how": "the sample's latents decoded" if decoded else "generated from the sample"}
+        metadata = {"format": 1, "figure": "embedding_map_point", "recipe": recipe,
                     "model": export.model_record(self.model), "versions": export.versions()}
+        if decoded:
+            return metadata, f"z0 sample #{p['index']} of {self.samples.key or 'collected samples'}, decoded by the VAE"
         h, w = self.model.default_size
         parameters = export.parameters_text(
             p["prompt"], steps=p["steps"], sampler=export.scheduler_name(self.model.scheduler), guidance=p["guidance"],

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import ipywidgets as widgets
 
-from .app import LiveApp, tile
+from .app import LiveApp, check_common, check_int, check_number, tile
 from .live import Frame
 
 __all__ = ["Explorer"]
@@ -50,16 +50,14 @@ class Explorer(LiveApp):
                  display_height: int = 256):
         from latentlib import SCHEDULERS
 
-        _check_int("steps", steps, 1, 1000)
-        _check_int("n", n, 1, 8)
-        _check_int("seed", seed, 0, 2**32 - 1)
-        preview_steps = min(8, steps) if preview_steps is None else preview_steps
-        _check_int("preview_steps", preview_steps, 1, 1000)
-        if isinstance(image_strength, bool) or not isinstance(image_strength, (int, float)) \
-                or not 0 <= image_strength <= 1:
-            raise ValueError(f"`image_strength` must be a number in [0, 1], got {image_strength!r}.")
-        if not isinstance(strength_range, (int, float)) or not 0 < strength_range <= 100:
-            raise ValueError(f"`strength_range` must be a number in (0, 100], got {strength_range!r}.")
+        preview_steps = check_common(steps=steps, guidance=guidance, seed=seed, preview_steps=preview_steps,
+                                     display_height=display_height)
+        check_int("n", n, 1, 8)
+        check_number("image_strength", image_strength, 0.0, 1.0)
+        check_number("strength_range", strength_range, 1e-3, 100.0)
+        for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if not isinstance(value, str):
+                raise TypeError(f"`{name}` must be a string, got {type(value).__name__}.")
         names = ["default", *SCHEDULERS]
         if scheduler not in names:
             raise ValueError(f"`scheduler` must be one of {', '.join(names)}; got {scheduler!r}.")
@@ -135,12 +133,17 @@ class Explorer(LiveApp):
         items = list(directions.items()) if isinstance(directions, Mapping) else [
             (getattr(d, "name", "") or f"direction {len(self.directions) + k}", d)
             for k, d in enumerate(_iterable("directions", directions))]
+        names = [name for name, _ in items]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"two directions are both named {repeated[0]!r}; give each a unique name.")
         shapes = _space_sizes(self.model, [getattr(d, "layer", None) for _, d in items])
         for name, d in items:
             _check_fits(name, d, shapes)
             if name in self.directions and not overwrite:
                 raise ValueError(f"the Explorer already has a direction named {name!r}; pass overwrite=True to "
                                  f"replace it.")
+        replaced_live = [name for name, _ in items if name in self.sliders and self.sliders[name].value != 0]
         for name, d in items:
             self.directions[name] = d
             if name not in self.sliders:
@@ -151,6 +154,8 @@ class Explorer(LiveApp):
                 self.sliders[name] = slider
                 self._watch([slider])
         self.slider_box.children = tuple(self.sliders.values())
+        if replaced_live:  # a direction in use was replaced: show what it does now
+            self.refresh("full")
         return [name for name, _ in items]
 
     def set_image(self, image, *, render: bool = True) -> None:
@@ -188,13 +193,16 @@ class Explorer(LiveApp):
                 "scheduler": self.scheduler.value, "image": self.start_image,
                 "image_strength": self.image_strength.value,
                 "strengths": {name: slider.value for name, slider in self.sliders.items()}}
+        # the directions themselves, as they are now: a direction replaced later must not change what this
+        # frame records (export) or renders
+        params["directions"] = {name: self.directions[name] for name, s in params["strengths"].items() if s != 0}
         self._show_notice(self._notes.get(self.prompt.value, []) + self._notes.get(negative, []))
         return params
 
     def edits(self, params: dict | None = None) -> list:
         """The ``(direction, strength)`` pairs of the sliders that are not at 0."""
-        strengths = (params or self._params())["strengths"]
-        return [(self.directions[name], s) for name, s in strengths.items() if s != 0]
+        p = params or self._params()
+        return [(p["directions"][name], s) for name, s in p["strengths"].items() if s != 0]
 
     def _render(self, p: dict, quality: str, interrupt, progress):
         steps = p["steps"] if quality == "full" else min(p["preview_steps"], p["steps"])
@@ -220,7 +228,7 @@ class Explorer(LiveApp):
         steps = p["steps"] if frame.quality == "full" else min(p["preview_steps"], p["steps"])
         h, w = self.model.default_size
         sampler = export.scheduler_name(self.model.scheduler) if p["scheduler"] == "default" else p["scheduler"]
-        edits = [export.direction_record(self.directions[n], s) for n, s in p["strengths"].items() if s != 0]
+        edits = [export.direction_record(p["directions"][n], s) for n, s in p["strengths"].items() if s != 0]
         recipe = {"prompt": p["prompt"], "negative_prompt": p["negative_prompt"], "seeds": p["seeds"], "steps": steps,
                   "guidance": p["guidance"], "scheduler": p["scheduler"], "quality": frame.quality, "edits": edits,
                   "decoder": "full" if frame.quality == "full" else "preview",
@@ -234,11 +242,6 @@ class Explorer(LiveApp):
                                             height=h, model_name=self.model.name,
                                             model_hash=export.weights_sha256(self.model), extra=extra)
         return metadata, parameters
-
-
-def _check_int(name: str, value, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
 
 
 def _iterable(name: str, value) -> list:

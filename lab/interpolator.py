@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import ipywidgets as widgets
 import PIL.Image
 import torch
 
-from .app import LiveApp, png_bytes, read_image, tile
+from .app import LiveApp, check_common, check_int, check_number, png_bytes, read_image, tile
 from .live import Frame
 
 __all__ = ["Interpolator"]
@@ -42,12 +44,20 @@ class Interpolator(LiveApp):
             raise ValueError(f"`between` must be one of {', '.join(BETWEEN)}; got {between!r}.")
         if method not in METHODS:
             raise ValueError(f"`method` must be 'slerp' or 'lerp'; got {method!r}.")
-        if not isinstance(t, (int, float)) or not 0 <= t <= 1:
-            raise ValueError(f"`t` must be in [0, 1], got {t!r}.")
-        if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 16:
-            raise ValueError(f"`frames` must be an integer in [2, 16], got {frames!r}.")
-        if not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-            raise ValueError(f"`strength` must be in [0, 1], got {strength!r}.")
+        check_number("t", t, 0.0, 1.0)
+        check_int("frames", frames, 2, 16)
+        check_number("strength", strength, 0.0, 1.0)
+        preview_steps = check_common(steps=steps, guidance=guidance, seed=seed, preview_steps=preview_steps,
+                                     display_height=display_height)
+        if not isinstance(prompt, str):
+            raise TypeError(f"`prompt` must be a string, got {type(prompt).__name__}.")
+        for name, value in (("start", start), ("end", end)):
+            if value is None:
+                continue
+            if between == "seeds":
+                check_int(name, value, 0, 2**32 - 1)
+            elif between == "prompts" and not isinstance(value, str):
+                raise TypeError(f"`{name}` must be a prompt (str) when between='prompts', got {type(value).__name__}.")
         super().__init__(model, display_height=display_height, settle=settle, export_path="interpolation.png")
         default_start = {"seeds": 0, "prompts": "a red circle", "images": None}[between]
         default_end = {"seeds": 1, "prompts": "a blue square", "images": None}[between]
@@ -74,10 +84,11 @@ class Interpolator(LiveApp):
         self.steps = widgets.IntSlider(value=steps, min=1, max=max(100, steps), description="steps")
         self.guidance = widgets.FloatSlider(value=guidance, min=0.0, max=max(20.0, guidance), step=0.5,
                                             description="guidance")
-        self.preview_steps = min(8, steps) if preview_steps is None else int(preview_steps)
+        self.preview_steps = preview_steps
         self.strip = widgets.Image(format="png")
         self.strip_frames: list[PIL.Image.Image] = []
         self._images: dict[str, PIL.Image.Image | None] = {"start": None, "end": None}
+        self._versions = {"start": 0, "end": 0}  # bumped by set_image: part of every cache key
         self._strip_key = None
         self._cache: dict = {}
         self.endpoints = widgets.VBox([])
@@ -115,8 +126,7 @@ class Interpolator(LiveApp):
             raise ValueError(f"`which` must be 'start' or 'end', got {which!r}.")
         image = read_image(which, image, self.model.default_size)
         self._images[which] = image
-        self._cache.clear()
-        self._strip_key = None
+        self._versions[which] += 1
         if render and all(v is not None for v in self._images.values()):
             self.refresh("full")
 
@@ -134,14 +144,17 @@ class Interpolator(LiveApp):
                 raise ValueError(f"upload the {' and '.join(missing)} image{'s' if len(missing) > 1 else ''} first.")
         start, end = {"seeds": (self.start_seed.value, self.end_seed.value),
                       "prompts": (self.start_prompt.value, self.end_prompt.value),
-                      "images": ("start image", "end image")}[kind]
+                      "images": (f"start image v{self._versions['start']}", f"end image v{self._versions['end']}")}[kind]
         return {"between": kind, "start": start, "end": end, "prompt": self.prompt.value, "seed": self.seed.value,
                 "method": self.method.value, "t": self.t.value, "frames": self.frames.value,
                 "strength": self.strength.value, "steps": self.steps.value, "guidance": self.guidance.value,
-                "images": dict(self._images)}
+                "images": dict(self._images),
+                "image_sha256": {w: hashlib.sha256(im.tobytes()).hexdigest() if im is not None else None
+                                 for w, im in self._images.items()} if kind == "images" else None}
 
     def _endpoints(self, p: dict):
-        """The two endpoint tensors (noise, embeddings or latents), cached while they stay the same."""
+        """The two endpoint tensors (noise, embeddings or latents), cached while they stay the same (worker
+        thread only; an image's version is part of its key, so a replaced image is never served stale)."""
         key = (p["between"], p["start"], p["end"])
         if key not in self._cache:
             self._cache.clear()
@@ -183,7 +196,7 @@ class Interpolator(LiveApp):
         steps = p["steps"] if full else min(self.preview_steps, p["steps"])
         image = self._frames_at(p, [p["t"]], steps, "full" if full else "preview", interrupt)[0]
         if full:
-            key = tuple((k, v) for k, v in p.items() if k not in ("t", "images"))
+            key = tuple((k, v) for k, v in p.items() if k not in ("t", "images", "image_sha256"))
             if key != self._strip_key and not interrupt.is_set():
                 ts = torch.linspace(0, 1, p["frames"]).tolist()
                 progress(0, len(ts))
@@ -197,10 +210,12 @@ class Interpolator(LiveApp):
         from latentlib import export
 
         p = {k: v for k, v in frame.params.items() if k != "images"}
-        metadata = {"format": 1, "figure": "interpolator", "recipe": {**p, "quality": frame.quality},
+        full = frame.quality == "full"
+        steps = p["steps"] if full else min(self.preview_steps, p["steps"])
+        recipe = {**p, "steps": steps, "decoder": "full" if full else "preview", "quality": frame.quality}
+        metadata = {"format": 1, "figure": "interpolator", "recipe": recipe,
                     "model": export.model_record(self.model), "versions": export.versions()}
         h, w = self.model.default_size
-        steps = p["steps"] if frame.quality == "full" else min(self.preview_steps, p["steps"])
         prompt = p["prompt"] if p["between"] != "prompts" else f"{p['start']} -> {p['end']}"
         seed = p["start"] if p["between"] == "seeds" else p["seed"]
         parameters = export.parameters_text(

@@ -7,8 +7,8 @@ kernel's thread, so the worker never reads a widget while it changes).
 
 Policy (the slider case):
 
-- ``request(params)`` queues a **preview** now and schedules a **full** frame ``settle`` seconds later,
-  unless another request comes first. ipywidgets sends no "slider released" event; a pause of
+- ``request(params)`` queues a **preview** now and, once it is shown, schedules a **full** frame
+  ``settle`` seconds later, unless another request comes first (or the preview failed or was stopped). ipywidgets sends no "slider released" event; a pause of
   ``settle`` seconds is how release is recognised.
 - At most one request waits; a newer one replaces it (the replaced one is counted in ``dropped``).
 - A running preview finishes (it is short, and while a slider is dragged its frame is the feedback);
@@ -69,8 +69,9 @@ class LiveRenderer:
         on_status: ``on_status(text)`` with short progress and timing lines.
         on_error: ``on_error(exc, text)`` with an exception from ``render`` and its formatted traceback.
         settle: seconds without a new request after which the full frame is rendered (>= 0).
-        threads: torch intra-op threads of the worker thread (None: torch's default). The apps pass 1 for a
-            model on the CPU: a second OpenMP team (the worker's, beside the kernel's) makes GNU OpenMP stop
+        threads: torch intra-op threads of the worker thread (None: torch's default; ATen also takes the
+            value as the default of threads started later, the kernel's own thread keeps its count). The apps
+            pass 1 for a model on the CPU: a second OpenMP team (the worker's, beside the kernel's) makes GNU OpenMP stop
             spinning and sleep between the many small ops of a small model, which doubled an 8-step frame of
             the default model on 2 cores (74 -> 160 ms, and the kernel's own calls slowed the same way);
             with one worker thread the frame takes 82 ms and the kernel keeps its speed.
@@ -142,7 +143,7 @@ class LiveRenderer:
             if self._running is not None:
                 self._running.interrupt.set()
             self._cond.notify_all()
-        self._on_status("stopped")
+        self._call(self._on_status, "stopped")
 
     @property
     def busy(self) -> bool:
@@ -197,50 +198,65 @@ class LiveRenderer:
         if self.threads is not None:
             import torch
 
-            torch.set_num_threads(self.threads)  # this thread's OpenMP team only; the kernel's keeps its own
+            # This thread's OpenMP team; ATen also takes it as the default of threads started later.
+            torch.set_num_threads(self.threads)
         while True:
             job = self._next_job()
             if job is None:
                 return
-            frame = None
             try:
-                started = time.perf_counter()
+                self._run(job)
+            finally:  # whatever happened, the renderer is idle again and waiters wake up
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
 
-                def progress(i: int, n: int, job=job) -> None:
-                    self._on_status(f"rendering {job.quality}: step {i}/{n}")
+    def _call(self, fn, *args) -> bool:
+        """Call an app callback; an exception in it goes to ``on_error`` (guarded too). True if it worked."""
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:  # noqa: BLE001 - shown in the app; the worker must survive
+            self.stats["errors"] += 1
+            if fn is not self._on_error:
+                self._call(self._on_error, exc, "".join(traceback.format_exception(exc)))
+            return False
 
-                image = self._render(job.params, job.quality, job.interrupt, progress)
-                seconds = time.perf_counter() - started
-                if not job.interrupt.is_set():
-                    frame = Frame(image, job.params, job.quality, seconds, job.request_id, job.requested_at)
-            except BaseException as exc:  # noqa: BLE001 - shown in the app; the worker must survive
-                self.stats["errors"] += 1
-                _free_accelerator_memory()
-                try:
-                    self._on_error(exc, "".join(traceback.format_exception(exc)))
-                except Exception:  # noqa: BLE001, S110 - a failing error view must not kill the worker
-                    pass
-            shown = False
-            if frame is not None and frame.request_id >= self._shown_id:
-                try:
-                    self._on_frame(frame)
-                    shown = True
-                except BaseException as exc:  # noqa: BLE001
-                    self.stats["errors"] += 1
-                    self._on_error(exc, "".join(traceback.format_exception(exc)))
+    def _run(self, job: _Job) -> None:
+        frame = None
+        started = time.perf_counter()
+
+        def progress(i: int, n: int) -> None:
+            if not job.interrupt.is_set():  # a stopped frame keeps its "stopped" line
+                self._call(self._on_status, f"rendering {job.quality}: step {i}/{n}")
+
+        try:
+            image = self._render(job.params, job.quality, job.interrupt, progress)
+            if not job.interrupt.is_set():
+                frame = Frame(image, job.params, job.quality, time.perf_counter() - started, job.request_id,
+                              job.requested_at)
+        except Exception as exc:  # noqa: BLE001 - shown in the app; the worker must survive
+            self.stats["errors"] += 1
+            _free_accelerator_memory()
+            self._call(self._on_error, exc, "".join(traceback.format_exception(exc)))
+        shown = frame is not None and frame.request_id >= self._shown_id and self._call(self._on_frame, frame)
+        if shown:
+            self._call(self._on_status, f"{frame.quality} frame in {1000 * frame.seconds:.0f} ms")
+        elif job.interrupt.is_set():
             with self._cond:
-                if shown:
-                    self._shown_id = frame.request_id
-                    self.stats["frames"] += 1
-                    self.last_frame = frame
-                elif frame is not None or job.interrupt.is_set():
-                    self.stats["discarded"] += 1
-                if (job.then_full and frame is not None and self._pending is None and not self._closed):
-                    self._full_due = (time.monotonic() + self.settle, job)
-                self._running = None
-                self._cond.notify_all()
+                idle = self._pending is None
+            if idle:
+                self._call(self._on_status, "stopped")
+        with self._cond:
             if shown:
-                self._on_status(f"{frame.quality} frame in {1000 * frame.seconds:.0f} ms")
+                self._shown_id = frame.request_id
+                self.stats["frames"] += 1
+                self.last_frame = frame
+            elif frame is not None or job.interrupt.is_set():
+                self.stats["discarded"] += 1
+            if (job.then_full and shown and not job.interrupt.is_set() and self._pending is None
+                    and not self._closed):
+                self._full_due = (time.monotonic() + self.settle, job)
 
 
 def _free_accelerator_memory() -> None:

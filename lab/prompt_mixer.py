@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import ipywidgets as widgets
 
-from .app import LiveApp
+from .app import LiveApp, check_common, check_number
 from .live import Frame
 
 __all__ = ["PromptMixer"]
@@ -32,9 +32,18 @@ class PromptMixer(LiveApp):
                  remove: Sequence[tuple[str, float]] = (), *, seed: int = 0, steps: int = 20, guidance: float = 5.0,
                  preview_steps: int | None = None, weight_range: float = 2.0, settle: float = 0.3,
                  display_height: int = 256):
+        preview_steps = check_common(steps=steps, guidance=guidance, seed=seed, preview_steps=preview_steps,
+                                     display_height=display_height)
+        weight_range = check_number("weight_range", weight_range, 1e-3, 100.0)
+        for name, given, high in (("rows", rows, weight_range), ("remove", remove, 2.0)):
+            if isinstance(given, (str, bytes)) or not all(
+                    isinstance(r, (tuple, list)) and len(r) == 2 and isinstance(r[0], str) for r in given):
+                raise TypeError(f"`{name}` must be a list of (prompt, weight) pairs, got {given!r}.")
+            for text, weight in given:
+                check_number(f"{name} weight of {text!r}", weight, -high if name == "rows" else 0.0, high)
         super().__init__(model, display_height=display_height, settle=settle, export_path="prompt_mix.png")
-        self.weight_range = float(weight_range)
-        self.preview_steps = min(8, steps) if preview_steps is None else int(preview_steps)
+        self.weight_range = weight_range
+        self.preview_steps = preview_steps
         self.rows: list[tuple[widgets.Text, widgets.FloatSlider]] = []
         self.removals: list[tuple[widgets.Text, widgets.FloatSlider]] = []
         self._embeddings: dict[str, object] = {}
@@ -115,9 +124,10 @@ class PromptMixer(LiveApp):
         from latentlib import mix
 
         p = params or self._params()
-        rows = [(self._embed(text), w) for text, w in p["rows"] if w != 0]
+        rows = [(self._embed(text), w) for text, w in p["rows"] if w != 0 and text.strip()]
         if not rows:
-            raise ValueError("every prompt row has weight 0 (or there are none); give one a weight.")
+            raise ValueError("no prompt row has both text and a weight other than 0; type a prompt and give it a "
+                             "weight.")
         e = mix(rows)
         for text, strength in p["removals"]:
             if text.strip() and strength != 0:
@@ -146,11 +156,13 @@ class PromptMixer(LiveApp):
 
         p = {k: v for k, v in frame.params.items() if k != "embedding"}
         recipe = frame.params["embedding"].recipe
-        metadata = {"format": 1, "figure": "prompt_mixer", "recipe": {**p, "embedding": recipe,
-                                                                       "quality": frame.quality},
+        full = frame.quality == "full"
+        steps = p["steps"] if full else min(self.preview_steps, p["steps"])
+        metadata = {"format": 1, "figure": "prompt_mixer",
+                    "recipe": {**p, "steps": steps, "decoder": "full" if full else "preview", "embedding": recipe,
+                               "quality": frame.quality},
                     "model": export.model_record(self.model), "versions": export.versions()}
         h, w = self.model.default_size
-        steps = p["steps"] if frame.quality == "full" else min(self.preview_steps, p["steps"])
         parameters = export.parameters_text(recipe, steps=steps, sampler=export.scheduler_name(self.model.scheduler),
                                             guidance=p["guidance"], seed=p["seed"], width=w, height=h,
                                             model_name=self.model.name, model_hash=export.weights_sha256(self.model))

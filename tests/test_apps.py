@@ -286,7 +286,7 @@ def test_prompt_mixer_rows_and_removal(model):
         model.generate(removed, seed=0, steps=STEPS, progress=False)[0]))
     assert "remove('red', 1)" in app.recipe.value
     app.rows[0][1].value = 0.0
-    assert "every prompt row has weight 0" in app.error.value
+    assert "no prompt row has both text and a weight" in app.error.value
     app.close()
 
 
@@ -317,8 +317,18 @@ def test_embedding_map_click_select_and_send(model, directions, tmp_path):
     assert abs(float(d.vector.flatten() @ torch.from_numpy(axis).float())) > 0.5
     app.send()
     assert "pc0 by hand" in explorer_app.sliders
-    app.send_button.click()  # again: replaces it, no error
-    assert app.error.value == ""
+    app.send_button.click()  # again: refused, nothing replaced without asking
+    assert "already has a direction named 'pc0 by hand'" in str(app.last_error)
+    app.replace.value = True
+    app.send_button.click()
+    assert app.error.value == "" and explorer_app.directions["pc0 by hand"] is d
+    mask = xy[:, 1] > 0  # a boolean mask selects as the map reads it, not as indices 0 and 1
+    assert list(app.select(mask)) == list(np.flatnonzero(mask))
+    app.select([])
+    app.a_button.click()
+    assert "nothing is selected" in app.error.value
+    app.hover(3)  # moving the mouse over the map does not clear the error
+    assert "nothing is selected" in app.error.value
     app.close()
     explorer_app.close()
 
@@ -337,6 +347,19 @@ def test_embedding_map_thumbnails_of_z0_samples(model):
     app.close()
 
 
+def test_embedding_map_keeps_the_h_layer_of_its_samples(model):
+    samples = ll.collect(model, "h", h_layer="up_blocks.0", seeds=list(range(12)), prompts="a red square",
+                         steps=STEPS, cache=False, progress=False)
+    app = EmbeddingMap(model, samples, method="pca")
+    app.select(range(6))
+    app.set_group("a")
+    app.select(range(6, 12))
+    app.set_group("b")
+    d = app.make_direction("h at up_blocks.0")
+    assert d.space == "h" and d.layer == "up_blocks.0"
+    app.close()
+
+
 def test_embedding_map_bad_input(model):
     samples = ll.collect(model, "xT", seeds=list(range(10)), prompts="a circle", cache=False, progress=False)
     with pytest.raises(TypeError, match="`samples` must be latentlib.Samples"):
@@ -348,4 +371,36 @@ def test_embedding_map_bad_input(model):
     assert "group A is empty" in app.error.value
     with pytest.raises(ValueError, match=r"`index` must be a sample index in \[0, 9\], got 10"):
         app.click(10)
+    app.close()
+
+
+def test_apps_refuse_bad_settings_before_starting(model):
+    for make, kwargs, message in [
+        (Interpolator, {"steps": 0}, r"`steps` must be an integer in \[1, 1000\], got 0"),
+        (Interpolator, {"between": "seeds", "start": -3}, r"`start` must be an integer in \[0, 4294967295\], got -3"),
+        (Interpolator, {"guidance": -2}, r"`guidance` must be a number in \[0, 100\], got -2"),
+        (Interpolator, {"t": True}, r"`t` must be a number in \[0, 1\], got True"),
+        (PromptMixer, {"seed": -1}, r"`seed` must be an integer in \[0, 4294967295\], got -1"),
+        (PromptMixer, {"rows": [("a", 5.0)]}, r"`rows weight of 'a'` must be a number in \[-2, 2\], got 5.0"),
+        (PromptMixer, {"preview_steps": 2.7}, r"`preview_steps` must be an integer in \[1, 1000\], got 2.7"),
+        (Explorer, {"guidance": -1}, r"`guidance` must be a number in \[0, 100\], got -1"),
+        (Explorer, {"display_height": 0}, r"`display_height` must be an integer in \[16, 4096\], got 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            make(model, **kwargs)
+    with pytest.raises(TypeError, match=r"`rows` must be a list of \(prompt, weight\) pairs"):
+        PromptMixer(model, rows="a red circle")
+
+
+def test_a_replaced_interpolator_image_is_never_served_from_the_cache(model):
+    a = model.generate("a red circle", seed=1, steps=STEPS, progress=False)[0]
+    b = model.generate("a yellow cross", seed=2, steps=STEPS, progress=False)[0]
+    c = model.generate("a blue square", seed=3, steps=STEPS, progress=False)[0]
+    app = Interpolator(model, between="images", start=a, end=b, t=0.0, frames=2, settle=0.05)
+    assert app.wait(60)
+    app.set_image("start", c)
+    assert app.wait(60)
+    assert_same(app.frame.image, model.decode(model.encode(c))[0])
+    assert_same(app.strip_frames[0], model.decode(model.encode(c))[0])
+    assert app.frame.params["image_sha256"]["start"] != app.frame.params["image_sha256"]["end"]
     app.close()

@@ -131,3 +131,55 @@ def test_bad_arguments_are_refused():
     r.close()
     with pytest.raises(RuntimeError, match="closed"):
         r.request({"v": 1})
+
+
+def test_a_request_within_settle_replaces_the_scheduled_full_frame():
+    rec = Recorder()
+    r = rec.renderer(settle=0.5)
+    r.request({"v": 1})
+    deadline = time.monotonic() + 5
+    while not rec.frames and time.monotonic() < deadline:
+        time.sleep(0.005)
+    r.request({"v": 2})  # inside the 0.5 s settle of v=1's preview
+    assert r.wait(10)
+    assert rec.calls == [(1, "preview"), (2, "preview"), (2, "full")]  # no full frame of v=1
+    r.close()
+
+
+def test_stop_while_a_preview_is_being_shown_cancels_its_full_frame():
+    rec = Recorder()
+    holder = {}
+
+    def show(frame):
+        holder["r"].stop()  # Stop pressed while the preview's bytes go out
+        rec.frames.append(frame)
+
+    r = LiveRenderer(rec.render, on_frame=show, on_status=rec.statuses.append, settle=0.0)
+    holder["r"] = r
+    r.request({"v": 1})
+    assert r.wait(10)
+    time.sleep(0.05)
+    assert rec.calls == [(1, "preview")] and not r.busy
+    r.close()
+
+
+def test_a_failing_frame_view_is_reported_and_the_worker_survives():
+    rec = Recorder()
+    errors = []
+    shown = []
+
+    def show(frame):
+        if frame.params["v"] == 1:
+            raise ValueError("the view broke")
+        shown.append(frame.image)
+
+    def broken_error_view(exc, text):
+        errors.append(str(exc))
+        raise RuntimeError("and so did the error view")
+
+    r = LiveRenderer(rec.render, on_frame=show, on_error=broken_error_view, settle=0.0)
+    r.request({"v": 1}, quality="full")
+    assert r.wait(10) and errors == ["the view broke"] and not r.busy
+    r.request({"v": 2}, quality="full")
+    assert r.wait(10) and shown == ["full:2"]
+    r.close()
