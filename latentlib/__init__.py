@@ -22,6 +22,7 @@ from .directions import (
     orthogonalize,
     text_direction,
 )
+from . import masks
 from .interpolate import lerp, slerp
 from .jacobian import JacobianBasis
 from .maps import PCAMap, UMAPMap

@@ -156,16 +156,21 @@ def intersection(a, b) -> torch.Tensor:
     return torch.minimum(a, b)
 
 
-def to_latent(mask, factor: int = 8) -> torch.Tensor:
+def to_latent(mask, factor: int = 8, *, reduce: str = "mean") -> torch.Tensor:
     """The mask at latent resolution ``(H / factor, W / factor)``: each latent cell gets the mean of its
-    ``factor x factor`` pixels, so soft masks stay soft and a half-covered cell is 0.5."""
+    ``factor x factor`` pixels (``reduce="mean"``: soft masks stay soft, a half-covered cell is 0.5), or their
+    largest value (``reduce="max"``: every cell the mask touches is repainted, as much as its most
+    repainted pixel; what inpainting's latent blend uses, with paste-back restoring the pixels outside)."""
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"`reduce` must be 'mean' or 'max', got {reduce!r}.")
     m = to_mask(mask)
     if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 1:
         raise ValueError(f"`factor` must be an integer >= 1, got {factor!r}.")
     h, w = m.shape
     if h % factor or w % factor:
         raise ValueError(f"the mask is {w}x{h}; both sides must be divisible by the VAE's factor {factor}.")
-    return torch.nn.functional.avg_pool2d(m[None, None], factor)[0, 0]
+    pool = torch.nn.functional.avg_pool2d if reduce == "mean" else torch.nn.functional.max_pool2d
+    return pool(m[None, None], factor)[0, 0]
 
 
 def box(size: tuple[int, int], left: int, top: int, right: int, bottom: int) -> torch.Tensor:

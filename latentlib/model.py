@@ -304,6 +304,17 @@ class Model:
         """
         return sampling.sweep(self, prompt, direction, strengths, **kwargs)
 
+    def inpaint(self, image, mask, prompt="", **kwargs):
+        """Repaint the white part of ``mask`` in ``image`` (latent blend on the generation loop, then
+        paste-back over the original with the feathered mask). See :func:`latentlib.inpaint.inpaint`.
+
+        Example:
+            >>> out = model.inpaint(image, mask, "a blue square", strength=1.0, grow=2, feather=4, seed=0)
+        """
+        from . import inpaint
+
+        return inpaint.inpaint(self, image, mask, prompt, **kwargs)
+
 
 # -- loading --------------------------------------------------------------
 

@@ -41,6 +41,9 @@ class Step:
         timestep: the scheduler timestep just processed.
         latents: ``(B, C, h, w)`` latents after the step.
         noise_pred: ``(B, C, h, w)`` the (guided) model prediction used for the step.
+        timesteps: every timestep this run takes (``timesteps[index]`` is ``timestep``).
+        scheduler: the run's scheduler (after this step), e.g. for ``scheduler.add_noise`` to the next timestep,
+            as latent-blend inpainting does.
     """
 
     index: int
@@ -48,6 +51,8 @@ class Step:
     timestep: torch.Tensor
     latents: torch.Tensor
     noise_pred: torch.Tensor
+    timesteps: torch.Tensor | None = field(default=None, repr=False)
+    scheduler: object = field(default=None, repr=False)
     _stop: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
@@ -345,7 +350,8 @@ def generate(
                 x = sched.step(pred, t, x, **step_kwargs, return_dict=False)[0]
                 bar.update()
                 if callback is not None:
-                    state = Step(index=i, total=total, timestep=t, latents=x, noise_pred=pred)
+                    state = Step(index=i, total=total, timestep=t, latents=x, noise_pred=pred, timesteps=timesteps,
+                                 scheduler=sched)
                     replaced = callback(state)
                     if replaced is not None:
                         x = _replacement(model, replaced, x, height, width)

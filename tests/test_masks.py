@@ -78,6 +78,9 @@ def test_to_latent_averages_each_cell_and_invert_union_intersection():
     m = masks.box((16, 16), 0, 0, 12, 8)  # covers cell (0,0) fully and half of cell (0,1)
     lat = masks.to_latent(m, 8)
     torch.testing.assert_close(lat, torch.tensor([[1.0, 0.5], [0.0, 0.0]]))
+    torch.testing.assert_close(masks.to_latent(m * 0.5, 8, reduce="max"), torch.tensor([[0.5, 0.5], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="`reduce` must be 'mean' or 'max', got 'min'"):
+        masks.to_latent(m, 8, reduce="min")
     torch.testing.assert_close(masks.invert(m) + m, torch.ones(16, 16))
     a, b = masks.box((8, 8), 0, 0, 4, 8), masks.box((8, 8), 2, 0, 8, 8)
     assert masks.union(a, b).sum() == 64 and masks.intersection(a, b).sum() == 16

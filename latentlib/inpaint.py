@@ -1,0 +1,213 @@
+"""Inpainting on the core generation loop: latent blend for any 4-channel model, and paste-back.
+
+``blend`` (the mode every Stable Diffusion checkpoint and the default model can use): the image's latents
+``z0`` are kept outside the mask. After every denoising step, the known region is set to ``z0`` re-noised
+to the next timestep, with the soft latent mask (:func:`latentlib.masks.to_latent`):
+``x <- m * x + (1 - m) * add_noise(z0, noise, t_next)``, and to ``z0`` itself after the last step. The latent
+mask ``m`` takes each cell's largest mask value (``to_latent(..., reduce="max")``), so no cell that the mask
+touches keeps its old content. This is
+what diffusers' ``StableDiffusionInpaintPipeline`` does with a 4-channel UNet (tests check it against that
+pipeline on masks on the latent grid), done through :func:`latentlib.sampling.generate`'s per-step ``callback``, not a copy of the loop.
+
+Then **paste-back** composites the decoded result over the original with the feathered pixel mask, so
+every pixel outside ``grow(mask, feather)`` is the original's exactly.
+
+Order of the mask controls: ``grow`` then ``erode`` (pixels), then ``feather`` (the soft edge, used by
+paste-back and, area-averaged, by the latent blend).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import PIL.Image
+import torch
+
+from . import masks as mask_ops
+from .sampling import _draw, _generators, _seed_list
+
+__all__ = ["CONTENTS", "MODES", "inpaint", "prepare_mask"]
+
+CONTENTS = ("original", "noise", "fill")
+MODES = ("auto", "blend", "unet")
+
+
+def prepare_mask(mask, size: tuple[int, int], *, grow: float = 0, erode: float = 0, feather: float = 0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask after ``grow`` and ``erode`` (hard edge kept as given) and after ``feather`` (soft), both
+    ``(H, W)`` in [0, 1]. Refuses a mask that repaints nothing or everything."""
+    m = mask_ops.to_mask(mask, size=size)
+    if not bool((m > 0).any()):
+        raise ValueError("`mask` is all black: nothing to repaint. White (1) marks what to repaint.")
+    if bool((m >= 1).all()) and grow == 0 and erode == 0:
+        raise ValueError("`mask` is all white: everything would be repainted, which is text-to-image "
+                         "(model.generate) or image-to-image (generate(image=..., strength=...)), not inpainting.")
+    shaped = mask_ops.erode(mask_ops.grow(m, grow), erode)
+    return shaped, mask_ops.feather(shaped, feather)
+
+
+def _check_strength(strength) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 < strength <= 1:
+        raise ValueError(f"`strength` must be in (0, 1] (the share of the schedule that repaints), got {strength!r}.")
+    return float(strength)
+
+
+def _fill(pixels: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+    """``pixels`` (1, 3, H, W) with the masked area set to the mean colour of a 4-pixel ring around it."""
+    inside = hard > 0
+    ring = (mask_ops.grow(hard, 4) > 0) & ~inside
+    if not bool(ring.any()):  # the mask covers (nearly) everything: fall back on the unmasked mean
+        ring = ~inside
+    colour = pixels[0][:, ring].mean(1) if bool(ring.any()) else torch.full((3,), 0.5)
+    out = pixels.clone()
+    out[0][:, inside] = colour[:, None]
+    return out
+
+
+def inpaint(model, image, mask, prompt="", *, negative_prompt=None, strength: float = 1.0, steps: int = 20,
+            guidance: float = 5.0, seed: int | list[int] = 0, scheduler=None, grow: float = 0, erode: float = 0,
+            feather: float = 0, masked_content: str = "original", only_masked: bool = False, padding: int = 32,
+            paste_back: bool = True, mode: str = "auto", output: str = "pil", callback=None, interrupt=None,
+            progress: bool = True):
+    """Repaint the white part of ``mask`` in ``image`` following ``prompt``.
+
+    Args:
+        image: one RGB image (PIL, uint8 array (H, W, 3), or float tensor (1, 3, H, W) in [0, 1]); its sides
+            must be divisible by the VAE's factor.
+        mask: same size as ``image``; white (1) = repaint (see :func:`latentlib.masks.to_mask` for the kinds).
+        strength: share of the schedule that repaints, in (0, 1]; 1 starts the masked area from pure noise.
+        grow, erode, feather: pixels; the mask is grown, then eroded, then feathered (soft edge).
+        masked_content: what the masked latents start from when ``strength < 1``: "original" (the image),
+            "noise" (random latents: nothing of the original survives) or "fill" (the image with the hole
+            filled by the colour around it).
+        only_masked: crop the mask's box plus ``padding`` pixels (widened to the model's aspect ratio),
+            inpaint it at the model's size, scale it back and paste it in.
+        paste_back: composite over the original with the feathered mask (pixels outside it stay exactly
+            as they were). False returns the decoded image as it is.
+        mode: "blend" (latent blend, any 4-channel model), "unet" (a 9-channel inpainting UNet) or "auto".
+        seed: one seed, or a list (one output per seed).
+        callback, interrupt, progress, steps, guidance, scheduler, negative_prompt: as in ``generate``.
+
+    Returns:
+        A list of PIL images (``output="pil"``) or a float tensor (B, 3, H, W) in [0, 1] (``output="pt"``).
+    """
+    from . import codec
+
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {', '.join(MODES)}; got {mode!r}.")
+    nine = model.unet.config.in_channels == 9
+    if mode == "auto":
+        mode = "unet" if nine else "blend"
+    if mode == "unet" or nine:
+        raise ValueError("this model has a 9-channel inpainting UNet; latentlib's inpainting runs in 'blend' mode "
+                         "on 4-channel UNets only so far (mode='unet' is not implemented yet)."
+                         if nine else "mode='unet' needs a 9-channel inpainting UNet, and latentlib does not run "
+                         "one yet; use mode='blend' (or 'auto').")
+    if masked_content not in CONTENTS:
+        raise ValueError(f"`masked_content` must be one of {', '.join(CONTENTS)}; got {masked_content!r}.")
+    if output not in ("pil", "pt"):
+        raise ValueError(f"`output` must be 'pil' or 'pt', got {output!r}.")
+    strength = _check_strength(strength)
+    pixels = codec.to_pixels(image, multiple=model.vae_scale_factor, name="image")  # (B, 3, H, W) in [0, 1]
+    if pixels.shape[0] != 1:
+        raise ValueError(f"`image` must be one image; got a batch of {pixels.shape[0]} (give a list of seeds for "
+                         f"several results).")
+    size = (pixels.shape[-2], pixels.shape[-1])
+    hard, soft = prepare_mask(mask, size, grow=grow, erode=erode, feather=feather)
+    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+        raise ValueError(f"`padding` must be an integer number of pixels >= 0, got {padding!r}.")
+    seeds = _seed_list(seed, None if not isinstance(seed, numbers.Integral) else 1)
+    run = {"prompt": prompt, "negative_prompt": negative_prompt, "strength": strength, "steps": steps,
+           "guidance": guidance, "seeds": seeds, "scheduler": scheduler, "masked_content": masked_content,
+           "callback": callback, "interrupt": interrupt, "progress": progress}
+    if only_masked:
+        result = _only_masked(model, pixels, hard, soft, padding, run)
+    else:
+        result = _blend(model, pixels, hard, soft, **run)  # (B, 3, H, W) in [0, 1]
+    if paste_back:
+        w = soft.to(result)[None, None]
+        result = w * result + (1 - w) * pixels.to(result)
+    result = result.clamp(0, 1)
+    if output == "pt":
+        return result
+    return [PIL.Image.fromarray((r.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)) for r in result]
+
+
+def _blend(model, pixels, hard, soft, *, prompt, negative_prompt, strength, steps, guidance, seeds, scheduler,
+           masked_content, callback, interrupt, progress) -> torch.Tensor:
+    """Latent-blend inpainting at the image's own size; returns the decoded images (B, 3, H, W) in [0, 1]."""
+    from . import codec
+
+    device, dtype = model.device, model.dtype
+    batch = len(seeds)
+    generators = _generators(seeds)
+    repeated = pixels.repeat(batch, 1, 1, 1).to(device)
+    # As diffusers does: image i's posterior is sampled with generator i, which then draws its noise.
+    z0 = codec.encode_pixels(model.vae, repeated, sample=True, generator=generators, out_dtype=dtype)
+    latent_shape = tuple(z0.shape[1:])
+    noise = _draw(generators, latent_shape).to(device, dtype)
+    # every latent cell the mask touches is repainted (a cell that kept part of an object's latents would
+    # paint part of it back); paste-back then restores every pixel outside the mask
+    m = mask_ops.to_latent(soft, model.vae_scale_factor, reduce="max").to(device, dtype)[None, None]  # (1, 1, h, w)
+    start = z0
+    if masked_content == "noise":
+        other = _draw(_generators([s + 1 for s in seeds]), latent_shape).to(device, dtype)
+        start = (1 - m) * z0 + m * other
+    elif masked_content == "fill":
+        filled = _fill(pixels.float(), hard).repeat(batch, 1, 1, 1).to(device)
+        start = (1 - m) * z0 + m * codec.encode_pixels(model.vae, filled, sample=False, out_dtype=dtype)
+
+    def blend(step):
+        known = z0
+        if step.index + 1 < len(step.timesteps):
+            t_next = step.timesteps[step.index + 1]
+            known = step.scheduler.add_noise(z0, noise, t_next.reshape(1).repeat(batch))
+        blended = (1 - m) * known + m * step.latents
+        if callback is not None:
+            step.latents = blended
+            replaced = callback(step)
+            if replaced is not None:
+                return replaced
+        return blended
+
+    common = {"seed": seeds, "steps": steps, "guidance": guidance, "scheduler": scheduler, "callback": blend,
+              "interrupt": interrupt, "progress": progress, "output": "pt"}
+    if strength >= 1.0:  # pure noise, as diffusers does at full strength
+        return model.generate(prompt, negative_prompt, latents=noise, **common)
+    return model.generate(prompt, negative_prompt, image=start, strength=strength, latents=noise, **common)
+
+
+def _crop_box(hard: torch.Tensor, padding: int, aspect: float) -> tuple[int, int, int, int]:
+    """The mask's bounding box plus ``padding``, widened to width/height = ``aspect``, inside the image."""
+    h, w = hard.shape
+    ys, xs = torch.nonzero(hard > 0, as_tuple=True)
+    left, right = int(xs.min()) - padding, int(xs.max()) + 1 + padding
+    top, bottom = int(ys.min()) - padding, int(ys.max()) + 1 + padding
+    bw, bh = right - left, bottom - top
+    if bw / bh < aspect:
+        bw = int(np.ceil(bh * aspect))
+    else:
+        bh = int(np.ceil(bw / aspect))
+    bw, bh = min(bw, w), min(bh, h)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    left = int(min(max(round(cx - bw / 2), 0), w - bw))
+    top = int(min(max(round(cy - bh / 2), 0), h - bh))
+    return left, top, left + bw, top + bh
+
+
+def _only_masked(model, pixels, hard, soft, padding, run) -> torch.Tensor:
+    """Inpaint the mask's box at the model's size, scale back, and place it in the full image."""
+    mh, mw = model.default_size
+    left, top, right, bottom = _crop_box(hard, padding, mw / mh)
+    crop = pixels[..., top:bottom, left:right].float()
+    crop_hard = hard[top:bottom, left:right]
+    crop_soft = soft[top:bottom, left:right]
+    up = torch.nn.functional.interpolate(crop, size=(mh, mw), mode="bicubic", align_corners=False).clamp(0, 1)
+    up_hard = torch.nn.functional.interpolate(crop_hard[None, None], size=(mh, mw), mode="bilinear")[0, 0]
+    up_soft = torch.nn.functional.interpolate(crop_soft[None, None], size=(mh, mw), mode="bilinear")[0, 0]
+    done = _blend(model, up, up_hard.clamp(0, 1), up_soft.clamp(0, 1), **run)
+    back = torch.nn.functional.interpolate(done.float(), size=(bottom - top, right - left), mode="area")
+    out = pixels.repeat(done.shape[0], 1, 1, 1).float().clone()
+    out[..., top:bottom, left:right] = back
+    return out

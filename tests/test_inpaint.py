@@ -1,0 +1,101 @@
+"""latentlib.inpaint: latent blend against diffusers' StableDiffusionInpaintPipeline, paste-back that leaves
+every pixel outside the (grown, feathered) mask alone, the mask controls, and bad input."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from latentlib import masks
+from latentlib.inpaint import inpaint
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def inpaint_pipe(sd):
+    from diffusers import StableDiffusionInpaintPipeline
+
+    pipe = StableDiffusionInpaintPipeline(
+        vae=sd.vae, unet=sd.unet, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, scheduler=sd.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def as_pil(pixels: torch.Tensor) -> PIL.Image.Image:
+    return PIL.Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+@pytest.mark.parametrize("strength", [0.75, 1.0])
+@pytest.mark.parametrize("guidance", [1.0, 5.0])
+def test_blend_matches_diffusers_inpaint_pipeline(sd, inpaint_pipe, images, strength, guidance):
+    image = as_pil(images[0])
+    mask = masks.box((64, 64), 16, 8, 48, 40)  # on the 8-pixel grid: diffusers' binarised nearest resize agrees
+    ours = inpaint(sd, image, mask, "a red circle", strength=strength, steps=4, guidance=guidance, seed=7,
+                   paste_back=False, output="pt", progress=False)
+    mask_image = PIL.Image.fromarray((mask.numpy() * 255).astype(np.uint8))
+    ref = inpaint_pipe("a red circle", image=image, mask_image=mask_image, strength=strength, num_inference_steps=4,
+                       guidance_scale=guidance, generator=torch.Generator().manual_seed(7), output_type="pt").images
+    assert ours.shape == ref.shape == (1, 3, 64, 64)
+    assert (ours - ref).abs().max().item() <= TOL
+
+
+def test_paste_back_keeps_every_pixel_outside_the_feathered_mask(sd, images):
+    image = as_pil(images[1])
+    mask = masks.box((64, 64), 20, 20, 36, 36)
+    out = inpaint(sd, image, mask, "a blue square", steps=3, seed=[1, 2], grow=2, feather=6, progress=False)
+    assert len(out) == 2
+    outside = (masks.grow(masks.grow(mask, 2), 6) == 0).numpy()
+    before = np.asarray(image)
+    for result in out:
+        after = np.asarray(result)
+        assert np.abs(after[outside].astype(int) - before[outside].astype(int)).max() <= 1
+        assert np.abs(after[~outside].astype(int) - before[~outside].astype(int)).max() > 10  # repainted inside
+    raw = inpaint(sd, image, mask, "a blue square", steps=3, seed=1, paste_back=False, progress=False)[0]
+    assert np.abs(np.asarray(raw)[outside].astype(int) - before[outside].astype(int)).max() > 1  # VAE round trip
+
+
+def test_same_seed_same_result_and_masked_content_choices(sd, images):
+    image = as_pil(images[2])
+    mask = masks.box((64, 64), 8, 8, 40, 40)
+    a = inpaint(sd, image, mask, "a cat", strength=0.6, steps=3, seed=4, progress=False, output="pt")
+    b = inpaint(sd, image, mask, "a cat", strength=0.6, steps=3, seed=4, progress=False, output="pt")
+    assert torch.equal(a, b)
+    results = {content: inpaint(sd, image, mask, "a cat", strength=0.6, steps=3, seed=4, masked_content=content,
+                                progress=False, output="pt") for content in ("original", "noise", "fill")}
+    assert not torch.equal(results["original"], results["noise"])
+    assert not torch.equal(results["original"], results["fill"])
+
+
+def test_only_masked_works_on_the_crop_and_leaves_the_rest(sd):
+    big = PIL.Image.fromarray(np.tile(np.linspace(0, 255, 128, dtype=np.uint8)[None, :, None], (128, 1, 3)))
+    mask = masks.box((128, 128), 90, 10, 106, 26)
+    out = inpaint(sd, big, mask, "a green star", steps=3, seed=0, only_masked=True, padding=8, progress=False)[0]
+    assert out.size == (128, 128)
+    outside = (masks.grow(mask, 0) == 0).numpy()
+    assert np.abs(np.asarray(out)[outside].astype(int) - np.asarray(big)[outside].astype(int)).max() <= 1
+
+
+def test_bad_input_is_refused_with_the_reason(sd, images):
+    image = as_pil(images[0])
+    with pytest.raises(ValueError, match=r"`mask` is 32x32 \(width x height\); the image is 64x64"):
+        inpaint(sd, image, np.ones((32, 32), np.float32), "x", progress=False)
+    with pytest.raises(ValueError, match="`mask` is all black: nothing to repaint"):
+        inpaint(sd, image, np.zeros((64, 64), np.float32), "x", progress=False)
+    with pytest.raises(ValueError, match="`mask` is all white"):
+        inpaint(sd, image, np.ones((64, 64), np.float32), "x", progress=False)
+    mask = masks.box((64, 64), 16, 16, 32, 32)
+    for bad in (0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"`strength` must be in \(0, 1\]"):
+            inpaint(sd, image, mask, "x", strength=bad, progress=False)
+    with pytest.raises(ValueError, match="`masked_content` must be one of original, noise, fill; got 'blur'"):
+        inpaint(sd, image, mask, "x", masked_content="blur", progress=False)
+    with pytest.raises(ValueError, match="mode='unet' needs a 9-channel inpainting UNet"):
+        inpaint(sd, image, mask, "x", mode="unet", progress=False)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        inpaint(sd, PIL.Image.new("RGB", (60, 64)), np.ones((64, 60), np.float32), "x", progress=False)
+    with pytest.raises(TypeError, match="must be a PIL image, a numpy array or a torch tensor; got str"):
+        inpaint(sd, image, "mask.png", "x", progress=False)
+    with pytest.raises(ValueError, match="eroding by 20 px leaves nothing to repaint"):
+        inpaint(sd, image, mask, "x", erode=20, progress=False)
