@@ -142,3 +142,17 @@ def test_committed_sample_is_what_the_generator_makes():
         for row, image, label, text in zip(rows, images, labels, captions, strict=True):
             assert np.array_equal(np.asarray(PIL.Image.open(root / split / row["file"]).convert("RGB")), image)
             assert {k: row[k] for k in label} == label and row["caption"] == text
+
+
+def test_object_mask_is_exactly_the_pixels_the_object_changes():
+    import dataclasses
+
+    scene = dataclasses.replace(shapes.sample_scene(3), shape="square", color="red", size=0.3, x=0.5, y=0.5,
+                                rotation=0.0, present=True)
+    mask = shapes.object_mask(scene)
+    image = np.asarray(shapes.render(scene)).astype(int)
+    empty = np.asarray(shapes.render(dataclasses.replace(scene, present=False, shape=None, color=None))).astype(int)
+    assert mask.dtype == bool and mask.any() and not mask.all()
+    assert (np.abs(image - empty).sum(-1)[~mask] == 0).all()
+    assert mask[32, 32] and not mask[0, 0]
+    assert not shapes.object_mask(dataclasses.replace(scene, present=False, shape=None, color=None)).any()
