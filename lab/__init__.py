@@ -7,6 +7,7 @@ Holds UI state only; every computation is a call into ``latentlib``.
 - :class:`PromptMixer`: prompt-embedding arithmetic, rows of (prompt, weight), concept removal.
 - :class:`EmbeddingMap`: a UMAP/PCA map of collected samples; click to generate, select two groups to
   make a direction and send it to an Explorer.
+- :class:`InpaintStudio`: paint a mask on a canvas, grow/erode/feather it, inpaint, before and after.
 - :func:`show`: a plain image strip for notebooks.
 
 Every app renders off the kernel's thread (:mod:`lab.live`): the newest request wins, a preview while
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 from .embedding_map import EmbeddingMap
 from .explorer import Explorer
+from .inpaint_studio import InpaintStudio
 from .interpolator import Interpolator
 from .live import Frame, LiveRenderer
 from .prompt_mixer import PromptMixer
 
-__all__ = ["EmbeddingMap", "Explorer", "Frame", "Interpolator", "LiveRenderer", "PromptMixer", "show"]
+__all__ = ["EmbeddingMap", "Explorer", "Frame", "InpaintStudio", "Interpolator", "LiveRenderer", "PromptMixer",
+           "show"]
 
 
 def show(images, *, labels=None, scale: int = 1):
