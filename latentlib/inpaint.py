@@ -1,5 +1,8 @@
 """Inpainting on the core generation loop: latent blend for any 4-channel model, and paste-back.
 
+``unet``: an inpainting UNet (9 input channels, e.g. stable-diffusion-inpainting) is given the mask and the masked
+image's latents beside the latents at every step (``generate(concat=...)``), as diffusers does.
+
 ``blend`` (the mode every Stable Diffusion checkpoint and the default model can use): the image's latents
 ``z0`` are kept outside the mask. After every denoising step, the known region is set to ``z0`` re-noised
 to the next timestep, with the soft latent mask (:func:`latentlib.masks.to_latent`):
@@ -85,7 +88,9 @@ def inpaint(model, image, mask, prompt="", *, negative_prompt=None, strength: fl
             inpaint it at the model's size, scale it back and paste it in.
         paste_back: composite over the original with the feathered mask (pixels outside it stay exactly
             as they were). False returns the decoded image as it is.
-        mode: "blend" (latent blend, any 4-channel model), "unet" (a 9-channel inpainting UNet) or "auto".
+        mode: "blend" (latent blend, any 4-channel model), "unet" (a 9-channel inpainting UNet, as
+            diffusers' inpainting checkpoints have: the mask, binarised at 0.5 after grow and erode, and the
+            masked image go in beside the latents) or "auto" (whichever the model's UNet is).
         seed: one seed, or a list (one output per seed).
         callback, interrupt, progress, steps, guidance, scheduler, negative_prompt: as in ``generate``.
 
@@ -96,14 +101,16 @@ def inpaint(model, image, mask, prompt="", *, negative_prompt=None, strength: fl
 
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {', '.join(MODES)}; got {mode!r}.")
-    nine = model.unet.config.in_channels == 9
+    nine = model.unet.config.in_channels == model.latent_channels * 2 + 1
     if mode == "auto":
         mode = "unet" if nine else "blend"
-    if mode == "unet" or nine:
-        raise ValueError("this model has a 9-channel inpainting UNet; latentlib's inpainting runs in 'blend' mode "
-                         "on 4-channel UNets only so far (mode='unet' is not implemented yet)."
-                         if nine else "mode='unet' needs a 9-channel inpainting UNet, and latentlib does not run "
-                         "one yet; use mode='blend' (or 'auto').")
+    if mode == "unet" and not nine:
+        raise ValueError(f"mode='unet' needs an inpainting UNet ({model.latent_channels * 2 + 1} input channels: "
+                         f"latents, mask, masked image); this one takes {model.unet.config.in_channels}. Use "
+                         f"mode='blend' (or 'auto').")
+    if mode == "blend" and nine:
+        raise ValueError("this model's UNet is an inpainting UNet, which needs the mask and masked image as inputs; "
+                         "use mode='unet' (or 'auto').")
     if masked_content not in CONTENTS:
         raise ValueError(f"`masked_content` must be one of {', '.join(CONTENTS)}; got {masked_content!r}.")
     if output not in ("pil", "pt"):
@@ -121,10 +128,11 @@ def inpaint(model, image, mask, prompt="", *, negative_prompt=None, strength: fl
     run = {"prompt": prompt, "negative_prompt": negative_prompt, "strength": strength, "steps": steps,
            "guidance": guidance, "seeds": seeds, "scheduler": scheduler, "masked_content": masked_content,
            "callback": callback, "interrupt": interrupt, "progress": progress}
+    method = _blend if mode == "blend" else _unet
     if only_masked:
-        result = _only_masked(model, pixels, hard, soft, padding, run)
+        result = _only_masked(model, pixels, hard, soft, padding, run, method)
     else:
-        result = _blend(model, pixels, hard, soft, **run)  # (B, 3, H, W) in [0, 1]
+        result = method(model, pixels, hard, soft, **run)  # (B, 3, H, W) in [0, 1]
     if paste_back:
         w = soft.to(result)[None, None]
         result = w * result + (1 - w) * pixels.to(result)
@@ -178,6 +186,35 @@ def _blend(model, pixels, hard, soft, *, prompt, negative_prompt, strength, step
     return model.generate(prompt, negative_prompt, image=start, strength=strength, latents=noise, **common)
 
 
+def _unet(model, pixels, hard, soft, *, prompt, negative_prompt, strength, steps, guidance, seeds, scheduler,
+          masked_content, callback, interrupt, progress) -> torch.Tensor:
+    """An inpainting UNet (diffusers' 9-channel layout): the mask and the masked image's latents go in beside the
+    latents at every step (``generate(concat=...)``); nothing is blended. ``masked_content`` does not apply:
+    the UNet sees the masked image itself."""
+    from . import codec
+
+    device, dtype = model.device, model.dtype
+    batch = len(seeds)
+    generators = _generators(seeds)
+    repeated = pixels.repeat(batch, 1, 1, 1).to(device)
+    # diffusers' order of draws: the image's posterior (below full strength), the noise, the masked image's
+    z0 = None
+    if strength < 1.0:
+        z0 = codec.encode_pixels(model.vae, repeated, sample=True, generator=generators, out_dtype=dtype)
+    h, w = pixels.shape[-2] // model.vae_scale_factor, pixels.shape[-1] // model.vae_scale_factor
+    noise = _draw(generators, (model.latent_channels, h, w)).to(device, dtype)
+    binary = (hard >= 0.5).to(repeated)[None, None]  # the UNet was trained on hard masks: binarised here, for it
+    masked_image = repeated * (1 - binary) + 0.5 * binary  # grey (0 in [-1, 1]) where it repaints
+    masked = codec.encode_pixels(model.vae, masked_image, sample=True, generator=generators, out_dtype=dtype)
+    mask_latent = torch.nn.functional.interpolate(binary, size=(h, w)).to(device, dtype).repeat(batch, 1, 1, 1)
+    common = {"seed": seeds, "steps": steps, "guidance": guidance, "scheduler": scheduler, "callback": callback,
+              "interrupt": interrupt, "progress": progress, "output": "pt",
+              "concat": torch.cat([mask_latent, masked], dim=1)}
+    if z0 is None:
+        return model.generate(prompt, negative_prompt, latents=noise, **common)
+    return model.generate(prompt, negative_prompt, image=z0, strength=strength, latents=noise, **common)
+
+
 def _crop_box(hard: torch.Tensor, padding: int, aspect: float) -> tuple[int, int, int, int]:
     """The mask's bounding box plus ``padding``, widened to width/height = ``aspect``, inside the image."""
     h, w = hard.shape
@@ -196,7 +233,7 @@ def _crop_box(hard: torch.Tensor, padding: int, aspect: float) -> tuple[int, int
     return left, top, left + bw, top + bh
 
 
-def _only_masked(model, pixels, hard, soft, padding, run) -> torch.Tensor:
+def _only_masked(model, pixels, hard, soft, padding, run, method) -> torch.Tensor:
     """Inpaint the mask's box at the model's size, scale back, and place it in the full image."""
     mh, mw = model.default_size
     left, top, right, bottom = _crop_box(hard, padding, mw / mh)
@@ -206,7 +243,7 @@ def _only_masked(model, pixels, hard, soft, padding, run) -> torch.Tensor:
     up = torch.nn.functional.interpolate(crop, size=(mh, mw), mode="bicubic", align_corners=False).clamp(0, 1)
     up_hard = torch.nn.functional.interpolate(crop_hard[None, None], size=(mh, mw), mode="bilinear")[0, 0]
     up_soft = torch.nn.functional.interpolate(crop_soft[None, None], size=(mh, mw), mode="bilinear")[0, 0]
-    done = _blend(model, up, up_hard.clamp(0, 1), up_soft.clamp(0, 1), **run)
+    done = method(model, up, up_hard.clamp(0, 1), up_soft.clamp(0, 1), **run)
     back = torch.nn.functional.interpolate(done.float(), size=(bottom - top, right - left), mode="area")
     out = pixels.repeat(done.shape[0], 1, 1, 1).float().clone()
     out[..., top:bottom, left:right] = back

@@ -182,8 +182,13 @@ def generate(
     decode_batch_size: int = 8,
     decoder: str = "full",
     progress: bool = True,
+    concat: torch.Tensor | None = None,
 ):
-    """Text-to-image, or image-to-image when ``image`` is given. See ``Model.generate`` for the arguments."""
+    """Text-to-image, or image-to-image when ``image`` is given. See ``Model.generate`` for the arguments.
+
+    ``concat`` ``(B or 1, k, h, w)``: extra UNet input channels put after the (scaled) latents at every step,
+    as an inpainting UNet takes the mask and the masked image's latents (``in_channels`` = latent channels
+    + k); :mod:`latentlib.inpaint` uses it."""
     # 1. Check inputs
     steps = check_int("steps", steps, minimum=1)
     guidance = check_number("guidance", guidance, low=0.0)
@@ -199,7 +204,15 @@ def generate(
         raise ValueError(f"`strength` ({strength!r}) only applies with an `image` (image-to-image).")
     if image is not None:
         strength = check_number("strength", 0.8 if strength is None else strength, low=0.0, high=1.0)
-    if model.unet.config.in_channels != model.latent_channels:
+    extra = 0
+    if concat is not None:
+        if not isinstance(concat, torch.Tensor) or concat.ndim != 4:
+            raise TypeError(f"`concat` must be a (B, k, h, w) tensor, got {type(concat).__name__}.")
+        extra = concat.shape[1]
+        if model.unet.config.in_channels != model.latent_channels + extra:
+            raise ValueError(f"`concat` has {extra} channels; this UNet takes {model.unet.config.in_channels} inputs, "
+                             f"so it needs {model.unet.config.in_channels - model.latent_channels} beside the latents.")
+    elif model.unet.config.in_channels != model.latent_channels:
         raise ValueError(
             f"this model's UNet takes {model.unet.config.in_channels} input channels (an inpainting UNet); "
             f"text-to-image and image-to-image need one that takes {model.latent_channels}."
@@ -320,8 +333,13 @@ def generate(
     # 7. Denoising loop (h edits ride on a hook at the UNet's bottleneck, edits.bottleneck_hook). The fast path's UNet
     #    (compiled / CUDA graphs) cannot see hooks, so it serves only runs that need none.
     unet = model.unet
+    if concat is not None:
+        concat = _match_image_batch(concat.to(device, dtype), batch)
+        if (concat.shape[-2], concat.shape[-1]) != (x.shape[-2], x.shape[-1]):
+            raise ValueError(f"`concat` is {tuple(concat.shape[-2:])} (h, w); the latents are {tuple(x.shape[-2:])}.")
+        concat = torch.cat([concat, concat]) if do_cfg else concat
     if fast is not None and fast._unet is not None and not any(space == "h" for _, space, _, _ in checked) \
-            and not _has_hooks(model.unet):
+            and not _has_hooks(model.unet) and concat is None:
         runner = fast._unet
 
         def unet(x_in, t, encoder_hidden_states, timestep_cond, added_cond_kwargs, return_dict):
@@ -338,6 +356,8 @@ def generate(
                 current["t"] = t
                 x_in = torch.cat([x, x]) if do_cfg else x
                 x_in = sched.scale_model_input(x_in, t)
+                if concat is not None:
+                    x_in = torch.cat([x_in, concat], dim=1)
                 pred = unet(
                     x_in, t, encoder_hidden_states=text, timestep_cond=timestep_cond, added_cond_kwargs=added,
                     return_dict=False,

@@ -121,12 +121,13 @@ def _scheduler():
     )
 
 
-def tiny_sd_components(seed: int = 0, *, sample_size: int = 8) -> dict:
+def tiny_sd_components(seed: int = 0, *, sample_size: int = 8, in_channels: int = 4) -> dict:
     """Random SD-1.5-shaped components (UNet with cross-attention, f=8 VAE, CLIP text encoder).
 
     Args:
         seed: seeds every network's initialisation.
         sample_size: UNet latent size; images are ``8 * sample_size`` pixels square.
+        in_channels: 4, or 9 for an inpainting UNet (latents + mask + masked image latents).
 
     Returns:
         dict with ``vae``, ``unet``, ``text_encoder``, ``tokenizer``, ``scheduler``.
@@ -137,7 +138,7 @@ def tiny_sd_components(seed: int = 0, *, sample_size: int = 8) -> dict:
     tokenizer = build_clip_tokenizer()
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        **_UNET_LAYOUT,
+        **{**_UNET_LAYOUT, "in_channels": in_channels},
         sample_size=sample_size,
         cross_attention_dim=32,
         norm_num_groups=32,

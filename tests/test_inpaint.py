@@ -91,7 +91,7 @@ def test_bad_input_is_refused_with_the_reason(sd, images):
             inpaint(sd, image, mask, "x", strength=bad, progress=False)
     with pytest.raises(ValueError, match="`masked_content` must be one of original, noise, fill; got 'blur'"):
         inpaint(sd, image, mask, "x", masked_content="blur", progress=False)
-    with pytest.raises(ValueError, match="mode='unet' needs a 9-channel inpainting UNet"):
+    with pytest.raises(ValueError, match=r"mode=.unet. needs an inpainting UNet \(9 input channels"):
         inpaint(sd, image, mask, "x", mode="unet", progress=False)
     with pytest.raises(ValueError, match="divisible by 8"):
         inpaint(sd, PIL.Image.new("RGB", (60, 64)), np.ones((64, 60), np.float32), "x", progress=False)
@@ -99,3 +99,45 @@ def test_bad_input_is_refused_with_the_reason(sd, images):
         inpaint(sd, image, "mask.png", "x", progress=False)
     with pytest.raises(ValueError, match="eroding by 20 px leaves nothing to repaint"):
         inpaint(sd, image, mask, "x", erode=20, progress=False)
+
+
+@pytest.fixture(scope="module")
+def sd9():
+    """A tiny model whose UNet is an inpainting UNet (9 input channels), and diffusers' pipeline on it."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    import latentlib as ll
+    from latentlib.testing import tiny_sd_components
+
+    parts = tiny_sd_components(seed=3, in_channels=9)
+    model = ll.Model(**parts)
+    pipe = StableDiffusionInpaintPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return model, pipe
+
+
+@pytest.mark.parametrize("strength", [0.75, 1.0])
+@pytest.mark.parametrize("guidance", [1.0, 5.0])
+def test_unet_mode_matches_diffusers_inpaint_pipeline(sd9, images, strength, guidance):
+    model, pipe = sd9
+    image = as_pil(images[1])
+    mask = masks.box((64, 64), 8, 16, 40, 56)
+    ours = inpaint(model, image, mask, "a green star", strength=strength, steps=4, guidance=guidance, seed=5,
+                   paste_back=False, output="pt", progress=False)
+    mask_image = PIL.Image.fromarray((mask.numpy() * 255).astype(np.uint8))
+    ref = pipe("a green star", image=image, mask_image=mask_image, strength=strength, num_inference_steps=4,
+               guidance_scale=guidance, generator=torch.Generator().manual_seed(5), output_type="pt").images
+    assert (ours - ref).abs().max().item() <= TOL
+    auto = inpaint(model, image, mask, "a green star", strength=strength, steps=4, guidance=guidance, seed=5,
+                   paste_back=False, output="pt", progress=False, mode="auto")
+    assert torch.equal(auto, ours)
+
+
+def test_modes_refuse_the_wrong_unet(sd, sd9, images):
+    image = as_pil(images[0])
+    mask = masks.box((64, 64), 16, 16, 32, 32)
+    with pytest.raises(ValueError, match="this model's UNet is an inpainting UNet"):
+        inpaint(sd9[0], image, mask, "x", mode="blend", progress=False)
+    with pytest.raises(ValueError, match="this model's UNet takes 9 input channels"):
+        sd9[0].generate("x", steps=2, progress=False)  # text-to-image needs a 4-channel UNet
