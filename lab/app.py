@@ -15,6 +15,7 @@ import html
 import io
 import numbers
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,6 +132,8 @@ class LiveApp(widgets.VBox):
         self.last_error: BaseException | None = None
         self.latencies: list[float] = []
         self._holding = False
+        self._embeddings: dict[str, object] = {}  # prompt text -> PromptEmbedding (see _embed)
+        self._notes: dict[str, list[str]] = {}  # prompt text -> warnings its embedding gave
         self.stop_button.on_click(self._handler(lambda _: self.renderer.stop()))
         self.export_button.on_click(self._handler(lambda _: self.export()))
         self._error_source: str | None = None  # "render" or "action": what the error shown came from
@@ -216,6 +219,16 @@ class LiveApp(widgets.VBox):
 
     def _show_notice(self, lines: list[str]) -> None:
         self.notice.value = "".join(f"<div style='color:#8a5300'>{html.escape(line)}</div>" for line in lines)
+
+    def _embed(self, text: str):
+        """``text``'s PromptEmbedding, made once per text on the kernel's thread and reused for every frame;
+        the warnings it gave (unknown words) are kept in ``_notes`` for the notice line."""
+        if text not in self._embeddings:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._embeddings[text] = self.model.embed(text)
+            self._notes[text] = [str(w.message) for w in caught]
+        return self._embeddings[text]
 
     # -- export -----------------------------------------------------------------------------------
     def export(self, path=None, *, overwrite: bool | None = None) -> Path:

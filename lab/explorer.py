@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 
 import ipywidgets as widgets
@@ -65,8 +64,6 @@ class Explorer(LiveApp):
         self.strength_range = float(strength_range)
         self.directions: dict = {}
         self.sliders: dict[str, widgets.FloatSlider] = {}
-        self._embeddings: dict[str, object] = {}  # prompt text -> PromptEmbedding (made once, reused per frame)
-        self._notes: dict[str, list[str]] = {}  # prompt text -> warnings its embedding gave (unknown words)
         text = widgets.Layout(width="300px")
         self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False, layout=text)
         self.negative_prompt = widgets.Text(value=negative_prompt, description="negative", continuous_update=False,
@@ -175,15 +172,6 @@ class Explorer(LiveApp):
         self.refresh("full")
 
     # -- rendering ----------------------------------------------------------------------------------
-    def _embed(self, text: str):
-        """The prompt's embedding, computed once per text on the kernel's thread (unknown words noticed)."""
-        if text not in self._embeddings:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                self._embeddings[text] = self.model.embed(text)
-            self._notes[text] = [str(w.message) for w in caught]
-        return self._embeddings[text]
-
     def _params(self) -> dict:
         negative = self.negative_prompt.value
         params = {"prompt": self.prompt.value, "negative_prompt": negative, "embedding": self._embed(self.prompt.value),

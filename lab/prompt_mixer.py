@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import ipywidgets as widgets
@@ -46,8 +45,6 @@ class PromptMixer(LiveApp):
         self.preview_steps = preview_steps
         self.rows: list[tuple[widgets.Text, widgets.FloatSlider]] = []
         self.removals: list[tuple[widgets.Text, widgets.FloatSlider]] = []
-        self._embeddings: dict[str, object] = {}
-        self._notes: dict[str, list[str]] = {}
         box = widgets.Layout(width="300px")
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**32 - 1, description="seed", layout=box)
         self.steps = widgets.IntSlider(value=steps, min=1, max=max(100, steps), description="steps")
@@ -111,14 +108,6 @@ class PromptMixer(LiveApp):
         return self._row(concept, strength, 0.0, 2.0, "concept", self.removals, self.removal_box)
 
     # -- the embedding --------------------------------------------------------------------------------
-    def _embed(self, text: str):
-        if text not in self._embeddings:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                self._embeddings[text] = self.model.embed(text)
-            self._notes[text] = [str(w.message) for w in caught]
-        return self._embeddings[text]
-
     def embedding(self, params: dict | None = None):
         """The mixed :class:`latentlib.PromptEmbedding` the controls describe."""
         from latentlib import mix
