@@ -234,8 +234,6 @@ class LiveApp(widgets.VBox):
     def export(self, path=None, *, overwrite: bool | None = None) -> Path:
         """Save the frame shown as PNG (or another format by extension) with its parameters and
         provenance (:func:`latentlib.export.save_image`). Never overwrites unless asked."""
-        from latentlib import export
-
         frame = self.frame  # once: the worker may show a newer frame while this runs
         if frame is None:
             raise ValueError("there is no frame to export yet; wait for the first image.")
@@ -243,10 +241,15 @@ class LiveApp(widgets.VBox):
         if not str(path).strip():
             raise ValueError("`path` is empty; give a file name such as frame.png.")
         overwrite = self.export_overwrite.value if overwrite is None else overwrite
-        metadata, parameters = self._record(frame)
-        saved = export.save_image(frame.image, path, metadata=metadata, parameters=parameters, overwrite=overwrite)
+        saved = self._export_frame(frame, path, overwrite)
         self._set_status(f"saved {saved}")
         return saved
+
+    def _export_frame(self, frame: Frame, path, overwrite: bool) -> Path:
+        from latentlib import export
+
+        metadata, parameters = self._record(frame)
+        return export.save_image(frame.image, path, metadata=metadata, parameters=parameters, overwrite=overwrite)
 
     # -- subclasses -------------------------------------------------------------------------------
     def _params(self) -> dict:

@@ -48,9 +48,10 @@ class InpaintStudio(LiveApp):
 
         check_common(steps=steps, guidance=guidance, seed=seed, preview_steps=None, display_height=display_height)
         check_number("strength", strength, 0.01, 1.0)
-        for name, value in (("grow", grow), ("erode", erode), ("feather", feather), ("padding", padding)):
-            check_int(name, value, 0, 256)
-        check_int("brush", brush, 1, 256)
+        for name, value, high in (("grow", grow, 64), ("erode", erode, 64), ("feather", feather, 64),
+                                  ("padding", padding, 256)):
+            check_int(name, value, 0, high)  # the sliders' ranges: a widget would clamp silently
+        check_int("brush", brush, 1, 64)
         if masked_content not in CONTENTS:
             raise ValueError(f"`masked_content` must be one of {', '.join(CONTENTS)}; got {masked_content!r}.")
         if mode not in MODES:
@@ -69,15 +70,15 @@ class InpaintStudio(LiveApp):
         self.guidance = widgets.FloatSlider(value=guidance, min=0.0, max=max(20.0, guidance), step=0.5,
                                             description="guidance")
         self.strength = widgets.FloatSlider(value=strength, min=0.01, max=1.0, step=0.01, description="strength")
-        self.grow = widgets.IntSlider(value=grow, min=0, max=32, description="grow")
-        self.erode = widgets.IntSlider(value=erode, min=0, max=32, description="erode")
-        self.feather = widgets.IntSlider(value=feather, min=0, max=32, description="feather")
+        self.grow = widgets.IntSlider(value=grow, min=0, max=64, description="grow")
+        self.erode = widgets.IntSlider(value=erode, min=0, max=64, description="erode")
+        self.feather = widgets.IntSlider(value=feather, min=0, max=64, description="feather")
         self.masked_content = widgets.Dropdown(options=CONTENTS, value=masked_content, description="content")
         self.mode = widgets.Dropdown(options=MODES, value=mode, description="mode")
         self.paste_back = widgets.Checkbox(value=paste_back, description="paste back", indent=False)
         self.only_masked = widgets.Checkbox(value=only_masked, description="only masked", indent=False)
-        self.padding = widgets.IntSlider(value=padding, min=0, max=128, description="padding")
-        self.brush = widgets.IntSlider(value=brush, min=1, max=32, description="brush")
+        self.padding = widgets.IntSlider(value=padding, min=0, max=256, description="padding")
+        self.brush = widgets.IntSlider(value=brush, min=1, max=64, description="brush")
         self.eraser = widgets.ToggleButton(value=False, description="eraser", icon="eraser")
         self.undo_button = widgets.Button(description="Undo", icon="undo")
         self.clear_button = widgets.Button(description="Clear", icon="trash")
@@ -168,30 +169,35 @@ class InpaintStudio(LiveApp):
         for t in np.linspace(0, 1, steps + 1):
             self._dab(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
 
+    def _to_image(self, x, y) -> tuple[float, float]:
+        """Canvas pixels -> image pixels (the centre of image pixel i is canvas (i + 0.5) * scale)."""
+        s = self._scale()
+        return x / s - 0.5, y / s - 0.5
+
     def _down(self, x, y) -> None:
         self._need_image()
-        s = self._scale()
         self._undo.append(self.mask.copy())
-        self._drawing, self._last = True, (x / s, y / s)
+        self._drawing, self._last = True, self._to_image(x, y)
         self._dab(*self._last)
-        self._draw_overlay()
+        self._draw_overlay(raw=True)
 
     def _move(self, x, y) -> None:
         if not self._drawing:
             return
-        s = self._scale()
-        point = (x / s, y / s)
+        point = self._to_image(x, y)
         self._segment(self._last, point)
         self._last = point
-        self._draw_overlay()
+        self._draw_overlay(raw=True)  # while painting: the brush marks only (grow/feather on a big image are slow)
 
     def _up(self, x, y) -> None:
-        self._drawing, self._last = False, None
+        if self._drawing:
+            self._drawing, self._last = False, None
+            self._draw_overlay()
 
     def stroke(self, points, *, erase: bool = False) -> None:
         """Paint a stroke through ``points`` (image pixels, (x, y)), as a mouse drag on the canvas would."""
         s = self._scale()
-        points = [(float(x), float(y)) for x, y in points]
+        points = [(float(x) + 0.5, float(y) + 0.5) for x, y in points]  # image pixel centres
         if not points:
             raise ValueError("`points` is empty; give at least one (x, y).")
         previous = self.eraser.value
@@ -222,14 +228,21 @@ class InpaintStudio(LiveApp):
         """The mask as inpainting will use it: painted, grown, eroded and feathered ``(H, W)`` in [0, 1]."""
         from latentlib import masks
 
-        m = masks.erode(masks.grow(self.mask, self.grow.value), self.erode.value) if self.mask.any() else \
-            masks.to_mask(self.mask)
+        self._need_image()
+        if not self.mask.any():
+            return self.mask.copy()
+        m = masks.grow(self.mask, self.grow.value)
+        if self.erode.value:
+            try:
+                m = masks.erode(m, self.erode.value)
+            except ValueError:  # eroded to nothing: shown as empty; Inpaint will say why
+                return np.zeros_like(self.mask)
         return masks.feather(m, self.feather.value).numpy()
 
-    def _draw_overlay(self) -> None:
+    def _draw_overlay(self, *, raw: bool = False) -> None:
         if self.source is None:
             return
-        shaped = self.shaped_mask()
+        shaped = self.mask if raw else self.shaped_mask()
         s = self._scale()
         alpha = (np.kron(shaped, np.ones((s, s), np.float32)) * 140).astype(np.uint8)
         rgba = np.zeros((*alpha.shape, 4), np.uint8)
@@ -289,19 +302,21 @@ class InpaintStudio(LiveApp):
     def export(self, path=None, *, overwrite: bool | None = None):
         """Save the result (PNG with its parameters, the mask inside the metadata) and the mask beside it
         as ``<name>.mask.png``. Neither file is overwritten unless asked."""
+        from pathlib import Path
+
         from latentlib import export as ex
 
-        frame = self.frame
+        frame = self.frame  # once: the result and the mask saved must be the same frame's
         if frame is None:
             raise ValueError("there is no result to export yet; paint a mask and press Inpaint.")
         path = self.export_path.value if path is None else path
+        if not str(path).strip():
+            raise ValueError("`path` is empty; give a file name such as inpainted.png.")
         overwrite = self.export_overwrite.value if overwrite is None else overwrite
-        from pathlib import Path
-
         mask_path = Path(str(path)).with_suffix(".mask.png")
         if mask_path.exists() and not overwrite:
             raise FileExistsError(f"{mask_path} exists; tick 'overwrite' to replace it (nothing was written).")
-        saved = super().export(path, overwrite=overwrite)
+        saved = self._export_frame(frame, path, overwrite)
         mask_image = PIL.Image.fromarray((frame.params["mask"] * 255).astype(np.uint8))
         ex.save_image(mask_image, mask_path, metadata={"mask_of": saved.name}, overwrite=overwrite)
         self._set_status(f"saved {saved} and {mask_path.name}")

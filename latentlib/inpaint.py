@@ -16,7 +16,11 @@ Then **paste-back** composites the decoded result over the original with the fea
 every pixel outside ``grow(mask, feather)`` is the original's exactly.
 
 Order of the mask controls: ``grow`` then ``erode`` (pixels), then ``feather`` (the soft edge, used by
-paste-back and, area-averaged, by the latent blend).
+paste-back and, each latent cell taking its largest value, by the latent blend).
+
+The latent blend equals diffusers' pipeline exactly when the mask lies on the latent grid (8-pixel cells):
+diffusers binarises the mask and resizes it by nearest neighbour, latentlib keeps it soft and takes each
+cell's largest value.
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ def prepare_mask(mask, size: tuple[int, int], *, grow: float = 0, erode: float =
     m = mask_ops.to_mask(mask, size=size)
     if not bool((m > 0).any()):
         raise ValueError("`mask` is all black: nothing to repaint. White (1) marks what to repaint.")
-    if bool((m >= 1).all()) and grow == 0 and erode == 0:
-        raise ValueError("`mask` is all white: everything would be repainted, which is text-to-image "
-                         "(model.generate) or image-to-image (generate(image=..., strength=...)), not inpainting.")
-    shaped = mask_ops.erode(mask_ops.grow(m, grow), erode)
-    return shaped, mask_ops.feather(shaped, feather)
+    shaped = mask_ops.erode(mask_ops.grow(m, grow, name="grow"), erode, name="erode")
+    if bool((shaped >= 1).all()):
+        raise ValueError(f"`mask` {'is' if bool((m >= 1).all()) else f'grown by {grow:g} px is'} all white: "
+                         f"everything would be repainted, which is text-to-image (model.generate) or image-to-image "
+                         f"(generate(image=..., strength=...)), not inpainting.")
+    return shaped, mask_ops.feather(shaped, feather, name="feather")
 
 
 def _check_strength(strength) -> float:
@@ -113,9 +118,19 @@ def inpaint(model, image, mask, prompt="", *, negative_prompt=None, strength: fl
                          "use mode='unet' (or 'auto').")
     if masked_content not in CONTENTS:
         raise ValueError(f"`masked_content` must be one of {', '.join(CONTENTS)}; got {masked_content!r}.")
+    if mode == "unet" and masked_content != "original":
+        raise ValueError(f"`masked_content` {masked_content!r} applies to mode='blend' only: an inpainting UNet sees the "
+                         f"masked image itself. Leave it at 'original'.")
     if output not in ("pil", "pt"):
         raise ValueError(f"`output` must be 'pil' or 'pt', got {output!r}.")
     strength = _check_strength(strength)
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"`steps` must be an integer >= 1, got {steps!r}.")
+    if int(steps * strength) < 1:
+        raise ValueError(f"`strength` {strength:g} with `steps` {steps} runs no denoising step (int(steps * strength) "
+                         f"is 0); raise the strength to at least {1 / steps:g} or take more steps.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable, got {type(callback).__name__}.")
     pixels = codec.to_pixels(image, multiple=model.vae_scale_factor, name="image")  # (B, 3, H, W) in [0, 1]
     if pixels.shape[0] != 1:
         raise ValueError(f"`image` must be one image; got a batch of {pixels.shape[0]} (give a list of seeds for "
@@ -160,7 +175,8 @@ def _blend(model, pixels, hard, soft, *, prompt, negative_prompt, strength, step
     m = mask_ops.to_latent(soft, model.vae_scale_factor, reduce="max").to(device, dtype)[None, None]  # (1, 1, h, w)
     start = z0
     if masked_content == "noise":
-        other = _draw(_generators([s + 1 for s in seeds]), latent_shape).to(device, dtype)
+        # a stream of its own per seed (seed + 1's would be the next item's stream in a seed list)
+        other = _draw(_generators([(s * 1_000_003 + 0x5EED) % 2**63 for s in seeds]), latent_shape).to(device, dtype)
         start = (1 - m) * z0 + m * other
     elif masked_content == "fill":
         filled = _fill(pixels.float(), hard).repeat(batch, 1, 1, 1).to(device)
@@ -215,36 +231,45 @@ def _unet(model, pixels, hard, soft, *, prompt, negative_prompt, strength, steps
     return model.generate(prompt, negative_prompt, image=z0, strength=strength, latents=noise, **common)
 
 
-def _crop_box(hard: torch.Tensor, padding: int, aspect: float) -> tuple[int, int, int, int]:
-    """The mask's bounding box plus ``padding``, widened to width/height = ``aspect``, inside the image."""
-    h, w = hard.shape
-    ys, xs = torch.nonzero(hard > 0, as_tuple=True)
+def _crop_box(region: torch.Tensor, padding: int, aspect: float) -> tuple[int, int, int, int]:
+    """The box around ``region`` (the feathered mask's support) plus ``padding``, widened to width/height =
+    ``aspect``. It may reach past the image: :func:`_only_masked` pads the image to fit it."""
+    ys, xs = torch.nonzero(region > 0, as_tuple=True)
     left, right = int(xs.min()) - padding, int(xs.max()) + 1 + padding
     top, bottom = int(ys.min()) - padding, int(ys.max()) + 1 + padding
     bw, bh = right - left, bottom - top
     if bw / bh < aspect:
-        bw = int(np.ceil(bh * aspect))
+        grow_w = int(np.ceil(bh * aspect)) - bw
+        left, right = left - grow_w // 2, right + grow_w - grow_w // 2
     else:
-        bh = int(np.ceil(bw / aspect))
-    bw, bh = min(bw, w), min(bh, h)
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    left = int(min(max(round(cx - bw / 2), 0), w - bw))
-    top = int(min(max(round(cy - bh / 2), 0), h - bh))
-    return left, top, left + bw, top + bh
+        grow_h = int(np.ceil(bw / aspect)) - bh
+        top, bottom = top - grow_h // 2, bottom + grow_h - grow_h // 2
+    return left, top, right, bottom
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, H, W) to ``size``, bilinear with antialiasing (down) / bilinear (up)."""
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def _only_masked(model, pixels, hard, soft, padding, run, method) -> torch.Tensor:
-    """Inpaint the mask's box at the model's size, scale back, and place it in the full image."""
+    """Inpaint the feathered mask's box plus ``padding`` at the model's size, scale it back, and place it in the
+    full image. A box that reaches past the image (to keep the model's aspect ratio) is filled by repeating
+    the border pixels, and only the part inside the image is kept."""
     mh, mw = model.default_size
-    left, top, right, bottom = _crop_box(hard, padding, mw / mh)
-    crop = pixels[..., top:bottom, left:right].float()
-    crop_hard = hard[top:bottom, left:right]
-    crop_soft = soft[top:bottom, left:right]
-    up = torch.nn.functional.interpolate(crop, size=(mh, mw), mode="bicubic", align_corners=False).clamp(0, 1)
-    up_hard = torch.nn.functional.interpolate(crop_hard[None, None], size=(mh, mw), mode="bilinear")[0, 0]
-    up_soft = torch.nn.functional.interpolate(crop_soft[None, None], size=(mh, mw), mode="bilinear")[0, 0]
-    done = method(model, up, up_hard.clamp(0, 1), up_soft.clamp(0, 1), **run)
-    back = torch.nn.functional.interpolate(done.float(), size=(bottom - top, right - left), mode="area")
-    out = pixels.repeat(done.shape[0], 1, 1, 1).float().clone()
-    out[..., top:bottom, left:right] = back
-    return out
+    h, w = hard.shape
+    left, top, right, bottom = _crop_box(soft, padding, mw / mh)
+    pad = (max(0, -left), max(0, right - w), max(0, -top), max(0, bottom - h))  # left, right, top, bottom
+    padded = torch.nn.functional.pad(pixels.float(), pad, mode="replicate")
+    hard_p = torch.nn.functional.pad(hard[None, None], pad)[0, 0]
+    soft_p = torch.nn.functional.pad(soft[None, None], pad)[0, 0]
+    l, t = left + pad[0], top + pad[2]
+    crop = padded[..., t:t + bottom - top, l:l + right - left]
+    up = _resize(crop, (mh, mw)).clamp(0, 1)
+    up_hard = _resize(hard_p[t:t + bottom - top, l:l + right - left][None, None], (mh, mw))[0, 0].clamp(0, 1)
+    up_soft = _resize(soft_p[t:t + bottom - top, l:l + right - left][None, None], (mh, mw))[0, 0].clamp(0, 1)
+    done = method(model, up, up_hard, up_soft, **run)
+    back = _resize(done.float(), (bottom - top, right - left)).clamp(0, 1)
+    out = padded.repeat(done.shape[0], 1, 1, 1).clone()
+    out[..., t:t + bottom - top, l:l + right - left] = back
+    return out[..., pad[2]:pad[2] + h, pad[0]:pad[0] + w]

@@ -32,13 +32,18 @@ def to_mask(mask, *, size: tuple[int, int] | None = None, name: str = "mask") ->
     import PIL.Image
 
     if isinstance(mask, PIL.Image.Image):
-        if mask.mode == "RGBA":
-            rgba = np.asarray(mask)
-            alpha_only = not rgba[..., :3].any()
-            array = rgba[..., 3] if alpha_only else np.asarray(mask.convert("L"))
+        if mask.mode in ("RGBA", "LA", "PA"):
+            # a painted layer: black paint counts by its alpha; coloured paint by luminance times alpha
+            alpha = np.asarray(mask.getchannel("A"), np.float32) / 255.0
+            luminance = np.asarray(mask.convert("L"), np.float32) / 255.0
+            values = torch.from_numpy(alpha if not luminance.any() else luminance * alpha)
+        elif mask.mode in ("1", "L", "P", "RGB"):
+            values = torch.from_numpy(np.asarray(mask.convert("L"), np.float32) / 255.0)
+        elif mask.mode == "F":
+            return to_mask(np.asarray(mask, np.float32), size=size, name=name)  # floats: checked to lie in [0, 1]
         else:
-            array = np.asarray(mask.convert("L"))
-        values = torch.from_numpy(array.astype(np.float32) / 255.0)
+            raise TypeError(f"`{name}` is a PIL image of mode {mask.mode!r}; give mode 1, L, RGB, RGBA, LA or F (a "
+                            f"float mask in [0, 1]), e.g. image.convert('L') after scaling it to 0-255.")
     elif isinstance(mask, (np.ndarray, torch.Tensor)):
         t = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask).detach().cpu()
         if t.ndim == 3 and 1 in (t.shape[0], t.shape[-1]):
@@ -68,7 +73,9 @@ def to_mask(mask, *, size: tuple[int, int] | None = None, name: str = "mask") ->
 
 
 def _pixels(name: str, px) -> float:
-    if isinstance(px, bool) or not isinstance(px, numbers.Real) or not 0 <= px < 10_000:
+    if isinstance(px, bool) or not isinstance(px, numbers.Real):
+        raise TypeError(f"`{name}` must be a number of pixels, got {type(px).__name__} {px!r}.")
+    if not 0 <= px < 10_000:
         raise ValueError(f"`{name}` must be a number of pixels >= 0, got {px!r}.")
     return float(px)
 
@@ -85,29 +92,30 @@ def _check_not_empty(result: torch.Tensor, before: torch.Tensor, what: str) -> t
     return result
 
 
-def grow(mask, px: float) -> torch.Tensor:
+def grow(mask, px: float, *, name: str = "px") -> torch.Tensor:
     """Dilate by ``px`` pixels (grey-level: each pixel takes the largest value within distance ``px``)."""
     from scipy import ndimage
 
-    m, px = to_mask(mask), _pixels("px", px)
+    m, px = to_mask(mask), _pixels(name, px)
     if px == 0:
         return m.clone()
     return torch.from_numpy(ndimage.grey_dilation(m.numpy(), footprint=_disk(px), mode="constant", cval=0.0))
 
 
-def erode(mask, px: float) -> torch.Tensor:
-    """Erode by ``px`` pixels (grey-level: each pixel takes the smallest value within distance ``px``;
-    outside the image counts as "keep"). Raises if nothing would be left to repaint."""
+def erode(mask, px: float, *, name: str = "px") -> torch.Tensor:
+    """Erode by ``px`` pixels (grey-level: each pixel takes the smallest value within distance ``px``; the
+    image's border extends outwards, so a mask that touches the edge is not eroded from it). Raises if nothing
+    would be left to repaint."""
     from scipy import ndimage
 
-    m, px = to_mask(mask), _pixels("px", px)
+    m, px = to_mask(mask), _pixels(name, px)
     if px == 0:
         return m.clone()
-    out = torch.from_numpy(ndimage.grey_erosion(m.numpy(), footprint=_disk(px), mode="constant", cval=0.0))
+    out = torch.from_numpy(ndimage.grey_erosion(m.numpy(), footprint=_disk(px), mode="nearest"))
     return _check_not_empty(out, m, f"eroding by {px:g} px")
 
 
-def feather(mask, px: float) -> torch.Tensor:
+def feather(mask, px: float, *, name: str = "px") -> torch.Tensor:
     """Soften the edge over ``px`` pixels: a Gaussian with sigma ``px / 2`` cut off at ``px``, so the mask
     reaches at most ``px`` beyond where it was (and the soft edge spans about ``px`` on each side).
 
@@ -116,10 +124,11 @@ def feather(mask, px: float) -> torch.Tensor:
     outside ``grow(mask, px)``, where paste-back must leave the image untouched."""
     from scipy import ndimage
 
-    m, px = to_mask(mask), _pixels("px", px)
+    m, px = to_mask(mask), _pixels(name, px)
     if px == 0:
         return m.clone()
-    out = ndimage.gaussian_filter(m.numpy().astype(np.float64), sigma=px / 2, truncate=2.0, mode="constant", cval=0.0)
+    # the border extends outwards ("nearest"), so a mask that reaches the image's edge stays whole there
+    out = ndimage.gaussian_filter(m.numpy().astype(np.float64), sigma=px / 2, truncate=2.0, mode="nearest")
     reach = ndimage.grey_dilation((m.numpy() > 0).astype(np.float32), footprint=_disk(px), mode="constant") > 0
     return torch.from_numpy((np.clip(out, 0, 1) * reach).astype(np.float32))
 
@@ -133,8 +142,12 @@ def threshold(mask, t: float = 0.5) -> torch.Tensor:
 
 
 def invert(mask) -> torch.Tensor:
-    """1 - mask: repaint what was kept, keep what was repainted."""
-    return 1.0 - to_mask(mask)
+    """1 - mask: repaint what was kept, keep what was repainted. Raises if that leaves nothing to repaint."""
+    m = to_mask(mask)
+    out = 1.0 - m
+    if not bool((out > 0).any()):
+        raise ValueError("inverting an all-white mask leaves nothing to repaint.")
+    return out
 
 
 def _pair(a, b) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +166,7 @@ def union(a, b) -> torch.Tensor:
 def intersection(a, b) -> torch.Tensor:
     """Repaint only where both masks say so (the smaller value)."""
     a, b = _pair(a, b)
-    return torch.minimum(a, b)
+    return _check_not_empty(torch.minimum(a, b), torch.maximum(a, b), "the intersection of masks that do not overlap")
 
 
 def to_latent(mask, factor: int = 8, *, reduce: str = "mean") -> torch.Tensor:

@@ -68,13 +68,38 @@ def test_same_seed_same_result_and_masked_content_choices(sd, images):
     assert not torch.equal(results["original"], results["fill"])
 
 
-def test_only_masked_works_on_the_crop_and_leaves_the_rest(sd):
-    big = PIL.Image.fromarray(np.tile(np.linspace(0, 255, 128, dtype=np.uint8)[None, :, None], (128, 1, 3)))
-    mask = masks.box((128, 128), 90, 10, 106, 26)
-    out = inpaint(sd, big, mask, "a green star", steps=3, seed=0, only_masked=True, padding=8, progress=False)[0]
-    assert out.size == (128, 128)
-    outside = (masks.grow(mask, 0) == 0).numpy()
-    assert np.abs(np.asarray(out)[outside].astype(int) - np.asarray(big)[outside].astype(int)).max() <= 1
+def test_only_masked_inpaints_the_crop_at_the_model_size_and_pastes_it_back(sd):
+    import torch.nn.functional as F
+
+    from latentlib import codec
+
+    # a wide image: the square crop the model needs reaches past the top and bottom edges
+    wide = PIL.Image.fromarray(np.tile(np.linspace(0, 255, 192, dtype=np.uint8)[None, :, None], (64, 1, 3)))
+    mask = masks.box((64, 192), 120, 20, 136, 36)
+    out = inpaint(sd, wide, mask, "a green star", steps=3, seed=0, only_masked=True, padding=8, paste_back=False,
+                  output="pt", progress=False)
+    assert out.shape == (1, 3, 64, 192)
+    # by hand: the 32x32 box (16 + 2 x 8) centred on the mask, scaled to 64, inpainted, scaled back
+    crop = codec.to_pixels(wide)[..., 12:44, 112:144]
+    up = F.interpolate(crop, size=(64, 64), mode="bilinear", antialias=True).clamp(0, 1)
+    up_mask = F.interpolate(mask[None, None, 12:44, 112:144], size=(64, 64), mode="bilinear", antialias=True)[0, 0]
+    done = inpaint(sd, up, up_mask.clamp(0, 1), "a green star", steps=3, seed=0, paste_back=False, output="pt",
+                   progress=False)
+    back = F.interpolate(done, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)
+    assert (out[..., 12:44, 112:144] - back).abs().max() < 1e-5
+    before = codec.to_pixels(wide)
+    assert (out[..., :, :100] - before[..., :, :100]).abs().max() == 0  # outside the box: the image itself
+    assert (out[..., 20:36, 120:136] - before[..., 20:36, 120:136]).abs().mean() > 0.02  # inside: repainted
+
+
+def test_only_masked_keeps_the_whole_feather_inside_the_crop(sd):
+    image = PIL.Image.fromarray(np.full((128, 128, 3), 120, np.uint8))
+    mask = masks.box((128, 128), 56, 56, 72, 72)
+    out = inpaint(sd, image, mask, "x", steps=3, seed=0, feather=10, only_masked=True, padding=0, progress=False)[0]
+    soft = masks.feather(mask, 10).numpy()
+    changed = np.abs(np.asarray(out, int) - 120).sum(-1) > 0
+    assert not changed[soft == 0].any()  # nothing outside the feather
+    assert changed[(soft > 0.2) & (soft < 1)].mean() > 0.5  # the soft edge was inpainted, not cut at the crop
 
 
 def test_bad_input_is_refused_with_the_reason(sd, images):
@@ -99,6 +124,16 @@ def test_bad_input_is_refused_with_the_reason(sd, images):
         inpaint(sd, image, "mask.png", "x", progress=False)
     with pytest.raises(ValueError, match="eroding by 20 px leaves nothing to repaint"):
         inpaint(sd, image, mask, "x", erode=20, progress=False)
+    with pytest.raises(ValueError, match=r"`mask` grown by 50 px is all white"):
+        inpaint(sd, image, mask, "x", grow=50, progress=False)
+    with pytest.raises(ValueError, match=r"`grow` must be a number of pixels >= 0, got -1"):
+        inpaint(sd, image, mask, "x", grow=-1, progress=False)
+    with pytest.raises(TypeError, match=r"`feather` must be a number of pixels, got str '3'"):
+        inpaint(sd, image, mask, "x", feather="3", progress=False)
+    with pytest.raises(ValueError, match=r"`strength` 0.04 with `steps` 20 runs no denoising step"):
+        inpaint(sd, image, mask, "x", strength=0.04, steps=20, progress=False)
+    with pytest.raises(TypeError, match="`callback` must be callable, got int"):
+        inpaint(sd, image, mask, "x", callback=3, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -139,5 +174,7 @@ def test_modes_refuse_the_wrong_unet(sd, sd9, images):
     mask = masks.box((64, 64), 16, 16, 32, 32)
     with pytest.raises(ValueError, match="this model's UNet is an inpainting UNet"):
         inpaint(sd9[0], image, mask, "x", mode="blend", progress=False)
+    with pytest.raises(ValueError, match=r"`masked_content` 'fill' applies to mode='blend' only"):
+        inpaint(sd9[0], image, mask, "x", masked_content="fill", progress=False)
     with pytest.raises(ValueError, match="this model's UNet takes 9 input channels"):
         sd9[0].generate("x", steps=2, progress=False)  # text-to-image needs a 4-channel UNet

@@ -55,9 +55,9 @@ def test_a_stroke_paints_the_brush_disks_along_its_path(studio):
 def test_canvas_mouse_events_paint_in_image_pixels(studio):
     s = studio._scale()
     assert s == 4  # 64 px shown at 256
-    studio._down(80, 120)  # canvas pixels -> image pixel (20, 30)
-    studio._move(100, 120)  # -> (25, 30)
-    studio._up(100, 120)
+    studio._down(82, 122)  # canvas pixels -> the centre of image pixel (20, 30)
+    studio._move(102, 122)  # -> (25, 30)
+    studio._up(102, 122)
     studio._move(200, 200)  # not drawing any more: nothing happens
     expected = np.zeros((64, 64), bool)
     for x in range(20, 26):
@@ -100,6 +100,14 @@ def test_run_gives_model_inpaint_and_export_keeps_the_mask(studio, model, tmp_pa
     assert "exists" in studio.error.value  # nothing overwritten unless asked
 
 
+def test_settings_outside_the_sliders_are_refused_not_clamped(model):
+    for kwargs, message in [({"grow": 100}, r"`grow` must be an integer in \[0, 64\], got 100"),
+                            ({"padding": 300}, r"`padding` must be an integer in \[0, 256\], got 300"),
+                            ({"brush": 100}, r"`brush` must be an integer in \[1, 64\], got 100")]:
+        with pytest.raises(ValueError, match=message):
+            InpaintStudio(model, **kwargs)
+
+
 def test_bad_input_is_shown_in_the_studio(studio, model):
     studio.run_button.click()
     assert "the mask is empty" in studio.error.value
@@ -120,6 +128,8 @@ def test_bad_input_is_shown_in_the_studio(studio, model):
     empty = InpaintStudio(model, steps=STEPS)
     empty.clear_button.click()
     assert "there is no image yet" in empty.error.value
+    with pytest.raises(ValueError, match="there is no image yet"):
+        empty.shaped_mask()
     empty.scene_button.click()
     assert empty.source is not None and empty.error.value == ""
     empty.close()

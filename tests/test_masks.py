@@ -86,6 +86,28 @@ def test_to_latent_averages_each_cell_and_invert_union_intersection():
     assert masks.union(a, b).sum() == 64 and masks.intersection(a, b).sum() == 16
 
 
+def test_masks_that_touch_the_border_stay_whole_there():
+    strip = masks.box((32, 32), 0, 0, 32, 8)  # the top 8 rows
+    assert float(masks.feather(strip, 4)[0].min()) > 0.99  # the edge row stays repainted
+    eroded = masks.erode(strip, 2)
+    assert eroded[0].all() and not eroded[6:].any()  # eroded from its inner side only
+
+
+def test_pil_masks_of_every_mode_are_read_or_refused():
+    soft = (np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8))
+    torch.testing.assert_close(masks.to_mask(PIL.Image.fromarray(soft, "F")), torch.from_numpy(soft))
+    la = PIL.Image.fromarray(np.stack([np.zeros((8, 8), np.uint8), (soft * 255).astype(np.uint8)], -1), "LA")
+    torch.testing.assert_close(masks.to_mask(la), torch.from_numpy((soft * 255).astype(np.uint8) / 255.0).float())
+    white_soft = np.zeros((8, 8, 4), np.uint8)
+    white_soft[..., :3] = 255
+    white_soft[..., 3] = 128  # half-transparent white paint
+    assert abs(float(masks.to_mask(PIL.Image.fromarray(white_soft, "RGBA")).max()) - 128 / 255) < 1e-6
+    with pytest.raises(TypeError, match="mode 'I;16'"):
+        masks.to_mask(PIL.Image.fromarray(np.zeros((8, 8), np.uint16)))
+    with pytest.raises(ValueError, match=r"float mask with values in \[2, 2\]"):
+        masks.to_mask(PIL.Image.fromarray(np.full((4, 4), 2.0, np.float32), "F"))
+
+
 def test_bad_masks_get_clear_errors():
     with pytest.raises(ValueError, match=r"float mask with values in \[0, 2\]"):
         masks.to_mask(np.array([[0.0, 2.0]]))
@@ -103,3 +125,7 @@ def test_bad_masks_get_clear_errors():
         masks.threshold(torch.full((4, 4), 0.5), 0.9)
     with pytest.raises(TypeError, match="dtype torch.int64"):
         masks.to_mask(torch.zeros(4, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="inverting an all-white mask leaves nothing to repaint"):
+        masks.invert(torch.ones(4, 4))
+    with pytest.raises(ValueError, match="the intersection of masks that do not overlap leaves nothing"):
+        masks.intersection(masks.box((8, 8), 0, 0, 2, 2), masks.box((8, 8), 4, 4, 6, 6))
