@@ -145,7 +145,7 @@ def test_bench_inpaint_quick_writes_json(tmp_path, monkeypatch):
     script = BENCH.parent / "bench_inpaint.py"
     out = tmp_path / "inpaint.json"
     monkeypatch.setattr(sys, "argv", ["bench_inpaint.py", "--scenes", "2", "--strength-scenes", "2", "--seam-scenes", "2",
-                                      "--steps", "3", "--out", str(out)])
+                                      "--steps", "20", "--out", str(out)])  # 20: strength 0.05 runs one step
     runpy.run_path(str(script), run_name="__main__")
     report = json.loads(out.read_text())
     assert report["removal"]["n"] == 2 and 0 <= report["removal"]["rate"] <= 1
