@@ -124,6 +124,7 @@ class LiveApp(widgets.VBox):
         self.stop_button = widgets.Button(description="Stop", icon="stop", tooltip="interrupt the frame being made",
                                           layout=widgets.Layout(width="80px"))
         self.export_path = widgets.Text(value=export_path, description="file", layout=widgets.Layout(width="320px"))
+        self._default_export = export_path
         self.export_overwrite = widgets.Checkbox(value=False, description="overwrite", indent=False,
                                                  layout=widgets.Layout(width="100px"))
         self.export_button = widgets.Button(description="Export", icon="download",
@@ -234,16 +235,22 @@ class LiveApp(widgets.VBox):
     def export(self, path=None, *, overwrite: bool | None = None) -> Path:
         """Save the frame shown as PNG (or another format by extension) with its parameters and
         provenance (:func:`latentlib.export.save_image`). Never overwrites unless asked."""
-        frame = self.frame  # once: the worker may show a newer frame while this runs
+        frame, path, overwrite = self._export_target(path, overwrite)
+        saved = self._export_frame(frame, path, overwrite)
+        self._set_status(f"saved {saved}")
+        return saved
+
+    def _export_target(self, path, overwrite) -> tuple[Frame, object, bool]:
+        """The frame to save (read once: the worker may show a newer one meanwhile), the path and the
+        overwrite choice, from the arguments or else the export widgets."""
+        frame = self.frame
         if frame is None:
             raise ValueError("there is no frame to export yet; wait for the first image.")
         path = self.export_path.value if path is None else path
         if not str(path).strip():
-            raise ValueError("`path` is empty; give a file name such as frame.png.")
+            raise ValueError(f"`path` is empty; give a file name such as {self._default_export}.")
         overwrite = self.export_overwrite.value if overwrite is None else overwrite
-        saved = self._export_frame(frame, path, overwrite)
-        self._set_status(f"saved {saved}")
-        return saved
+        return frame, path, bool(overwrite)
 
     def _export_frame(self, frame: Frame, path, overwrite: bool) -> Path:
         from latentlib import export

@@ -306,13 +306,7 @@ class InpaintStudio(LiveApp):
 
         from latentlib import export as ex
 
-        frame = self.frame  # once: the result and the mask saved must be the same frame's
-        if frame is None:
-            raise ValueError("there is no result to export yet; paint a mask and press Inpaint.")
-        path = self.export_path.value if path is None else path
-        if not str(path).strip():
-            raise ValueError("`path` is empty; give a file name such as inpainted.png.")
-        overwrite = self.export_overwrite.value if overwrite is None else overwrite
+        frame, path, overwrite = self._export_target(path, overwrite)  # one frame: its result and its mask
         mask_path = Path(str(path)).with_suffix(".mask.png")
         if mask_path.exists() and not overwrite:
             raise FileExistsError(f"{mask_path} exists; tick 'overwrite' to replace it (nothing was written).")
