@@ -170,6 +170,9 @@ def _blend(model, pixels, hard, soft, *, prompt, negative_prompt, strength, step
     z0 = codec.encode_pixels(model.vae, repeated, sample=True, generator=generators, out_dtype=dtype)
     latent_shape = tuple(z0.shape[1:])
     noise = _draw(generators, latent_shape).to(device, dtype)
+    # diffusers next samples the masked image's posterior with the same generators, which a 4-channel UNet never
+    # reads; the draw is taken and dropped, so a stochastic sampler's step noise continues from where diffusers' does
+    _draw(generators, latent_shape)
     # every latent cell the mask touches is repainted (a cell that kept part of an object's latents would
     # paint part of it back); paste-back then restores every pixel outside the mask
     m = mask_ops.to_latent(soft, model.vae_scale_factor, reduce="max").to(device, dtype)[None, None]  # (1, 1, h, w)
@@ -195,8 +198,9 @@ def _blend(model, pixels, hard, soft, *, prompt, negative_prompt, strength, step
                 return replaced
         return blended
 
-    common = {"seed": seeds, "steps": steps, "guidance": guidance, "scheduler": scheduler, "callback": blend,
-              "interrupt": interrupt, "progress": progress, "output": "pt"}
+    # the generators go on into the loop, so a stochastic sampler draws what diffusers' would (one stream per image)
+    common = {"seed": seeds, "generators": generators, "steps": steps, "guidance": guidance, "scheduler": scheduler,
+              "callback": blend, "interrupt": interrupt, "progress": progress, "output": "pt"}
     if strength >= 1.0:  # pure noise, as diffusers does at full strength
         return model.generate(prompt, negative_prompt, latents=noise, **common)
     return model.generate(prompt, negative_prompt, image=start, strength=strength, latents=noise, **common)
@@ -223,8 +227,8 @@ def _unet(model, pixels, hard, soft, *, prompt, negative_prompt, strength, steps
     masked_image = repeated * (1 - binary) + 0.5 * binary  # grey (0 in [-1, 1]) where it repaints
     masked = codec.encode_pixels(model.vae, masked_image, sample=True, generator=generators, out_dtype=dtype)
     mask_latent = torch.nn.functional.interpolate(binary, size=(h, w)).to(device, dtype).repeat(batch, 1, 1, 1)
-    common = {"seed": seeds, "steps": steps, "guidance": guidance, "scheduler": scheduler, "callback": callback,
-              "interrupt": interrupt, "progress": progress, "output": "pt",
+    common = {"seed": seeds, "generators": generators, "steps": steps, "guidance": guidance, "scheduler": scheduler,
+              "callback": callback, "interrupt": interrupt, "progress": progress, "output": "pt",
               "concat": torch.cat([mask_latent, masked], dim=1)}
     if z0 is None:
         return model.generate(prompt, negative_prompt, latents=noise, **common)

@@ -264,6 +264,10 @@ class Model:
             negative_prompt: the same kinds; used when ``guidance > 1`` (default: empty prompt; zeros for SDXL).
             latents: initial noise ``(B, C, h, w)`` (unit variance, as from :meth:`noise`). Default: from ``seed``.
             seed: int (image i uses ``seed + i``) or list of ints. Seeds also drive stochastic samplers.
+            generators: instead of new generators from the seeds, continue these CPU ``torch.Generator``
+                (one per image) for every draw: a caller that has drawn from them already (as
+                :func:`latentlib.inpaint.inpaint` samples the VAE posterior) keeps one stream per image,
+                as diffusers' pipelines do.
             n: number of images when latents are not given (default: the prompt batch, else 1).
             height, width: pixels (default: the model's size); must be divisible by ``vae_scale_factor``.
             steps: number of scheduler steps (>= 1).

@@ -146,6 +146,18 @@ def _match_batch(emb: PromptEmbedding, batch: int, name: str, other: str) -> Pro
     )
 
 
+def _check_generators(generators, batch: int) -> list[torch.Generator]:
+    """``generate(generators=...)``: one CPU ``torch.Generator`` per item, continued as they are."""
+    if isinstance(generators, torch.Generator) or not isinstance(generators, Sequence):
+        raise TypeError(f"`generators` must be a list of torch.Generator (one per image), got {type(generators).__name__}.")
+    if len(generators) != batch:
+        raise ValueError(f"`generators` lists {len(generators)} generators; the batch has {batch} images.")
+    for i, g in enumerate(generators):
+        if not isinstance(g, torch.Generator) or g.device.type != "cpu":
+            raise TypeError(f"`generators[{i}]` must be a CPU torch.Generator (noise is drawn on the CPU), got {g!r}.")
+    return list(generators)
+
+
 def _step_kwargs(scheduler, generators, eta: float) -> dict:
     params = set(inspect.signature(scheduler.step).parameters)
     kwargs = {}
@@ -164,6 +176,7 @@ def generate(
     *,
     latents: torch.Tensor | None = None,
     seed: int | Sequence[int] = 0,
+    generators: Sequence[torch.Generator] | None = None,
     n: int | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -254,7 +267,8 @@ def generate(
         seeds = _seed_list(seed, n)
         batch = len(seeds)
         height, width = model._check_size(height, width)
-    generators = _generators(seeds)
+    fresh = generators is None
+    generators = _generators(seeds) if fresh else _check_generators(generators, batch)
     fast = getattr(model, "fast", None)
 
     # 3. Encode the prompt(s)
@@ -298,7 +312,7 @@ def generate(
         start_noise = latents.to(device, dtype)
     else:
         shape = (model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
-        if fast is not None and fast.cache and (start_image is None or start_image[0] == "latents"):
+        if fresh and fast is not None and fast.cache and (start_image is None or start_image[0] == "latents"):
             # The cache keeps the generators' state after the draw too, so stochastic samplers that
             # draw from them next get exactly what they would get uncached. A start image given as
             # pixels has drawn from the generators already (its VAE posterior): no cache then.

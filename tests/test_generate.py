@@ -180,6 +180,17 @@ def test_stochastic_scheduler_is_seeded(sd):
     assert torch.equal(a, sd.generate("a cat", latents=x, seed=1, **kwargs))
 
 
+
+def test_given_generators_are_continued(sd):
+    kwargs = dict(steps=3, guidance=1.0, scheduler="euler-a", output="latent", progress=False)
+    a = sd.generate("a cat", seed=[4, 5], **kwargs)
+    fresh = [torch.Generator().manual_seed(4), torch.Generator().manual_seed(5)]
+    assert torch.equal(a, sd.generate("a cat", seed=[4, 5], generators=fresh, **kwargs))  # same streams, same draws
+    advanced = [torch.Generator().manual_seed(4), torch.Generator().manual_seed(5)]
+    torch.randn(7, generator=advanced[1])
+    b = sd.generate("a cat", seed=[4, 5], generators=advanced, **kwargs)
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])  # item 1 continued its own, advanced stream
+
 @pytest.mark.parametrize("kind", ["sd", "sdxl"])
 def test_img2img_from_pixels_matches_pipeline(request, images, kind):
     """Pixel start images are encoded by sampling the posterior with each image's generator, as diffusers does."""

@@ -178,3 +178,29 @@ def test_modes_refuse_the_wrong_unet(sd, sd9, images):
         inpaint(sd9[0], image, mask, "x", masked_content="fill", progress=False)
     with pytest.raises(ValueError, match="this model's UNet takes 9 input channels"):
         sd9[0].generate("x", steps=2, progress=False)  # text-to-image needs a 4-channel UNet
+
+
+@pytest.mark.parametrize("mode", ["blend", "unet"])
+def test_stochastic_sampler_continues_the_streams_as_diffusers_does(sd, sd9, images, mode):
+    """An ancestral sampler draws its step noise from the generator that sampled the VAE posterior and the start
+    noise, in diffusers' pipeline; inpaint continues those same streams instead of starting fresh ones."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInpaintPipeline
+
+    if mode == "blend":
+        model = sd
+        parts = {k: getattr(sd, k) for k in ("vae", "unet", "text_encoder", "tokenizer")}
+    else:
+        model, pipe9 = sd9
+        parts = {k: getattr(pipe9, k) for k in ("vae", "unet", "text_encoder", "tokenizer")}
+    scheduler = EulerAncestralDiscreteScheduler.from_config(model.scheduler.config)
+    pipe = StableDiffusionInpaintPipeline(**parts, scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    image = as_pil(images[0])
+    mask = masks.box((64, 64), 16, 8, 48, 40)
+    ours = inpaint(model, image, mask, "a red circle", strength=0.75, steps=4, guidance=5.0, seed=11,
+                   scheduler="euler-a", paste_back=False, output="pt", progress=False, mode=mode)
+    mask_image = PIL.Image.fromarray((mask.numpy() * 255).astype(np.uint8))
+    ref = pipe("a red circle", image=image, mask_image=mask_image, strength=0.75, num_inference_steps=4,
+               guidance_scale=5.0, generator=torch.Generator().manual_seed(11), output_type="pt").images
+    assert (ours - ref).abs().max().item() <= TOL

@@ -34,6 +34,10 @@ import torch
         (dict(output="jpeg"), ValueError, r"`output` must be one of 'pil', 'pt', 'np', 'latent'; got 'jpeg'"),
         (dict(prompt=42), TypeError, r"`prompt` must be a string, a list of strings or a PromptEmbedding; got int"),
         (dict(callback=3), TypeError, r"`callback` must be callable, got int"),
+        (dict(generators=torch.Generator()), TypeError, r"`generators` must be a list of torch.Generator.*got Generator"),
+        (dict(generators=[torch.Generator(), torch.Generator()]), ValueError,
+         r"`generators` lists 2 generators; the batch has 1 images"),
+        (dict(generators=[3]), TypeError, r"`generators\[0\]` must be a CPU torch.Generator.*got 3"),
     ],
 )
 def test_generate_bad_input(sd, kwargs, error, match):
