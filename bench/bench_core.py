@@ -22,10 +22,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-import latentlib as ll  # noqa: E402
-from latentlib.testing import tiny_sd_components  # noqa: E402
+import latentlib as ll
+from latentlib.testing import tiny_sd_components
 
 
 def environment() -> dict:
@@ -38,6 +38,18 @@ def environment() -> dict:
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
                      "latentlib": ll.__version__},
     }
+
+
+def write_report(out, report: dict, *, announce: bool = True) -> Path:
+    """Write a benchmark's JSON to ``out`` (folders made), atomically: a temporary file, then a rename."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float))
+    tmp.replace(out)
+    if announce:
+        print(f"wrote {out}")
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -181,12 +193,7 @@ def main(argv=None) -> dict:
               f"{r['unet_step_b1']['median_ms']:8.2f}ms {r['unet_step_b2']['median_ms']:8.2f}ms "
               f"{g['latentlib']['median_ms']:8.1f}ms {g['diffusers_pipeline']['median_ms']:8.1f}ms "
               f"{g['ratio_latentlib_over_pipeline']:6.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)  # atomic
-    print(f"wrote {out}")
+    write_report(args.out, report)
     return report
 
 

@@ -15,9 +15,6 @@ samples themselves (PCA to 50 first, as UMAPMap does).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +23,9 @@ import numpy as np
 import torch
 
 import latentlib as ll
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import environment, write_report
 
 
 def main(argv=None) -> dict:
@@ -69,12 +69,8 @@ def main(argv=None) -> dict:
     report = {"benchmark": "directions", "shape": [args.n, args.dim], "components": args.components,
               "threads": torch.get_num_threads(), "bar_seconds": 5.0, "pca": rows,
               "umap": umap_rows, "umap_bar_seconds": 30.0, "collect": collect_rows,
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "latentlib": ll.__version__}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+              **environment()}
+    write_report(args.out, report)
     return report
 
 

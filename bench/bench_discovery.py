@@ -42,9 +42,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -58,6 +55,9 @@ from latentlib.collect import collect
 from latentlib.discover import alignment, circular_correlation, rotation_angle
 from latentlib.probes import load_probe
 from latentlib.report import border_region
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import environment, write_report
 
 ONE_PROMPT = "a red square on a black background"  # seeds alone vary x, y, size and rotation
 CENTRED_PROMPT = "a large red square in the center on a black background"  # size and position named
@@ -204,8 +204,7 @@ def main(argv=None) -> dict:
     report = {"benchmark": "discovery", "n": args.n, "supervised_n": args.supervised_n, "seeds": args.seeds,
               "window_starts": window_starts,
               "strengths": strengths, "h_layer": layer, "alphas": alphas,
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads},
-              "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "latentlib": ll.__version__}}
+              "threads": args.threads, **environment()}
     cards = {}
 
     def card(name, direction, target, prompts, seeds, *, sign=1, save=True, probe_=None, strengths_=None, **kwargs):
@@ -356,10 +355,8 @@ def main(argv=None) -> dict:
                                                  test_seeds, probe_=rotation_probe,
                                                  strengths_=[-1.5, -1, -0.5, 0, 0.5, 1, 1.5])
     report["report_cards"] = cards
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
-        out.write_text(json.dumps(report, indent=2, default=float))
-        print(f"wrote {out}")
+        write_report(out, report)
     return report
 
 

@@ -19,7 +19,6 @@ start in time, saying so in the JSON, so the GPU run fits its slot.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,10 +28,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-import latentlib as ll  # noqa: E402
-from latentlib import testing  # noqa: E402
+import latentlib as ll
+from latentlib import testing
 
 #: Issue 8's targets on an H100/H200 for SD 1.5 at 512x512 (ms, except the sweep's speed-up).
 TARGETS = {"live_frame_ms": 10.0, "unet_step_b2_ms": 6.0, "image_25_steps_cfg_ms": 300.0, "vae_decode_ms": 8.0,
@@ -43,9 +42,10 @@ PROMPT = "a red circle on a black background"
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import pipeline_for as _pipeline  # noqa: E402
-from bench_core import timed as _timed  # noqa: E402
-from bench_core import environment as _environment  # noqa: E402
+from bench_core import environment as _environment
+from bench_core import pipeline_for as _pipeline
+from bench_core import timed as _timed
+from bench_core import write_report
 
 
 def timed(fn, device, repeats: int, warmup: int = 2) -> float:
@@ -163,10 +163,10 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
             for batch in (1, 2, 8):
                 x, t, text, added = _unet_inputs(model, batch)
                 if fast._unet is not None:
-                    step = lambda x=x, t=t, text=text, added=added: fast._unet(x, t, text, None, added)  # noqa: E731
+                    step = lambda x=x, t=t, text=text, added=added: fast._unet(x, t, text, None, added)
                 else:
                     kw = {} if added is None else {"added_cond_kwargs": added}
-                    step = lambda x=x, t=t, text=text, kw=kw: model.unet(x, t, encoder_hidden_states=text, **kw)  # noqa: E731
+                    step = lambda x=x, t=t, text=text, kw=kw: model.unet(x, t, encoder_hidden_states=text, **kw)
                 ours_ms[f"unet_step_b{batch}_ms"] = timed(step, device, repeats)
             decode = fast._decode.get("full") or (lambda zz: model.vae.decode(zz, return_dict=False)[0])
             z_vae = (z.to(model.vae.dtype) / model.vae.config.scaling_factor).contiguous()
@@ -389,13 +389,7 @@ def _write(args, device, runs, skipped, began, final: bool = False) -> dict:
         got["sweep_speedup"] = sd.get("sweep_speedup")
         report["targets_met"] = {k: None if got.get(k) is None else bool(got[k] >= v if k == "sweep_speedup" else got[k] <= v)
                                  for k, v in TARGETS.items()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
-    if final:
-        print(f"wrote {out}")
+    write_report(args.out, report, announce=final)
     return report
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 import sys
 import time
@@ -33,14 +32,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import environment  # noqa: E402
+from bench_core import environment, write_report
 
-import latentlib as ll  # noqa: E402
-from latentlib import masks, probes, shapes  # noqa: E402
+import latentlib as ll
+from latentlib import masks, probes, shapes
 
 #: the settings each measure uses: chosen by hand on the first 30 test-split scenes with an object (seeds 0-31;
 #: session 21, a few grow / strength / content / guidance combinations). The bench's scenes start at seed
@@ -179,10 +178,7 @@ def main(argv=None) -> dict:
     print("  seam score by feather (lower is smoother): " + ", ".join(
         f"{row['feather']} px: {row['seam_score']:.3f}" for row in seam_rows))
     print(f"  {result['seconds']:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write_report(args.out, result)
     return result
 
 

@@ -22,7 +22,6 @@ on every move). Prints a table and writes JSON (default bench/results/lab.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -32,15 +31,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import environment
+from bench_core import environment, write_report
 
-import latentlib as ll  # noqa: E402
-from lab import Explorer  # noqa: E402
-from lab.app import png_bytes  # noqa: E402
+import latentlib as ll
+from lab import Explorer
+from lab.app import png_bytes
 
 PROMPT = "a red circle"
 
@@ -165,10 +164,7 @@ def main(argv=None) -> dict:
     final = f"{last:.0f} ms after the last move" if last is not None else "none"
     print(f"  drag ({args.moves} moves {d['interval_ms']:.0f} ms apart): {d['preview_frames']} preview frames shown, "
           f"{latency}; full frame {final} (its position: {d['full_frame_is_last_position']})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write_report(args.out, result)
     return result
 
 

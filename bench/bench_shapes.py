@@ -16,9 +16,7 @@ a drift in this shared machine's speed hits both alike. The first calls compile 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +28,9 @@ import torch
 
 import latentlib as ll
 from latentlib.evaluate_shapes import BARS, generation_speed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import environment, write_report
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -68,13 +69,9 @@ def main(argv=None) -> dict:
         parts["vae_decode_b1_ms"] = _median_ms(lambda: model.decode(z, output="pt"), args.repeats)
     speed = generation_speed(model, repeats=args.repeats, threads=args.threads,
                              fast_model=ll.load(args.model) if args.fast else None, rounds=args.rounds)
-    import diffusers
-
     report = {
         "benchmark": "shapes",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
-                     "latentlib": ll.__version__},
+        **environment(),
         "settings": {"default": "20 steps, guidance 5, the model's scheduler", "preview": "8 steps, guidance 5",
                      "preview_no_cfg": "8 steps, guidance 1"},
         "parts": parts, **speed,
@@ -85,12 +82,7 @@ def main(argv=None) -> dict:
     if args.fast:
         print(f"fast path: model.accelerate(compile=True), warm-up {speed['fast_path_warmup_s']} s, medians over "
               f"{args.rounds or args.repeats} alternating eager/fast rounds; notes: {speed['fast_path_notes'] or 'none'}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_report(args.out, report)
     return report
 
 
