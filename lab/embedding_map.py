@@ -53,7 +53,7 @@ class EmbeddingMap(LiveApp):
                  display_height: int = 256):
         import plotly.graph_objects as go
 
-        from latentlib import PCAMap, UMAPMap
+        from latentlib import PCAMap, SampleMap, UMAPMap
 
         X = getattr(samples, "X", None)
         if X is None or not hasattr(samples, "meta"):
@@ -65,7 +65,8 @@ class EmbeddingMap(LiveApp):
                 raise ValueError(f"`images` has {len(images)} entries for {len(samples)} samples; give one per sample.")
             if not all(isinstance(im, PIL.Image.Image) for im in images):
                 raise TypeError("`images` must be PIL images, one per sample.")
-        if map is not None and (getattr(map, "embedding_", None) is None or len(map.embedding_) != len(samples)):
+        if map is not None and (not isinstance(map, SampleMap) or getattr(map, "embedding_", None) is None
+                                or len(map.embedding_) != len(samples)):
             raise ValueError(f"`map` must be a fitted UMAPMap or PCAMap of these samples ({len(samples)} of them).")
         check_common(steps=steps, guidance=guidance, seed=0, preview_steps=None, display_height=display_height)
         options = [*(samples.labels or {}), *_meta_keys(samples.meta)]

@@ -25,7 +25,7 @@ from .directions import (
 from . import masks
 from .interpolate import lerp, slerp
 from .jacobian import JacobianBasis
-from .maps import PCAMap, UMAPMap
+from .maps import PCAMap, SampleMap, UMAPMap
 from .report import ReportCard, report_card
 from .model import DEFAULT_MODEL, Model, ModelNotFoundError, load
 from .prompts import PromptEmbedding, mix
@@ -46,6 +46,7 @@ __all__ = [
     "ReportCard",
     "Samples",
     "PCAMap",
+    "SampleMap",
     "UMAPMap",
     "collect",
     "orthogonalize",

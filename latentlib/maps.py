@@ -30,7 +30,7 @@ import torch
 
 from .directions import Direction, _flat
 
-__all__ = ["PCAMap", "UMAPMap"]
+__all__ = ["PCAMap", "SampleMap", "UMAPMap"]
 
 
 def _count(name: str, value, low: int) -> int:
@@ -39,7 +39,107 @@ def _count(name: str, value, low: int) -> int:
     return int(value)
 
 
-class UMAPMap:
+class SampleMap:
+    """What every 2-D map of samples shares: ``embedding_`` (N, 2) of the fitted ``samples_``, and the way
+    back into their space (nearest samples, selections, the mean of a selection, the direction between
+    two selections). :class:`UMAPMap` and :class:`PCAMap` make the map; a subclass sets ``fit``,
+    ``transform``, ``_kind`` and ``_settings``."""
+
+    _kind = "map"
+
+    def fit(self, X, y=None, *, space: str | None = None) -> SampleMap:
+        raise NotImplementedError
+
+    def transform(self, X) -> np.ndarray:
+        raise NotImplementedError
+
+    def _settings(self) -> dict:
+        raise NotImplementedError
+
+    def fit_transform(self, X, y=None, *, space: str | None = None) -> np.ndarray:
+        return self.fit(X, space=space).embedding_
+
+    def _check(self):
+        if not hasattr(self, "embedding_"):
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit(X) first.")
+
+    def nearest(self, point, k: int = 1) -> np.ndarray:
+        """Indices of the ``k`` samples whose map positions are nearest to ``point`` (x, y), nearest first."""
+        self._check()
+        k = _count("k", k, 1)
+        p = np.asarray(point, dtype=np.float64)
+        if p.shape != (2,) or not np.isfinite(p).all():
+            raise ValueError(f"`point` must be a finite (x, y) pair on the map, got {point!r}.")
+        dist = np.linalg.norm(self.embedding_ - p, axis=1)
+        return np.argsort(dist, kind="stable")[: min(k, len(dist))]
+
+    def point_to_space(self, point, k: int = 8) -> torch.Tensor:
+        """A point of the samples' space for a point of the map: the mean of its ``k`` nearest samples,
+        shaped like one sample (k=1: the nearest sample itself)."""
+        idx = self.nearest(point, k)
+        return torch.from_numpy(self.samples_[idx].mean(0).reshape(self.sample_shape_))
+
+    def select(self, *, box=None, polygon=None, indices=None) -> np.ndarray:
+        """Indices of the samples in a selection of the map: a ``box`` (x0, x1, y0, y1), a ``polygon`` of
+        (x, y) vertices (as a lasso on a plot gives), or ``indices`` / a boolean mask as they are."""
+        self._check()
+        given = [a is not None for a in (box, polygon, indices)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of `box`, `polygon` or `indices`.")
+        e = self.embedding_
+        if box is not None:
+            b = np.asarray(box, dtype=np.float64)
+            if b.shape != (4,) or b[0] > b[1] or b[2] > b[3]:
+                raise ValueError(f"`box` must be (x0, x1, y0, y1) with x0 <= x1 and y0 <= y1, got {box!r}.")
+            inside = (e[:, 0] >= b[0]) & (e[:, 0] <= b[1]) & (e[:, 1] >= b[2]) & (e[:, 1] <= b[3])
+            return np.flatnonzero(inside)
+        if polygon is not None:
+            from matplotlib.path import Path as PolyPath
+
+            vertices = np.asarray(polygon, dtype=np.float64)
+            if vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < 3:
+                raise ValueError(f"`polygon` must be at least 3 (x, y) vertices, got shape {vertices.shape}.")
+            return np.flatnonzero(PolyPath(vertices).contains_points(e))
+        idx = np.asarray(indices)
+        if idx.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if idx.dtype == bool:
+            if idx.shape != (len(e),):
+                raise ValueError(f"a boolean `indices` mask needs one entry per sample ({len(e)}), got {idx.shape}.")
+            return np.flatnonzero(idx)
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= len(e):
+            raise ValueError(f"`indices` must be sample indices in [0, {len(e) - 1}] or a boolean mask.")
+        return idx
+
+    def mean(self, indices) -> torch.Tensor:
+        """The mean of the selected samples in their own space, shaped like one sample."""
+        idx = self.select(indices=indices)
+        if idx.size == 0:
+            raise ValueError("the selection is empty; select at least one sample.")
+        return torch.from_numpy(self.samples_[idx].mean(0).reshape(self.sample_shape_))
+
+    def direction_between(self, a, b, *, name: str = "", space: str | None = None, provenance=None) -> Direction:
+        """The direction from selection ``a``'s mean to selection ``b``'s (indices or masks), with the
+        scale of all the map's samples along it (so strength 1 is one standard deviation)."""
+        self._check()
+        space = space or self.space_
+        if space is None:
+            raise ValueError("say which `space` these samples came from (fit(..., space=) or direction_between(space=)).")
+        ia, ib = self.select(indices=a), self.select(indices=b)
+        for label, idx in (("a", ia), ("b", ib)):
+            if idx.size == 0:
+                raise ValueError(f"selection `{label}` is empty; select at least one sample.")
+        delta = self.samples_[ib].mean(0) - self.samples_[ia].mean(0)
+        if float(np.linalg.norm(delta)) < 1e-12:
+            raise ValueError("the two selections have the same mean; there is no direction between them.")
+        d = Direction.from_vector(torch.from_numpy(delta.reshape(self.sample_shape_)), space, name=name or "map selection",
+                                  provenance={"method": f"{self._kind} selection (mean difference)",
+                                              "n_a": int(ia.size), "n_b": int(ib.size), "samples": self.n_samples_,
+                                              self._kind: self._settings(), **(provenance or {})})
+        return d.with_scale_from(self.samples_.reshape(-1, *self.sample_shape_))
+
+
+class UMAPMap(SampleMap):
     """A 2-D UMAP map of samples, scikit-learn style, with nearest samples, selections and directions.
 
     Args:
@@ -118,13 +218,6 @@ class UMAPMap:
         self.features_ = features
         return self
 
-    def fit_transform(self, X, y=None, *, space: str | None = None) -> np.ndarray:
-        return self.fit(X, space=space).embedding_
-
-    def _check(self):
-        if not hasattr(self, "embedding_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit(X) first.")
-
     def transform(self, X) -> np.ndarray:
         """Place new samples on the fitted map, ``(N, 2)``: the distance-weighted mean of their nearest
         samples' positions (exact-neighbour maps), or umap-learn's out-of-sample transform."""
@@ -140,81 +233,6 @@ class UMAPMap:
         weights /= weights.sum(1, keepdims=True)
         return (weights[:, :, None] * self.embedding_[idx]).sum(1).astype(np.float32)
 
-    def nearest(self, point, k: int = 1) -> np.ndarray:
-        """Indices of the ``k`` samples whose map positions are nearest to ``point`` (x, y), nearest first."""
-        self._check()
-        k = _count("k", k, 1)
-        p = np.asarray(point, dtype=np.float64)
-        if p.shape != (2,) or not np.isfinite(p).all():
-            raise ValueError(f"`point` must be a finite (x, y) pair on the map, got {point!r}.")
-        dist = np.linalg.norm(self.embedding_ - p, axis=1)
-        return np.argsort(dist, kind="stable")[: min(k, len(dist))]
-
-    def point_to_space(self, point, k: int = 8) -> torch.Tensor:
-        """A point of the samples' space for a point of the map: the mean of its ``k`` nearest samples,
-        shaped like one sample (k=1: the nearest sample itself)."""
-        idx = self.nearest(point, k)
-        return torch.from_numpy(self.samples_[idx].mean(0).reshape(self.sample_shape_))
-
-    def select(self, *, box=None, polygon=None, indices=None) -> np.ndarray:
-        """Indices of the samples in a selection of the map: a ``box`` (x0, x1, y0, y1), a ``polygon`` of
-        (x, y) vertices (as a lasso on a plot gives), or ``indices`` / a boolean mask as they are."""
-        self._check()
-        given = [a is not None for a in (box, polygon, indices)]
-        if sum(given) != 1:
-            raise ValueError("give exactly one of `box`, `polygon` or `indices`.")
-        e = self.embedding_
-        if box is not None:
-            b = np.asarray(box, dtype=np.float64)
-            if b.shape != (4,) or b[0] > b[1] or b[2] > b[3]:
-                raise ValueError(f"`box` must be (x0, x1, y0, y1) with x0 <= x1 and y0 <= y1, got {box!r}.")
-            inside = (e[:, 0] >= b[0]) & (e[:, 0] <= b[1]) & (e[:, 1] >= b[2]) & (e[:, 1] <= b[3])
-            return np.flatnonzero(inside)
-        if polygon is not None:
-            from matplotlib.path import Path as PolyPath
-
-            vertices = np.asarray(polygon, dtype=np.float64)
-            if vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < 3:
-                raise ValueError(f"`polygon` must be at least 3 (x, y) vertices, got shape {vertices.shape}.")
-            return np.flatnonzero(PolyPath(vertices).contains_points(e))
-        idx = np.asarray(indices)
-        if idx.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if idx.dtype == bool:
-            if idx.shape != (len(e),):
-                raise ValueError(f"a boolean `indices` mask needs one entry per sample ({len(e)}), got {idx.shape}.")
-            return np.flatnonzero(idx)
-        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= len(e):
-            raise ValueError(f"`indices` must be sample indices in [0, {len(e) - 1}] or a boolean mask.")
-        return idx
-
-    def mean(self, indices) -> torch.Tensor:
-        """The mean of the selected samples in their own space, shaped like one sample."""
-        idx = self.select(indices=indices)
-        if idx.size == 0:
-            raise ValueError("the selection is empty; select at least one sample.")
-        return torch.from_numpy(self.samples_[idx].mean(0).reshape(self.sample_shape_))
-
-    def direction_between(self, a, b, *, name: str = "", space: str | None = None, provenance=None) -> Direction:
-        """The direction from selection ``a``'s mean to selection ``b``'s (indices or masks), with the
-        scale of all the map's samples along it (so strength 1 is one standard deviation)."""
-        self._check()
-        space = space or self.space_
-        if space is None:
-            raise ValueError("say which `space` these samples came from (fit(..., space=) or direction_between(space=)).")
-        ia, ib = self.select(indices=a), self.select(indices=b)
-        for label, idx in (("a", ia), ("b", ib)):
-            if idx.size == 0:
-                raise ValueError(f"selection `{label}` is empty; select at least one sample.")
-        delta = self.samples_[ib].mean(0) - self.samples_[ia].mean(0)
-        if float(np.linalg.norm(delta)) < 1e-12:
-            raise ValueError("the two selections have the same mean; there is no direction between them.")
-        d = Direction.from_vector(torch.from_numpy(delta.reshape(self.sample_shape_)), space, name=name or "map selection",
-                                  provenance={"method": f"{self._kind} selection (mean difference)",
-                                              "n_a": int(ia.size), "n_b": int(ib.size), "samples": self.n_samples_,
-                                              self._kind: self._settings(), **(provenance or {})})
-        return d.with_scale_from(self.samples_.reshape(-1, *self.sample_shape_))
-
     _kind = "umap"
 
     def _settings(self) -> dict:
@@ -222,7 +240,7 @@ class UMAPMap:
                 "n_epochs": self.n_epochs, "init": self.init, "pca": self.pca, "random_state": self.random_state}
 
 
-class PCAMap(UMAPMap):
+class PCAMap(SampleMap):
     """A 2-D map of samples by their first two principal components (scikit-learn PCA), with the same
     way back as :class:`UMAPMap`: nearest samples, selections, the mean of a selection, and the
     direction between two selections. Linear, so distances along the map mean the same everywhere;

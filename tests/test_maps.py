@@ -109,10 +109,11 @@ def test_umap_learns_own_neighbour_search_gives_the_same_clusters():
 def test_pca_map_matches_scikit_learn_and_finds_the_planted_direction():
     from sklearn.decomposition import PCA
 
-    from latentlib.maps import PCAMap
+    from latentlib.maps import PCAMap, SampleMap, UMAPMap
 
     X, labels, planted = _clusters()
     m = PCAMap().fit(X, space="xT")
+    assert isinstance(m, SampleMap) and not isinstance(m, UMAPMap)  # siblings: a PCA map is no UMAP map
     flat = X.reshape(len(X), -1)
     ref = PCA(n_components=2, random_state=0).fit(flat)
     np.testing.assert_allclose(np.abs(m.embedding_), np.abs(ref.transform(flat)), rtol=1e-4, atol=1e-3)
