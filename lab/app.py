@@ -228,7 +228,8 @@ class LiveApp(widgets.VBox):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self._embeddings[text] = self.model.embed(text)
-            self._notes[text] = [str(w.message) for w in caught]
+            # catch_warnings records every thread's warnings meanwhile (the worker's too): keep those about this text
+            self._notes[text] = [str(w.message) for w in caught if str(w.message).startswith(f"prompt {text!r} ")]
         return self._embeddings[text]
 
     # -- export -----------------------------------------------------------------------------------

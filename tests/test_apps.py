@@ -106,6 +106,25 @@ def test_explorer_unknown_words_are_noticed(model):
     app.close()
 
 
+def test_a_warning_from_elsewhere_meanwhile_is_not_a_notice(model, monkeypatch):
+    """catch_warnings is process-wide: a warning another thread gives while a prompt is embedded is not about it."""
+    import warnings
+
+    app = Explorer(model, prompt="a red circle", steps=STEPS, settle=0.05)
+    assert app.wait(60)
+    embed = model.embed
+
+    def embed_while_another_thread_warns(text):
+        warnings.warn("the render thread's own warning", UserWarning, stacklevel=1)
+        return embed(text)
+
+    monkeypatch.setattr(model, "embed", embed_while_another_thread_warns)
+    app.prompt.value = "a blue zebra"
+    assert app.wait(60)
+    assert "zebra" in app.notice.value and "render thread" not in app.notice.value
+    app.close()
+
+
 def test_explorer_refuses_a_bank_for_another_model_in_the_app(model, directions, sd, tmp_path):
     other = DirectionBank([ll.text_direction(sd, "a", "b", name="other")], model=sd)
     other.save(tmp_path / "other")
