@@ -228,8 +228,13 @@ class LiveApp(widgets.VBox):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self._embeddings[text] = self.model.embed(text)
-            # catch_warnings records every thread's warnings meanwhile (the worker's too): keep those about this text
-            self._notes[text] = [str(w.message) for w in caught if str(w.message).startswith(f"prompt {text!r} ")]
+            # catch_warnings records every thread's warnings meanwhile (the worker's too): those about this text
+            # become its notice, the others are given back to the warnings machinery as they came
+            mine = [w for w in caught if str(w.message).startswith(f"prompt {text!r} ")]
+            for w in caught:
+                if w not in mine:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            self._notes[text] = [str(w.message) for w in mine]
         return self._embeddings[text]
 
     # -- export -----------------------------------------------------------------------------------

@@ -263,11 +263,14 @@ class Model:
             prompt: a string, list of strings, or :class:`PromptEmbedding`. One prompt serves every image.
             negative_prompt: the same kinds; used when ``guidance > 1`` (default: empty prompt; zeros for SDXL).
             latents: initial noise ``(B, C, h, w)`` (unit variance, as from :meth:`noise`). Default: from ``seed``.
-            seed: int (image i uses ``seed + i``) or list of ints. Seeds also drive stochastic samplers.
-            generators: instead of new generators from the seeds, continue these CPU ``torch.Generator``
-                (one per image) for every draw: a caller that has drawn from them already (as
+            seed: int (image i uses ``seed + i``) or list of ints. Each image's seed makes the generator
+                that draws its noise, its VAE posterior sample (image-to-image) and a stochastic sampler's
+                step noise, unless ``generators`` are given.
+            generators: continue these CPU ``torch.Generator`` (one per image) for every draw instead of
+                new ones from the seeds: a caller that has drawn from them already (as
                 :func:`latentlib.inpaint.inpaint` samples the VAE posterior) keeps one stream per image,
-                as diffusers' pipelines do.
+                as diffusers' pipelines do. The batch still comes from ``seed``, ``n`` or ``latents``
+                (e.g. a list of seeds as long as ``generators``; the seeds are then recorded only).
             n: number of images when latents are not given (default: the prompt batch, else 1).
             height, width: pixels (default: the model's size); must be divisible by ``vae_scale_factor``.
             steps: number of scheduler steps (>= 1).
@@ -276,7 +279,7 @@ class Model:
             scheduler: a name from :data:`latentlib.SCHEDULERS`, "default", or a diffusers scheduler.
             eta: DDIM eta.
             image: start image(s) for image-to-image: anything :meth:`encode` accepts (encoded, as in
-                diffusers, by sampling the VAE posterior with each image's seed), or latents ``(B, C, h, w)``
+                diffusers, by sampling the VAE posterior with each image's generator), or latents ``(B, C, h, w)``
                 with the VAE's latent channel count (used as they are, e.g. ``model.encode(img)``).
             strength: how much of the schedule to run on ``image``, in [0, 1] (default 0.8).
             edits: ``[(direction, strength), ...]``; each direction has ``space`` ("xT", "z0", "prompt"

@@ -119,10 +119,14 @@ def test_a_warning_from_elsewhere_meanwhile_is_not_a_notice(model, monkeypatch):
         return embed(text)
 
     monkeypatch.setattr(model, "embed", embed_while_another_thread_warns)
+    shown = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: shown.append(
+        warnings.WarningMessage(message, *args)))
     app.prompt.value = "a blue zebra"
     assert app.wait(60)
     assert "zebra" in app.notice.value and "render thread" not in app.notice.value
     app.close()
+    assert any("render thread" in str(w.message) for w in shown)  # given back, not lost
 
 
 def test_explorer_refuses_a_bank_for_another_model_in_the_app(model, directions, sd, tmp_path):

@@ -190,6 +190,13 @@ def test_given_generators_are_continued(sd):
     torch.randn(7, generator=advanced[1])
     b = sd.generate("a cat", seed=[4, 5], generators=advanced, **kwargs)
     assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])  # item 1 continued its own, advanced stream
+    # with the start noise given, only the sampler's step noise comes from the generators
+    x = sd.noise(seed=[4, 5])
+    c = sd.generate("a cat", latents=x, seed=[4, 5], **kwargs)
+    advanced = [torch.Generator().manual_seed(4), torch.Generator().manual_seed(5)]
+    torch.randn(7, generator=advanced[1])
+    d = sd.generate("a cat", latents=x, seed=[4, 5], generators=advanced, **kwargs)
+    assert torch.equal(c[0], d[0]) and not torch.equal(c[1], d[1])
 
 @pytest.mark.parametrize("kind", ["sd", "sdxl"])
 def test_img2img_from_pixels_matches_pipeline(request, images, kind):

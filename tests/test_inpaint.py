@@ -181,7 +181,8 @@ def test_modes_refuse_the_wrong_unet(sd, sd9, images):
 
 
 @pytest.mark.parametrize("mode", ["blend", "unet"])
-def test_stochastic_sampler_continues_the_streams_as_diffusers_does(sd, sd9, images, mode):
+@pytest.mark.parametrize("strength", [0.75, 1.0])
+def test_stochastic_sampler_continues_the_streams_as_diffusers_does(sd, sd9, images, mode, strength):
     """An ancestral sampler draws its step noise from the generator that sampled the VAE posterior and the start
     noise, in diffusers' pipeline; inpaint continues those same streams instead of starting fresh ones."""
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInpaintPipeline
@@ -198,9 +199,15 @@ def test_stochastic_sampler_continues_the_streams_as_diffusers_does(sd, sd9, ima
     pipe.set_progress_bar_config(disable=True)
     image = as_pil(images[0])
     mask = masks.box((64, 64), 16, 8, 48, 40)
-    ours = inpaint(model, image, mask, "a red circle", strength=0.75, steps=4, guidance=5.0, seed=11,
-                   scheduler="euler-a", paste_back=False, output="pt", progress=False, mode=mode)
+    run = dict(strength=strength, steps=4, guidance=5.0, scheduler="euler-a", paste_back=False, output="pt",
+               progress=False, mode=mode)
+    ours = inpaint(model, image, mask, "a red circle", seed=11, **run)
     mask_image = PIL.Image.fromarray((mask.numpy() * 255).astype(np.uint8))
-    ref = pipe("a red circle", image=image, mask_image=mask_image, strength=0.75, num_inference_steps=4,
+    ref = pipe("a red circle", image=image, mask_image=mask_image, strength=strength, num_inference_steps=4,
                guidance_scale=5.0, generator=torch.Generator().manual_seed(11), output_type="pt").images
     assert (ours - ref).abs().max().item() <= TOL
+    # A seed list: each image is its own seed's run. (diffusers, given one image and a list of generators, samples
+    # the image's posterior once, with the first generator, and repeats it: its items are not independent.)
+    both = inpaint(model, image, mask, "a red circle", seed=[12, 11], **run)
+    assert (both[1:] - ours).abs().max().item() <= 1e-5
+    assert (both[:1] - inpaint(model, image, mask, "a red circle", seed=12, **run)).abs().max().item() <= 1e-5
