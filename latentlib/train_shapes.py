@@ -23,8 +23,9 @@ trained to read every factor a caption names), ``unet`` (UNet2DConditionModel on
 conditioned on the text encoder; EMA weights), ``assemble`` (the diffusers folder, checking that its VAE
 encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (vae, text, unet, assemble,
 probe in order; ``--decoder`` adds the decoder stage, as the shipped model was made). On 2 CPU cores the
-cpu preset takes about 35 min (vae) + 30 (decoder) + 5 (text) + 80 (unet) for the model, then about 26 min
-for the probe. On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
+cpu preset took 30 min (vae) + 3 (text) + 83 (unet: 15,000 steps, forward pass in bfloat16) for the model
+(session 22; the decoder stage would add about 30), then about 26 min for the probe; that model missed two
+bars narrowly (shape 89.2%, empty prompt 88.5%, against 90%: ``docs/cpu-preset-run/MODEL_CARD.md``). On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
 of wall time (the shipped model, version 9); its probe stage ran at about 65 steps/s (about 2 min). Beside
 a GPU, worker processes render the scenes and captions ahead of each step (``--workers``) and the vae,
 decoder and unet networks run compiled (``--compile``); neither changes what is trained on.
@@ -67,10 +68,11 @@ class Preset:
     warmup: int = 0  # linear warm-up steps (capped at a tenth of the run), then cosine decay
     clip: float | None = None  # gradient-norm clipping
     object_weight: float = 0.0  # vae/decoder: extra loss weight on the object's pixels (0 = plain mean)
+    amp: str = "off"  # unet: "bf16" runs the forward pass under bfloat16 autocast (--amp overrides)
 
 
 _SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
-#: stage -> preset name -> settings. "cpu" fits a 2-core machine (about two hours for vae + text + unet);
+#: stage -> preset name -> settings. "cpu" fits a 2-core machine (two hours for vae + text + unet, measured);
 #: "gpu" one GPU (about 14 minutes on an H200, probe included); "smoke" seconds, for tests.
 PRESETS = {
     "vae": {"cpu": Preset(steps=3200, batch=32, lr=2e-3, warmup=100, clip=1.0, object_weight=9.0),
@@ -82,7 +84,7 @@ PRESETS = {
     "text": {"cpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
              "gpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
-    "unet": {"cpu": Preset(steps=10_000, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0),
+    "unet": {"cpu": Preset(steps=15_000, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0, amp="bf16"),
              "gpu": Preset(steps=12000, batch=512, lr=1e-3, checkpoint_every=1000, warmup=100, clip=1.0),
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
     "probe": {"cpu": Preset(steps=6000, batch=96, lr=1e-3), "gpu": Preset(steps=8000, batch=256, lr=1e-3),
@@ -594,6 +596,7 @@ def train_unet(args) -> dict:
     ema_decay = 0.999 if steps >= 2000 else 0.9
 
     latent_shape = tuple(latents.shape[1:])
+    amp = args.amp or preset.amp
 
     def unet_batch(step):  # everything drawn on the CPU, in this order: scenes, dropout, timesteps, noise
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
@@ -614,7 +617,7 @@ def train_unet(args) -> dict:
         z0 = latents[index]
         a = alphas[t].sqrt()[:, None, None, None]
         s = (1 - alphas[t]).sqrt()[:, None, None, None]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             pred = unet(a * z0 + s * noise, t, context).sample
         per_item = ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3))
         loss = (weight[t] * per_item).mean()
@@ -634,7 +637,7 @@ def train_unet(args) -> dict:
         return {"stopped_at": stopped}
     ema.cpu().eval().save_pretrained(out / "unet", safe_serialization=True)
     metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae), "init": args.init,
-               "caption_dropout": args.caption_dropout, "amp": args.amp,
+               "caption_dropout": args.caption_dropout, "amp": amp,
                "provenance": _provenance(args, preset, seconds, device)}
     return _finish(out, "unet", metrics)
 
@@ -812,9 +815,9 @@ def main(argv=None) -> dict:
                         help="unet stage: share of captions of scenes with an object replaced by the empty caption, "
                              f"on top of the data's own {shapes._EMPTY_CAPTION:.0%} (more training of the "
                              "unconditional model; default 0)")
-    parser.add_argument("--amp", choices=("off", "bf16"), default="off",
-                        help="unet stage: run the UNet's forward pass under bfloat16 autocast (weights, optimiser "
-                             "and loss stay float32; default off)")
+    parser.add_argument("--amp", choices=("off", "bf16"), default=None,
+                        help="unet stage (and all): run the UNet's forward pass under bfloat16 autocast (weights, "
+                             "optimiser and loss stay float32; default: the preset's, bf16 for cpu, off for gpu)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes that build the training data ahead of each step (default: 0 on the CPU, "
                              "up to 12 beside a GPU); the data, so the run, is the same for any number")
@@ -841,8 +844,8 @@ def main(argv=None) -> dict:
         parser.error(f"--caption-dropout must be in [0, 1); got {args.caption_dropout}")
     if args.caption_dropout and args.stage != "unet":
         parser.error(f"--caption-dropout applies to the unet stage, not {args.stage!r}")
-    if args.amp != "off" and args.stage != "unet":
-        parser.error(f"--amp applies to the unet stage, not {args.stage!r}")
+    if args.amp is not None and args.stage not in ("unet", "all"):
+        parser.error(f"--amp applies to the unet stage (or all), not {args.stage!r}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number; got {args.lr}")
     if args.workers is not None and args.workers < 0:
