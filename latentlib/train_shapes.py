@@ -25,7 +25,8 @@ encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (va
 probe in order; ``--decoder`` adds the decoder stage, as the shipped model was made). On 2 CPU cores the
 cpu preset took 30 min (vae) + 3 (text) + 83 (unet: 15,000 steps, forward pass in bfloat16) for the model
 (session 22; the decoder stage would add about 30), then about 26 min for the probe; that model missed two
-bars narrowly (shape 89.2%, empty prompt 88.5%, against 90%: ``docs/cpu-preset-run/MODEL_CARD.md``). On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
+bars narrowly (shape 89.2%, empty prompt 88.5%, against 90%: ``docs/cpu-preset-run/MODEL_CARD.md``).
+On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
 of wall time (the shipped model, version 9); its probe stage ran at about 65 steps/s (about 2 min). Beside
 a GPU, worker processes render the scenes and captions ahead of each step (``--workers``) and the vae,
 decoder and unet networks run compiled (``--compile``); neither changes what is trained on.
@@ -210,6 +211,8 @@ def _stage(stage: str, args, final: str) -> tuple[Preset, int, Path]:
     preset = PRESETS[stage][args.preset]
     if getattr(args, "lr", None) is not None:  # recorded: _provenance writes the preset as it ran
         preset = replace(preset, lr=args.lr)
+    if getattr(args, "amp", None) is not None:
+        preset = replace(preset, amp=args.amp)
     out = Path(args.out)
     _prepare_out(out, final, args)
     return preset, args.steps or preset.steps, out
@@ -596,7 +599,6 @@ def train_unet(args) -> dict:
     ema_decay = 0.999 if steps >= 2000 else 0.9
 
     latent_shape = tuple(latents.shape[1:])
-    amp = args.amp or preset.amp
 
     def unet_batch(step):  # everything drawn on the CPU, in this order: scenes, dropout, timesteps, noise
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
@@ -617,7 +619,7 @@ def train_unet(args) -> dict:
         z0 = latents[index]
         a = alphas[t].sqrt()[:, None, None, None]
         s = (1 - alphas[t]).sqrt()[:, None, None, None]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.amp == "bf16"):
             pred = unet(a * z0 + s * noise, t, context).sample
         per_item = ((pred.float() - noise) ** 2).mean(dim=(1, 2, 3))
         loss = (weight[t] * per_item).mean()
@@ -637,7 +639,7 @@ def train_unet(args) -> dict:
         return {"stopped_at": stopped}
     ema.cpu().eval().save_pretrained(out / "unet", safe_serialization=True)
     metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae), "init": args.init,
-               "caption_dropout": args.caption_dropout, "amp": amp,
+               "caption_dropout": args.caption_dropout, "amp": preset.amp,
                "provenance": _provenance(args, preset, seconds, device)}
     return _finish(out, "unet", metrics)
 
