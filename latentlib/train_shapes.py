@@ -69,14 +69,14 @@ class Preset:
     warmup: int = 0  # linear warm-up steps (capped at a tenth of the run), then cosine decay
     clip: float | None = None  # gradient-norm clipping
     object_weight: float = 0.0  # vae/decoder: extra loss weight on the object's pixels (0 = plain mean)
-    amp: str = "off"  # unet: "bf16" runs the forward pass under bfloat16 autocast (--amp overrides)
+    amp: str = "off"  # vae, decoder, unet: "bf16" runs the forward pass under bfloat16 autocast (--amp overrides)
 
 
 _SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
 #: stage -> preset name -> settings. "cpu" fits a 2-core machine (two hours for vae + text + unet, measured);
 #: "gpu" one GPU (about 14 minutes on an H200, probe included); "smoke" seconds, for tests.
 PRESETS = {
-    "vae": {"cpu": Preset(steps=3200, batch=32, lr=2e-3, warmup=100, clip=1.0, object_weight=9.0),
+    "vae": {"cpu": Preset(steps=4500, batch=32, lr=2e-3, warmup=100, clip=1.0, object_weight=9.0, amp="bf16"),
             "gpu": Preset(steps=6000, batch=128, lr=1e-3, warmup=100, clip=1.0, object_weight=9.0),
             "smoke": replace(_SMOKE, warmup=100, clip=1.0, object_weight=9.0)},
     "decoder": {"cpu": Preset(steps=1500, batch=32, lr=5e-4, warmup=50, clip=1.0, object_weight=9.0),
@@ -429,6 +429,8 @@ def _image_batch(step: int, *, batch: int, start: int, weight: float) -> tuple[t
 
 def train_vae(args) -> dict:
     """Train the AutoencoderKL; centre its latents, set ``scaling_factor``; save it under ``args.out``."""
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
     preset, steps, out = _stage("vae", args, "diffusion_pytorch_model.safetensors")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
@@ -438,10 +440,13 @@ def train_vae(args) -> dict:
 
     def step_fn(step, batch):
         x, w = batch
-        posterior = vae.encode(x).latent_dist
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.amp == "bf16"):
+            moments = vae.encode(x).latent_dist.parameters
+        posterior = DiagonalGaussianDistribution(moments.float())  # sampled and scored in float32
         gen = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step)
-        rec = vae.decode(posterior.sample(generator=gen)).sample
-        recon, parts = _reconstruction_loss(rec, x, w)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.amp == "bf16"):
+            rec = vae.decode(posterior.sample(generator=gen)).sample
+        recon, parts = _reconstruction_loss(rec.float(), x, w)
         kl = posterior.kl().mean()
         # Shrink the posterior's noise quickly: with it at the KL prior's scale the decoder cannot tell
         # colours apart for thousands of steps. It stays a (narrow) Gaussian, so sampling it (img2img,
@@ -679,9 +684,10 @@ def train_decoder(args) -> dict:
     def step_fn(step, batch):
         x, w = batch
         with torch.no_grad():
-            z = vae.encode(x).latent_dist.mean
-        rec = vae.decode(z).sample
-        return _reconstruction_loss(rec, x, w)
+            z = vae.encode(x).latent_dist.mean  # float32: the latents the unet stage trains on
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset.amp == "bf16"):
+            rec = vae.decode(z).sample
+        return _reconstruction_loss(rec.float(), x, w)
 
     vae.decoder.train()
     with _compiled([vae.decoder], _compile_enabled(args)):
@@ -818,8 +824,9 @@ def main(argv=None) -> dict:
                              f"on top of the data's own {shapes._EMPTY_CAPTION:.0%} (more training of the "
                              "unconditional model; default 0)")
     parser.add_argument("--amp", choices=("off", "bf16"), default=None,
-                        help="unet stage (and all): run the UNet's forward pass under bfloat16 autocast (weights, "
-                             "optimiser and loss stay float32; default: the preset's, bf16 for cpu, off for gpu)")
+                        help="vae, decoder and unet stages (and all): run the network's forward pass under bfloat16 "
+                             "autocast (weights, optimiser and loss stay float32; default: the preset's, bf16 for "
+                             "cpu, off for gpu)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes that build the training data ahead of each step (default: 0 on the CPU, "
                              "up to 12 beside a GPU); the data, so the run, is the same for any number")
@@ -846,8 +853,8 @@ def main(argv=None) -> dict:
         parser.error(f"--caption-dropout must be in [0, 1); got {args.caption_dropout}")
     if args.caption_dropout and args.stage != "unet":
         parser.error(f"--caption-dropout applies to the unet stage, not {args.stage!r}")
-    if args.amp is not None and args.stage not in ("unet", "all"):
-        parser.error(f"--amp applies to the unet stage (or all), not {args.stage!r}")
+    if args.amp is not None and args.stage not in ("vae", "decoder", "unet", "all"):
+        parser.error(f"--amp applies to the vae, decoder and unet stages (or all), not {args.stage!r}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number; got {args.lr}")
     if args.workers is not None and args.workers < 0:

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
 from latentlib import shapes, train_shapes
@@ -151,7 +152,22 @@ def test_unet_stage_options_caption_dropout_and_bf16_autocast(tmp_path, capsys):
     assert any((a[key] - m[key]).abs().max() > 0 for key in a)  # bfloat16 rounding changed the updates
     with pytest.raises(SystemExit):
         train_shapes.main(["text", "--out", "unused", "--amp", "bf16"])
-    assert "--amp applies to the unet stage" in capsys.readouterr().err
+    assert "--amp applies to the vae, decoder and unet stages" in capsys.readouterr().err
+
+
+def test_amp_trains_the_vae_and_decoder_in_bfloat16(tmp_path):
+    smoke = ["--preset", "smoke", "--eval-n", "8"]
+    plain = train_shapes.main(["vae", "--out", str(tmp_path / "plain"), *smoke])
+    mixed = train_shapes.main(["vae", "--out", str(tmp_path / "bf16"), *smoke, "--amp", "bf16"])
+    assert plain["provenance"]["settings"]["amp"] == "off" and mixed["provenance"]["settings"]["amp"] == "bf16"
+    a = load_file(tmp_path / "plain" / "diffusion_pytorch_model.safetensors")
+    m = load_file(tmp_path / "bf16" / "diffusion_pytorch_model.safetensors")
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in m.values())
+    assert any((a[key] - m[key]).abs().max() > 0 for key in a)  # bfloat16 rounding changed the updates
+    decoded = train_shapes.main(["decoder", "--out", str(tmp_path / "dec"), "--vae", str(tmp_path / "plain"),
+                                 *smoke, "--amp", "bf16"])
+    assert decoded["provenance"]["settings"]["amp"] == "bf16"
+    assert decoded["vae_encoder"] == train_shapes.encoder_fingerprint(AutoencoderKL.from_pretrained(tmp_path / "plain"))
 
 
 def test_lr_flag_rejects_bad_values(capsys):
