@@ -19,6 +19,7 @@ from .directions import (
     MeanDifference,
     PCADirections,
     RidgeDirection,
+    Turn,
     orthogonalize,
     text_direction,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "PCADirections",
     "RidgeDirection",
     "ReportCard",
+    "Turn",
     "Samples",
     "PCAMap",
     "SampleMap",

@@ -5,8 +5,11 @@ A :class:`Direction` is what ``model.generate(..., edits=[(direction, strength)]
 (the samples' standard deviation along it, so that a strength of 1 moves one standard deviation),
 optionally a ``timesteps`` window and a ``layer`` for h (None: the bottleneck; see
 :func:`latentlib.edits.h_hook`), and ``provenance`` (what made it: model, method, parameters,
-samples, seeds, versions). A :class:`DirectionBank` is a named set saved as safetensors + JSON (never
-pickle); loading it for a model whose spaces have other shapes is refused.
+samples, seeds, versions). A :class:`Turn` is the edit for a circular factor (a rotation, a hue): two
+vectors span a plane where the factor lies on a ring, and a strength turns each sample round it
+(:meth:`PCADirections.turn` makes one from two components). A :class:`DirectionBank` is a named set of
+both, saved as safetensors + JSON (never pickle); loading it for a model whose spaces have other shapes
+is refused.
 
 Finders follow scikit-learn: hyper-parameters in ``__init__``, ``fit(X, y=None)`` returns self, fitted
 results end in ``_``. ``X`` is ``(N, *sample_shape)`` (a tensor or array; :func:`latentlib.collect`
@@ -14,7 +17,7 @@ makes them) and is flattened per sample.
 
 - :class:`PCADirections`: scikit-learn's PCA (full or randomised SVD), ``IncrementalPCA`` for data
   fed in batches, or ``torch.pca_lowrank``; ``components_``, ``explained_variance_ratio_``,
-  ``transform``, ``inverse_transform``, ``direction(i)``.
+  ``transform``, ``inverse_transform``, ``direction(i)``, ``turn(i, j)``.
 - :class:`MeanDifference`: the mean of one group minus the other's.
 - :class:`LinearBoundary`: the normal of a logistic-regression or linear-SVM boundary (InterFaceGAN).
 - :class:`RidgeDirection`: a ridge regression's coefficients, for a continuous attribute.
@@ -39,8 +42,7 @@ from .edits import BOTTLENECK, SPACES
 from .fast import _FUSED_LAYERS
 
 __all__ = ["Direction", "DirectionBank", "LinearBoundary", "MeanDifference", "PCADirections", "RidgeDirection",
-           "model_signature",
-           "orthogonalize", "shape_key", "space_shapes", "text_direction", "weight_hash"]
+           "Turn", "model_signature", "orthogonalize", "shape_key", "space_shapes", "text_direction", "weight_hash"]
 
 _FORMAT = 1
 
@@ -129,6 +131,125 @@ class Direction:
     def with_scale_from(self, X) -> Direction:
         """The same direction with ``scale`` = the standard deviation of ``X`` along it."""
         return replace(self, scale=float(np.std(self.project(X))) or 1.0)
+
+
+@dataclass
+class Turn:
+    """A turn in a plane: the edit for a circular factor (an object's rotation, a hue, a viewing angle).
+
+    A linear direction moves every sample the same way, so on a factor that goes round a circle it pushes
+    samples towards one end of the circle and stalls there. Where two directions hold such a factor as a
+    ring (two PCA components whose scatter plot is a circle: :meth:`PCADirections.turn`), a turn moves each
+    sample *around* the ring instead: a strength of 1 turns the sample's coordinates in the plane of
+    ``vectors[0]`` and ``vectors[1]`` by ``degrees`` degrees about ``centre``, from the first vector
+    towards the second, and leaves the rest of the sample as it is. The coordinates are taken in units of
+    ``scales`` (the samples' standard deviations along the two vectors), so an elliptic ring turns as a
+    circle. Strength 0 changes nothing.
+
+    Attributes:
+        vectors: ``(2, *sample_shape)``: two orthonormal vectors (checked to 1e-3); :meth:`from_vectors`
+            orthonormalises any two independent ones.
+        space, name, timesteps, layer, provenance: as for :class:`Direction`.
+        centre: the ring's centre, as coordinates along the two vectors (the samples' mean there).
+        scales: the samples' standard deviations along the two vectors (> 0).
+        degrees: degrees turned per unit of strength (> 0).
+    """
+
+    vectors: torch.Tensor
+    space: str
+    name: str = ""
+    centre: tuple[float, float] = (0.0, 0.0)
+    scales: tuple[float, float] = (1.0, 1.0)
+    degrees: float = 10.0
+    timesteps: tuple[float, float] | None = None
+    provenance: dict = field(default_factory=dict)
+    layer: str | None = None
+
+    def __post_init__(self):
+        # the checks Direction makes on space, layer and timesteps, on a stand-in with the first vector
+        if not isinstance(self.vectors, torch.Tensor) or not self.vectors.is_floating_point() \
+                or self.vectors.ndim < 2 or self.vectors.shape[0] != 2:
+            raise TypeError(f"`vectors` must be a float tensor of shape (2, *sample_shape), got "
+                            f"{getattr(self.vectors, 'shape', type(self.vectors).__name__)!s}.")
+        first = Direction(vector=self.vectors[0] / self.vectors[0].float().norm().clamp(min=1e-30), space=self.space,
+                          timesteps=self.timesteps, layer=self.layer)
+        flat = self.vectors.detach().float().reshape(2, -1)
+        gram = flat @ flat.T
+        if not bool(torch.isfinite(gram).all()) or float((gram - torch.eye(2)).abs().max()) > 1e-3:
+            raise ValueError(f"`vectors` must be two orthonormal vectors (v.v = 1, u.v = 0), got the dot products "
+                             f"{gram.tolist()}; use Turn.from_vectors to orthonormalise them.")
+        for arg, pair, positive in (("centre", self.centre, False), ("scales", self.scales, True)):
+            values = tuple(float(v) for v in pair) if isinstance(pair, (tuple, list)) and len(pair) == 2 else None
+            if values is None or not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
+                raise ValueError(f"`{arg}` must be two finite numbers{' > 0' if positive else ''}, got {pair!r}.")
+            setattr(self, arg, values)
+        if isinstance(self.degrees, bool) or not isinstance(self.degrees, (int, float)) \
+                or not math.isfinite(self.degrees) or self.degrees <= 0:
+            raise ValueError(f"`degrees` (per unit of strength) must be a finite number > 0, got {self.degrees!r}.")
+        self.degrees = float(self.degrees)
+        self.timesteps = first.timesteps
+        self.vectors = self.vectors.detach().to("cpu", torch.float32)
+
+    @classmethod
+    def from_vectors(cls, first, second, space: str, *, X=None, **kwargs) -> Turn:
+        """The turn in the plane of two independent vectors (any norms; Gram-Schmidt makes them orthonormal,
+        keeping ``first``'s direction). With samples ``X`` (N, ...), ``centre`` and ``scales`` are their
+        mean and standard deviations along the two vectors."""
+        u, v = (torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).float() for a in (first, second))
+        if u.shape != v.shape:
+            raise ValueError(f"`first` and `second` must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}.")
+        norm = float(u.norm())
+        if not math.isfinite(norm) or norm == 0:
+            raise ValueError(f"`first` has norm {norm}; a turn needs two finite, independent vectors.")
+        u = u / norm
+        v = v - (v.flatten() @ u.flatten()) * u
+        norm = float(v.norm())
+        if not math.isfinite(norm) or norm < 1e-6 * max(1.0, float(torch.as_tensor(second).float().norm())):
+            raise ValueError("`second` is (nearly) parallel to `first`; a turn needs two independent vectors.")
+        turn = cls(vectors=torch.stack([u, v / norm]), space=space, **kwargs)
+        if X is not None:
+            coords = turn.project(X)
+            turn = replace(turn, centre=tuple(coords.mean(0).tolist()),
+                           scales=tuple(float(s) or 1.0 for s in coords.std(0)))
+        return turn
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One sample's shape (the shape of each vector)."""
+        return tuple(self.vectors.shape[1:])
+
+    def __neg__(self) -> Turn:
+        """The turn the other way round (the second vector, and the centre along it, negated)."""
+        return replace(self, vectors=torch.stack([self.vectors[0], -self.vectors[1]]),
+                       centre=(self.centre[0], -self.centre[1]), name=f"-{self.name}" if self.name else "",
+                       provenance={**self.provenance, "negated": True})
+
+    def project(self, X) -> np.ndarray:
+        """Coordinates ``(N, 2)`` of samples ``X`` (N, ...) along the two vectors (not centred)."""
+        flat = _flat(X)
+        if flat.shape[1] != self.vectors[0].numel():
+            raise ValueError(f"`X` samples have {flat.shape[1]} values; this turn's vectors have {self.vectors[0].numel()}.")
+        return flat @ self.vectors.reshape(2, -1).numpy().astype(flat.dtype).T
+
+    def angle(self, X) -> np.ndarray:
+        """Where samples ``X`` sit on the ring: the angle (radians, -pi..pi) of their coordinates about
+        ``centre`` in units of ``scales``, from the first vector towards the second."""
+        coords = (self.project(X) - np.asarray(self.centre)) / np.asarray(self.scales)
+        return np.arctan2(coords[:, 1], coords[:, 0])
+
+    def apply(self, X: torch.Tensor, strength: float) -> torch.Tensor:
+        """``X`` (N, ...) with every sample turned by ``strength * degrees`` degrees (a new tensor)."""
+        n = self.vectors[0].numel()
+        flat = X.reshape(-1, n)
+        basis = self.vectors.reshape(2, n).to(X.device, torch.float32)
+        centre = torch.tensor(self.centre, device=X.device)
+        scales = torch.tensor(self.scales, device=X.device)
+        coords = (flat.float() @ basis.T - centre) / scales  # (N, 2), unit scale
+        theta = math.radians(float(strength) * self.degrees)
+        c, s = math.cos(theta), math.sin(theta)
+        turned = torch.stack([c * coords[:, 0] - s * coords[:, 1], s * coords[:, 0] + c * coords[:, 1]], dim=1)
+        moved = flat.float() + ((turned - coords) * scales) @ basis
+        return moved.to(X.dtype).reshape(X.shape)
 
 
 def _flat(X) -> np.ndarray:
@@ -247,9 +368,9 @@ class DirectionBank(Mapping):
     def __repr__(self) -> str:
         return f"DirectionBank({', '.join(f'{k} ({d.space})' for k, d in self._items.items())})"
 
-    def add(self, direction: Direction, *, overwrite: bool = False) -> None:
-        if not isinstance(direction, Direction):
-            raise TypeError(f"a bank holds Direction objects, got {type(direction).__name__}.")
+    def add(self, direction: Direction | Turn, *, overwrite: bool = False) -> None:
+        if not isinstance(direction, (Direction, Turn)):
+            raise TypeError(f"a bank holds Direction and Turn objects, got {type(direction).__name__}.")
         if not direction.name:
             raise ValueError("a direction in a bank needs a `name`.")
         if direction.name in self._items and not overwrite:
@@ -260,9 +381,9 @@ class DirectionBank(Mapping):
             self.model["shapes"][key] = list(space_shapes(self._live, [direction.layer])[key])
         if self.model is not None and key in self.model["shapes"]:
             expected = tuple(self.model["shapes"][key])
-            if tuple(direction.vector.shape) != expected and direction.vector.numel() != math.prod(expected):
+            if direction.shape != expected and math.prod(direction.shape) != math.prod(expected):
                 where = direction.space if key == direction.space else f"{direction.space} (layer {direction.layer})"
-                raise ValueError(f"direction {direction.name!r} has shape {tuple(direction.vector.shape)}; this bank's "
+                raise ValueError(f"direction {direction.name!r} has shape {direction.shape}; this bank's "
                                  f"model has {where} samples of shape {expected}.")
         self._items[direction.name] = direction
 
@@ -275,10 +396,13 @@ class DirectionBank(Mapping):
             if p.exists() and not overwrite:
                 raise FileExistsError(f"{p} exists; pass overwrite=True to replace it (nothing was written).")
         tensors_path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({name: d.vector.contiguous() for name, d in self._items.items()}, str(tensors_path))
+        save_file({name: (d.vectors if isinstance(d, Turn) else d.vector).contiguous()
+                   for name, d in self._items.items()}, str(tensors_path))
         meta = {"format": _FORMAT, "model": self.model, "versions": _versions(),
-                "directions": {name: {"space": d.space, "scale": d.scale, "shape": list(d.vector.shape),
-                                      "timesteps": d.timesteps, "layer": d.layer, "provenance": d.provenance}
+                "directions": {name: {"space": d.space, "shape": list(d.shape), "timesteps": d.timesteps,
+                                      "layer": d.layer, "provenance": d.provenance,
+                                      **({"kind": "turn", "centre": list(d.centre), "scales": list(d.scales),
+                                          "degrees": d.degrees} if isinstance(d, Turn) else {"scale": d.scale})}
                                for name, d in self._items.items()}}
         meta_path.write_text(json.dumps(meta, indent=1, default=str))
         return tensors_path, meta_path
@@ -318,9 +442,17 @@ class DirectionBank(Mapping):
         if model is not None and not isinstance(model, Mapping) and bank.model is not None:
             bank._live = model  # directions added later at a new h layer get their shape measured
         for name, info in meta["directions"].items():
-            bank.add(Direction(vector=vectors[name], space=info["space"], name=name, scale=info["scale"],
-                               timesteps=tuple(info["timesteps"]) if info["timesteps"] else None,
-                               provenance=info["provenance"], layer=info.get("layer")))
+            common = {"space": info["space"], "name": name, "provenance": info["provenance"], "layer": info.get("layer"),
+                      "timesteps": tuple(info["timesteps"]) if info["timesteps"] else None}
+            kind = info.get("kind", "direction")
+            if kind == "turn":
+                bank.add(Turn(vectors=vectors[name], centre=tuple(info["centre"]), scales=tuple(info["scales"]),
+                              degrees=info["degrees"], **common))
+            elif kind == "direction":
+                bank.add(Direction(vector=vectors[name], scale=info["scale"], **common))
+            else:
+                raise ValueError(f"{meta_path}: direction {name!r} is of kind {kind!r}; this latentlib reads "
+                                 f"'direction' and 'turn'.")
         return bank
 
 
@@ -442,6 +574,30 @@ class PCADirections:
         return Direction.from_vector(vector, space, name=name or f"pc{i}",
                                      scale=float(math.sqrt(max(self.explained_variance_[i], 1e-12))), provenance=prov,
                                      layer=layer)
+
+
+    def turn(self, i: int, j: int, *, degrees: float = 10.0, name: str | None = None, space: str | None = None,
+             provenance=None, layer: str | None = None) -> Turn:
+        """The :class:`Turn` in the plane of components ``i`` and ``j``: for a circular factor that these two
+        hold as a ring (plot ``transform(X)[:, [i, j]]``: a ring, not a blob). Its centre is the samples'
+        mean and its scales the two components' standard deviations; strength 1 turns ``degrees`` degrees
+        from component ``i`` towards ``j``."""
+        self._check()
+        k = self.n_components
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < k for c in (i, j)) or i == j:
+            raise ValueError(f"`i` and `j` must be two different components in 0..{k - 1}, got {i!r} and {j!r}.")
+        space = space or self.space_
+        if space is None:
+            raise ValueError("say which `space` these samples came from (fit(..., space=) or turn(..., space=)).")
+        vectors = torch.from_numpy(np.ascontiguousarray(self.components_[[i, j]], dtype=np.float32))
+        vectors = vectors.reshape(2, *self.sample_shape_)
+        centre = tuple(float(c) for c in self.components_[[i, j]] @ self.mean_)
+        scales = tuple(float(math.sqrt(max(self.explained_variance_[c], 1e-12))) for c in (i, j))
+        prov = {"method": f"pca ({self.method}) turn", "components": [int(i), int(j)], "n_components": k,
+                "explained_variance_ratio": [float(self.explained_variance_ratio_[c]) for c in (i, j)],
+                "samples": self.n_samples_, **(provenance or {})}
+        return Turn(vectors=vectors, space=space, name=name or f"pc{i}-pc{j} turn", centre=centre, scales=scales,
+                    degrees=degrees, provenance=prov, layer=layer)
 
 
 def _sign_fix(components: np.ndarray) -> np.ndarray:

@@ -17,6 +17,11 @@ A *direction* is anything with
 
 The directions issue provides a ``Direction`` class with provenance that fits this; any object with
 these attributes works (e.g. ``types.SimpleNamespace``).
+
+A *turn* (:class:`latentlib.directions.Turn`, for a circular factor) takes the place of a direction: it has
+``space``, ``timesteps`` and ``layer`` as above, ``vectors`` (two, spanning its plane) instead of ``vector``,
+and ``apply(X, strength)``, which turns each sample of ``X`` (N, ...) in that plane. It is applied where
+a direction's move would be added: once for xT, z0 and prompt, at every step of its window for h.
 """
 
 from __future__ import annotations
@@ -33,8 +38,22 @@ __all__ = ["SPACES", "apply_vector_edits", "bottleneck_hook", "check_edits", "h_
 SPACES = ("xT", "z0", "prompt", "h")
 
 
-def check_edits(edits) -> list[tuple[object, str, torch.Tensor, tuple | None]]:
-    """Validate ``edits``; return ``(direction, space, delta, window)`` with ``delta = strength * scale * vector``."""
+class _Turning:
+    """A turn's edit at one strength: ``apply(X)`` turns every sample of X (N, ...)."""
+
+    def __init__(self, turn, strength: float):
+        self.turn, self.strength = turn, strength
+
+    def numel(self) -> int:
+        return self.turn.vectors[0].numel()
+
+    def apply(self, X: torch.Tensor) -> torch.Tensor:
+        return self.turn.apply(X, self.strength)
+
+
+def check_edits(edits) -> list[tuple[object, str, torch.Tensor | _Turning, tuple | None]]:
+    """Validate ``edits``; return ``(direction, space, delta, window)`` with ``delta = strength * scale * vector``
+    (for a turn, ``delta`` is an object whose ``apply(X)`` makes its move)."""
     if isinstance(edits, (str, bytes)) or not isinstance(edits, Sequence):
         raise TypeError(f"`edits` must be a list of (direction, strength) pairs, got {type(edits).__name__}.")
     out = []
@@ -45,6 +64,9 @@ def check_edits(edits) -> list[tuple[object, str, torch.Tensor, tuple | None]]:
         space, vector = getattr(direction, "space", None), getattr(direction, "vector", None)
         if space not in SPACES:
             raise ValueError(f"`edits[{k}]` has space {space!r}; accepted spaces are {', '.join(SPACES)}.")
+        turning = vector is None and callable(getattr(direction, "apply", None))
+        if turning:
+            vector = getattr(direction, "vectors", None)
         if not isinstance(vector, torch.Tensor) or not vector.is_floating_point():
             raise TypeError(f"`edits[{k}]`'s direction needs a float tensor `vector`, got {type(vector).__name__}.")
         if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or strength != strength \
@@ -62,33 +84,45 @@ def check_edits(edits) -> list[tuple[object, str, torch.Tensor, tuple | None]]:
         if layer is not None and (space != "h" or not isinstance(layer, str) or not layer):
             raise ValueError(f"`edits[{k}]` has layer {layer!r}; a layer is a UNet module name, for h edits only "
                              f"(this edit is in {space}).")
-        out.append((direction, space, float(strength) * float(scale) * vector.detach(), window))
+        if turning:
+            out.append((direction, space, _Turning(direction, float(strength)), window))
+        else:
+            out.append((direction, space, float(strength) * float(scale) * vector.detach(), window))
     return out
 
 
-def _shaped(delta: torch.Tensor, shape: tuple[int, ...], k: int, space: str) -> torch.Tensor:
+def _shaped(delta, shape: tuple[int, ...], k: int, space: str):
+    """``delta`` reshaped to one sample's ``shape`` (a turn is returned as it is, once its size is checked)."""
     numel = 1
     for s in shape:
         numel *= s
+    turning = isinstance(delta, _Turning)
     if delta.numel() != numel:
-        raise ValueError(
-            f"edit {k} in space {space!r} has {delta.numel()} values (shape {tuple(delta.shape)}); this model's "
-            f"{space} samples have shape {shape} ({numel} values)."
-        )
-    return delta.reshape(shape)
+        what = f"vectors have {delta.numel()} values" if turning else \
+            f"has {delta.numel()} values (shape {tuple(delta.shape)})"
+        raise ValueError(f"edit {k} in space {space!r} {what}; this model's {space} samples have shape {shape} "
+                         f"({numel} values).")
+    return delta if turning else delta.reshape(shape)
+
+
+def _move(tensor: torch.Tensor, delta) -> torch.Tensor:
+    """``tensor`` (B, ...) moved by one edit: a turn's ``apply``, or ``delta`` added to every sample."""
+    if isinstance(delta, _Turning):
+        return delta.apply(tensor)
+    return tensor + delta.to(tensor.device, tensor.dtype)
 
 
 def apply_vector_edits(checked, space: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Add every edit of ``space`` to ``tensor`` (B, ...), broadcasting one sample's delta over the batch."""
+    """Make every edit of ``space`` on ``tensor`` (B, ...): add a direction's move to each sample (one
+    sample's delta broadcast over the batch), or turn each sample (a turn)."""
     for k, (_, edit_space, delta, _) in enumerate(checked):
         if edit_space != space:
             continue
         sample_shape = tuple(tensor.shape[1:])
-        if space == "prompt" and delta.ndim == 1 and delta.numel() == tensor.shape[-1]:
-            shaped = delta  # (D,): the same move on every token
+        if space == "prompt" and delta.numel() == tensor.shape[-1] and (isinstance(delta, _Turning) or delta.ndim == 1):
+            tensor = _move(tensor, delta)  # (D,): the same move on every token (a turn turns each token)
         else:
-            shaped = _shaped(delta, sample_shape, k, space)
-        tensor = tensor + shaped.to(tensor.device, tensor.dtype)
+            tensor = _move(tensor, _shaped(delta, sample_shape, k, space))
     return tensor
 
 
@@ -177,7 +211,7 @@ def h_space_edits(unet, checked, current_timestep):
             t = float(current_timestep())
             for k, delta, window in edits:
                 if window is None or window[1] <= t <= window[0]:
-                    h = h + _shaped(delta, tuple(h.shape[1:]), k, where).to(h.device, h.dtype)
+                    h = _move(h, _shaped(delta, tuple(h.shape[1:]), k, where))
             return h
 
         return add

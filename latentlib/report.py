@@ -3,8 +3,8 @@
 ``report_card(model, direction, probe, strengths, seeds, prompts)`` generates every (seed, prompt) at every
 strength, reads each image with the probe and scores:
 
-for the **target** attribute (a continuous reading such as ``"x"``, or a class probability such as
-``"color=blue"``)
+for the **target** attribute (a continuous reading such as ``"x"``, a class probability such as
+``"color=blue"``, or an angle, unwrapped along the strengths when ``circular`` gives its period)
     - ``effect_per_unit``: the median over seeds of the least-squares slope of the reading against strength;
     - ``spearman_median`` and ``monotone_share``: Spearman's rho of reading vs strength per seed, its median,
       and the share of seeds whose rho is >= ``monotone_at`` (0.9) in the expected sign;
@@ -236,8 +236,8 @@ def _target_values(readings: dict, target: str) -> np.ndarray:
 @torch.no_grad()
 def report_card(model, direction, probe, *, target: str | None = None, strengths=(-3, -2, -1, 0, 1, 2, 3),
                 seeds=8, prompts=None, expected_sign: int = 1, monotone_at: float = 0.9, region="auto",
-                steps: int = 20, guidance: float = 5.0, image_strength: float = 0.6, progress: bool = True,
-                **generate_kwargs) -> ReportCard:
+                steps: int = 20, guidance: float = 5.0, image_strength: float = 0.6, circular: float | None = None,
+                progress: bool = True, **generate_kwargs) -> ReportCard:
     """Score ``direction`` on ``model`` with ``probe`` (see the module docstring for every measure).
 
     Args:
@@ -251,6 +251,11 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
         expected_sign: +1 if positive strengths should raise the target, -1 if they should lower it.
         region: "auto" (:func:`border_region`), a function images (B, 3, H, W) -> bool (B, H, W), or None.
         image_strength: for z0 directions, how far each unedited image is re-noised (SDEdit) after the edit.
+        circular: for a target that is an angle, its period (``2 * math.pi`` for radians, 360 for degrees).
+            Each seed's readings are then unwrapped along the strengths (``numpy.unwrap``, anchored at
+            strength 0) before they are scored, so a :class:`~latentlib.directions.Turn` that carries the
+            angle past its wrap point reads as the steady change it is. Neighbouring strengths must move the
+            angle by less than half a period for the unwrapping to be right.
         generate_kwargs: more settings for ``model.generate`` (scheduler, ...).
     """
     strengths = [float(s) for s in strengths]
@@ -264,6 +269,10 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
         raise ValueError(f"`region` must be 'auto', a function images -> mask, or None; got {region!r}.")
     if not callable(probe):
         raise TypeError(f"`probe` must be callable (images -> readings), got {type(probe).__name__}.")
+    if circular is not None and (isinstance(circular, bool) or not isinstance(circular, numbers.Real)
+                                 or not np.isfinite(circular) or circular <= 0):
+        raise ValueError(f"`circular` must be None or the target's period, a finite number > 0 (2 * pi for an angle "
+                         f"in radians); got {circular!r}.")
     target = target or getattr(direction, "name", "")
     space = getattr(direction, "space", None)
     pairs = _pairs(seeds, prompts)
@@ -290,6 +299,9 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
         classes = dict(probe.classes)
     readings = {**readings, **{f"{k}_classes": v for k, v in classes.items()}}
     target_values = _target_values(readings, target).reshape(len(pairs), len(strengths))
+    if circular is not None:  # unwrapped along the strengths, then shifted by whole periods to agree at strength 0
+        unwrapped = np.unwrap(target_values, period=float(circular), axis=1)
+        target_values = unwrapped + (target_values[:, zero : zero + 1] - unwrapped[:, zero : zero + 1])
 
     import pandas as pd
 
@@ -349,7 +361,7 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
     summary_df = summary_df.reindex(columns=cols)
     per_seed = pd.DataFrame([{"seed": seed, "prompt": prompt, "spearman": st[1], "slope": st[0][0], "r2": st[0][1],
                               "saturation": st[2]} for (seed, prompt), st in zip(pairs, stats, strict=True)])
-    settings = {"space": space, "steps": steps, "guidance": guidance, "monotone_at": monotone_at,
+    settings = {"space": space, "steps": steps, "guidance": guidance, "monotone_at": monotone_at, "circular": circular,
                 "region": "auto" if isinstance(region, str) else (None if region is None else getattr(region, "__name__", "custom")),
                 "image_strength": image_strength if space == "z0" else None,
                 "h_layer": getattr(direction, "layer", None) if space == "h" else None,

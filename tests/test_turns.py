@@ -1,0 +1,177 @@
+"""Turns (the edit for a circular factor): planted rings recovered by PCA and turned by the planted angle,
+banks, edits in every space, and the report card's unwrapping of an angle."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import latentlib as ll
+from latentlib import shapes
+from latentlib.directions import DirectionBank, Turn, space_shapes
+from latentlib.edits import apply_vector_edits, check_edits
+from latentlib.probes import load_probe
+from latentlib.report import report_card
+from latentlib.testing import tiny_sd_components
+
+
+def _ring(n=800, shape=(4, 8, 8), seed=0, radii=(6.0, 3.0), centre=(2.0, -1.0)):
+    """Gaussian noise plus a factor angle on an elliptic ring in the plane of two known orthonormal vectors;
+    returns X, the angle, and the two vectors (flat)."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(int(np.prod(shape)), 2)))
+    u, v = q[:, 0].astype(np.float32), q[:, 1].astype(np.float32)
+    angle = rng.uniform(-np.pi, np.pi, n)
+    a, b = centre[0] + radii[0] * np.cos(angle), centre[1] + radii[1] * np.sin(angle)
+    X = 0.3 * rng.normal(size=(n, u.size)) + a[:, None] * u + b[:, None] * v
+    return X.astype(np.float32).reshape(n, *shape), angle, u, v
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return ll.Model(**tiny_sd_components(), name="tiny")
+
+
+def _wrap(a):
+    return np.angle(np.exp(1j * a))
+
+
+def test_pca_turn_finds_the_planted_ring_and_turns_by_the_planted_angle():
+    X, angle, u, v = _ring()
+    pca = ll.PCADirections(4).fit(X, space="xT")
+    turn = pca.turn(0, 1, degrees=15.0, name="ring")
+    assert turn.shape == (4, 8, 8) and turn.space == "xT" and turn.provenance["components"] == [0, 1]
+    # the plane is the planted one (each vector inside span(u, v))
+    basis = turn.vectors.reshape(2, -1).numpy()
+    assert np.all(np.linalg.norm(basis @ np.stack([u, v]).T, axis=1) > 0.99)
+    # the ring's angle is read back up to a fixed offset and orientation
+    read = turn.angle(X)
+    offsets = [abs(np.mean(np.exp(1j * (read - sign * angle)))) for sign in (1, -1)]
+    assert max(offsets) > 0.98
+    # strength 2 at 15 degrees per unit turns every sample 30 degrees round the ring, keeping its radius
+    Xt = torch.from_numpy(X)
+    moved = turn.apply(Xt, 2.0)
+    turned = _wrap(turn.angle(moved.numpy()) - read)
+    assert np.allclose(turned, math.radians(30.0), atol=1e-4)
+    radius = np.linalg.norm((turn.project(X) - turn.centre) / turn.scales, axis=1)
+    assert np.allclose(np.linalg.norm((turn.project(moved.numpy()) - turn.centre) / turn.scales, axis=1), radius,
+                       rtol=1e-4)
+    # the rest of each sample stays as it was; strength 0 returns the samples unchanged
+    rest = (moved - Xt).reshape(len(X), -1).numpy()
+    assert np.allclose(rest - (rest @ basis.T) @ basis, 0.0, atol=1e-4)
+    assert torch.equal(turn.apply(Xt, 0.0), Xt)
+    # the turn the other way round undoes it
+    assert torch.allclose((-turn).apply(moved, 2.0), Xt, atol=1e-4)
+
+
+def test_turn_checks_its_input():
+    u, v = torch.zeros(4, 8, 8), torch.zeros(4, 8, 8)
+    u[0, 0, 0], v[0, 0, 1] = 1.0, 1.0
+    good = Turn(vectors=torch.stack([u, v]), space="xT")
+    assert good.degrees == 10.0 and good.centre == (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"`vectors` must be two orthonormal vectors"):
+        Turn(vectors=torch.stack([u, u]), space="xT")
+    with pytest.raises(TypeError, match=r"`vectors` must be a float tensor of shape \(2, \*sample_shape\)"):
+        Turn(vectors=u, space="xT")
+    with pytest.raises(ValueError, match=r"`degrees` \(per unit of strength\) must be a finite number > 0, got 0"):
+        Turn(vectors=torch.stack([u, v]), space="xT", degrees=0)
+    with pytest.raises(ValueError, match=r"`scales` must be two finite numbers > 0, got \(1.0, -1.0\)"):
+        Turn(vectors=torch.stack([u, v]), space="xT", scales=(1.0, -1.0))
+    with pytest.raises(ValueError, match=r"`space` must be one of"):
+        Turn(vectors=torch.stack([u, v]), space="w")
+    with pytest.raises(ValueError, match=r"`second` is \(nearly\) parallel to `first`"):
+        Turn.from_vectors(u, 2 * u, "xT")
+    made = Turn.from_vectors(u + v, 3 * v, "xT")  # orthonormalised, keeping the first vector's direction
+    assert torch.allclose(made.vectors[0], (u + v) / math.sqrt(2)) and torch.allclose(made.vectors[1], (v - u) / math.sqrt(2))
+    with pytest.raises(ValueError, match=r"`i` and `j` must be two different components in 0..3, got 1 and 1"):
+        ll.PCADirections(4).fit(_ring(n=50)[0], space="xT").turn(1, 1)
+
+
+def test_turns_edit_every_space_and_strength_zero_changes_nothing(tiny):
+    plain = tiny.generate("a cat", seed=0, steps=2, output="pt", progress=False)
+    for space, shape in space_shapes(tiny).items():
+        gen = torch.Generator().manual_seed(0)
+        turn = Turn.from_vectors(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), space,
+                                 scales=(0.5, 0.5), centre=(0.0, 0.0), degrees=60.0)
+        kwargs = {"image": plain, "strength": 0.8} if space == "z0" else {}
+        base = tiny.generate("a cat", seed=0, steps=2, output="pt", progress=False, **kwargs)
+        zero = tiny.generate("a cat", seed=0, steps=2, output="pt", progress=False, edits=[(turn, 0.0)], **kwargs)
+        moved = tiny.generate("a cat", seed=0, steps=2, output="pt", progress=False, edits=[(turn, 2.0)], **kwargs)
+        assert torch.equal(zero, base), space
+        assert (moved - base).abs().max() > 1e-4, space
+    # in xT the edit is the turn itself, applied to the start noise
+    shape = space_shapes(tiny)["xT"]
+    turn = Turn.from_vectors(torch.randn(shape), torch.randn(shape), "xT", scales=(0.5, 0.5))
+    noise = torch.randn(3, *shape)
+    assert torch.equal(apply_vector_edits(check_edits([(turn, 1.5)]), "xT", noise), turn.apply(noise, 1.5))
+    # a turn of another model's size is refused, naming the sizes
+    small = Turn.from_vectors(torch.randn(8), torch.randn(8), "xT")
+    with pytest.raises(ValueError, match=r"edit 0 in space 'xT' vectors have 8 values; this model's xT samples have "
+                                         r"shape \(4, 8, 8\)"):
+        tiny.generate("a cat", seed=0, steps=2, progress=False, edits=[(small, 1.0)])
+
+
+def test_a_bank_keeps_turns_beside_directions(tiny, tmp_path):
+    X, _, _, _ = _ring(n=200)
+    pca = ll.PCADirections(3).fit(X, space="xT")
+    bank = DirectionBank([pca.direction(0), pca.turn(0, 1, degrees=12.5, name="ring")], model=tiny)
+    bank.save(tmp_path / "bank")
+    loaded = DirectionBank.load(tmp_path / "bank", model=tiny)
+    ring = loaded["ring"]
+    assert isinstance(ring, Turn) and torch.equal(ring.vectors, bank["ring"].vectors)
+    assert (ring.centre, ring.scales, ring.degrees) == (bank["ring"].centre, bank["ring"].scales, 12.5)
+    assert ring.provenance == bank["ring"].provenance and isinstance(loaded["pc0"], ll.Direction)
+    with pytest.raises(ValueError, match=r"this bank's model has xT samples of shape \(4, 8, 8\)"):
+        bank.add(Turn.from_vectors(torch.randn(4, 16, 16), torch.randn(4, 16, 16), "xT", name="wrong"))
+
+
+class Spinner:
+    """A stand-in model whose sweep renders a square turned by ``per_unit`` radians (of the square's own
+    period, a quarter turn) per unit of strength, from a start angle that depends on the seed, so that the
+    probe's angle reading wraps within the sweep for some seeds."""
+
+    def __init__(self, per_unit=0.35):
+        self.per_unit = per_unit
+
+    def sweep(self, prompt, direction, strengths, *, seed, output, **kwargs):
+        pics = []
+        for s in strengths:
+            turn = (2.4 * seed + self.per_unit * s) / 4  # the square's rotation; 4 x it is the read angle
+            scene = shapes.Scene(shape="square", color="red", background="black", size=0.28, x=0.5, y=0.5,
+                                 rotation=turn % (math.pi / 2))
+            pics.append(np.asarray(shapes.render(scene), dtype=np.float32) / 255)
+        return torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2)
+
+    def decode(self, latents, output):
+        return latents
+
+
+class AngleProbe:
+    """The default probe plus ``angle``: 4 x the square's rotation, in -pi..pi."""
+
+    def __init__(self):
+        self.probe = load_probe()
+        self.classes = self.probe.classes
+
+    def __call__(self, images):
+        readings = self.probe(images)
+        return {**readings, "angle": _wrap(4 * np.asarray(readings["rotation"], dtype=np.float64))}
+
+
+def test_the_report_card_unwraps_a_circular_target():
+    probe, turn = AngleProbe(), Turn(vectors=torch.eye(2).reshape(2, 2), space="xT", name="spin")
+    strengths = [-3, -2, -1, 0, 1, 2, 3]
+    card = report_card(Spinner(), turn, probe, target="angle", strengths=strengths, seeds=8, circular=2 * math.pi,
+                       progress=False)
+    t = card.target_row
+    assert t["monotone_share"] == 1.0 and t["effect_per_unit"] == pytest.approx(0.35, abs=0.05)
+    assert card.settings["circular"] == 2 * math.pi
+    # anchored at strength 0: there the target is the probe's own reading
+    zero = card.readings[card.readings["strength"] == 0]
+    assert np.allclose(zero["target"], zero["angle"])
+    # read without unwrapping, the seeds whose sweep crosses the wrap point are not monotone
+    raw = report_card(Spinner(), turn, probe, target="angle", strengths=strengths, seeds=8, progress=False)
+    assert raw.target_row["monotone_share"] < 1.0
+    with pytest.raises(ValueError, match=r"`circular` must be None or the target's period, a finite number > 0"):
+        report_card(Spinner(), turn, probe, target="angle", seeds=1, circular=-1.0, progress=False)
