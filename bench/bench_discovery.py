@@ -28,6 +28,13 @@
    square's rotation is modulo 90 degrees) and the phase where it peaks, and its report card read as
    cos(4 x angle - phase) on the same prompt, over strengths -3..3 and again over -1.5..1.5 (a component
    that follows cos(angle - phase) spans the whole turn within about +-1.4 of its standard deviations).
+4. Rotation as a turn (``latentlib.Turn``): a line through a circle stalls at its ends, so the rotation
+   is also edited as a turn round the ring that two components hold. For each centred-squares set in h,
+   the pair of the top 8 components whose plane angle follows 4 x angle best (the mean resultant length
+   of their difference), oriented so that positive strengths turn the angle up; the degrees per unit are
+   chosen on the validation cards from ``--turn-degrees``, then the test card is read as the angle itself,
+   unwrapped along the strengths (``report_card(circular=2 pi)``). ``--turn-only`` runs this part alone
+   (writing ``discovery_turn.json`` unless ``--out`` says otherwise).
 
 Prints the tables and writes JSON (default bench/results/discovery.json) plus the report cards (CSV,
 Markdown, PNG) under bench/results/discovery/. Samples are cached (latentlib.collect), so a second run
@@ -52,7 +59,7 @@ import torch
 import latentlib as ll
 from latentlib import shapes
 from latentlib.collect import collect
-from latentlib.discover import alignment, circular_correlation, rotation_angle
+from latentlib.discover import alignment, best_turn, circular_correlation, rotation_angle
 from latentlib.probes import load_probe
 from latentlib.report import border_region
 
@@ -76,6 +83,49 @@ class RotationProbe:
         readings = self.probe(images)
         _, angle = rotation_angle(readings)
         return {**readings, "rotation_phase": np.cos(angle - self.phase)}
+
+
+class AngleProbe:
+    """The default probe plus ``rotation_angle``: symmetry order x rotation (radians, -pi..pi), the angle a
+    turn moves (circles, which have none, read 0)."""
+
+    def __init__(self, probe):
+        self.probe, self.classes = probe, probe.classes
+
+    def __call__(self, images):
+        readings = self.probe(images)
+        _, angle = rotation_angle(readings)
+        return {**readings, "rotation_angle": np.angle(np.exp(1j * angle))}
+
+
+def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float], val_seeds, test_seeds) -> dict:
+    """Part 4: rotation edited as a turn in h (see the module docstring); returns its report entries."""
+    found, turn_cards = {}, {}
+    probe = AngleProbe(plain)
+    for name, prompt in (("centred squares", CENTRED_ANY_SIZE), ("centred large squares", CENTRED_PROMPT)):
+        s = collect(model, "h", h_layer=layer, prompts=[prompt] * n, seeds=list(range(n)), probe=plain, progress=True)
+        pca = ll.PCADirections(8).fit(s.X, space="h")
+        keep, angle = rotation_angle(s.labels)
+        X = s.X[torch.from_numpy(keep)]
+        best, r = best_turn(pca, X, angle[keep], layer=layer)
+        (i, j), sign = best.provenance["components"], -1 if best.provenance.get("negated") else 1
+        key = f"h@{layer} ({name})"
+        found[key] = {"components": [i, j], "mean_resultant": round(r, 3), "orientation": sign,
+                      "explained_variance_ratio": [round(float(pca.explained_variance_ratio_[c]), 4) for c in (i, j)]}
+        print(f"\nrotation as a turn in {key}: pc{i}-pc{j} plane angle follows {'+' if sign > 0 else '-'}4 x angle, "
+              f"mean resultant {r:.2f}")
+        tried = []
+        for deg in degrees:
+            turn = dataclasses.replace(best, degrees=deg, name=f"rotation turn (pc{i}-pc{j})")
+            row = card(f"validation {key} turn {deg:g} deg", turn, "rotation_angle", [prompt], val_seeds, save=False,
+                       probe_=probe, circular=2 * np.pi)
+            tried.append((deg, turn, row))
+        deg, turn, _ = _best(tried)
+        found[key].update({"degrees": deg, "validation": {f"{d:g}": row for d, _, row in tried}})
+        turn_cards[f"h@{layer} {name}: rotation turn"] = card(f"h@{layer} {name}: rotation turn", turn,
+                                                              "rotation_angle", [prompt], test_seeds, probe_=probe,
+                                                              circular=2 * np.pi)
+    return {"rotation_turn": found, "turn_cards": turn_cards}
 
 
 class ObjectRedProbe:
@@ -183,16 +233,30 @@ def main(argv=None) -> dict:
                         help="supervised size/x/y: also try the edit from each of these steps (of 20) to the last, "
                              "on the validation cards (comma-separated; empty: every step only)")
     parser.add_argument("--seeds", type=int, default=32, help="report-card seeds")
+    parser.add_argument("--turn-degrees", default="7.5,10,12.5",
+                        help="part 4: degrees per unit of strength tried for the rotation turn on the validation "
+                             "cards (comma-separated)")
+    parser.add_argument("--turn-only", action="store_true", help="run part 4 (rotation as a turn) alone")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "discovery.json"))
+    parser.add_argument("--out", default=None,
+                        help="the JSON report (default bench/results/discovery.json; discovery_turn.json with --turn-only)")
     args = parser.parse_args(argv)
+    try:
+        turn_degrees = [float(d) for d in args.turn_degrees.split(",") if d.strip()]
+    except ValueError:
+        turn_degrees = []
+    if not turn_degrees or not all(np.isfinite(d) and d > 0 for d in turn_degrees):
+        parser.error(f"--turn-degrees must be numbers > 0 separated by commas, got {args.turn_degrees!r}")
+    if args.out is None:
+        args.out = str(Path(__file__).parent / "results" / ("discovery_turn.json" if args.turn_only else "discovery.json"))
     alphas = [float(a) for a in args.alphas.split(",")]
     window_starts = [int(k) for k in args.window_starts.split(",") if k.strip()]
     if any(not 0 < k < 20 for k in window_starts):
         parser.error(f"--window-starts must be steps in 1..19, got {args.window_starts!r}")
     if args.quick:
         args.n, args.supervised_n, args.seeds, alphas, window_starts = 32, 48, 2, alphas[:1], window_starts[:1]
+        turn_degrees = turn_degrees[:1]
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     cards_dir = out.parent / (out.stem if not args.quick else out.stem + "_quick")
@@ -205,6 +269,7 @@ def main(argv=None) -> dict:
               "window_starts": window_starts,
               "strengths": strengths, "h_layer": layer, "alphas": alphas,
               "threads": args.threads, **environment()}
+    report["turn_degrees"] = turn_degrees
     cards = {}
 
     def card(name, direction, target, prompts, seeds, *, sign=1, save=True, probe_=None, strengths_=None, **kwargs):
@@ -215,6 +280,15 @@ def main(argv=None) -> dict:
         row = _card_row(c)
         _print_card(name, row)
         return row
+
+    val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))
+    test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
+    if args.turn_only:
+        report.update(turn_section(model, plain, card, layer=layer, n=args.n, degrees=turn_degrees,
+                                   val_seeds=val_seeds, test_seeds=test_seeds))
+        if not args.quick:
+            write_report(out, report)
+        return report
 
     # 1. unsupervised recovery
     sets = {"one prompt": [ONE_PROMPT] * args.n, "colour+shape prompts": _prompts_named(args.n),
@@ -264,8 +338,6 @@ def main(argv=None) -> dict:
     labels = {k: np.asarray(v)[present] for k, v in s.labels.items()}
     val_prompts = _prompts_named(args.seeds, step=11, offset=3, background="black")
     test_prompts = _prompts_named(args.seeds, step=7, background="black")
-    val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))
-    test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
     selection = {}
     timesteps = _timesteps(model, 20)  # the report cards' 20 steps
     windows = {f"steps {k}-19": (timesteps[k], timesteps[-1]) for k in window_starts}
@@ -355,6 +427,8 @@ def main(argv=None) -> dict:
                                                  test_seeds, probe_=rotation_probe,
                                                  strengths_=[-1.5, -1, -0.5, 0, 0.5, 1, 1.5])
     report["report_cards"] = cards
+    report.update(turn_section(model, plain, card, layer=layer, n=args.n, degrees=turn_degrees,
+                               val_seeds=val_seeds, test_seeds=test_seeds))
     if not args.quick:
         write_report(out, report)
     return report

@@ -125,7 +125,8 @@ class Explorer(LiveApp):
 
         if isinstance(directions, (str, bytes)) or hasattr(directions, "__fspath__"):
             directions = DirectionBank.load(directions, model=self.model)
-        if isinstance(directions, Direction) or hasattr(directions, "space") and hasattr(directions, "vector"):
+        if isinstance(directions, Direction) or hasattr(directions, "space") and (
+                hasattr(directions, "vector") or hasattr(directions, "vectors")):  # one direction, or one turn
             directions = [directions]
         items = list(directions.items()) if isinstance(directions, Mapping) else [
             (getattr(d, "name", "") or f"direction {len(self.directions) + k}", d)
@@ -251,8 +252,11 @@ def _check_fits(name: str, direction, sizes: dict[str, int]) -> None:
     from latentlib.directions import shape_key
 
     space, vector = getattr(direction, "space", None), getattr(direction, "vector", None)
+    if vector is None and getattr(direction, "vectors", None) is not None:  # a turn: its plane's first vector
+        vector = direction.vectors[0]
     if vector is None or space is None:
-        raise TypeError(f"direction {name!r} needs `space` and `vector`; got {type(direction).__name__}.")
+        raise TypeError(f"direction {name!r} needs `space` and `vector` (or a turn's `vectors`); "
+                        f"got {type(direction).__name__}.")
     key = shape_key(direction)
     if key not in sizes:
         raise ValueError(f"direction {name!r} is in space {key!r}, which this model does not have "

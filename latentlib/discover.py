@@ -13,7 +13,8 @@ stored in each direction's provenance; rotation, an angle, enters as the circula
 ``--attribute`` split at its median, or ``name=class`` against the rest) and ``ridge`` (a linear
 regression of the attribute on the samples).
 
-:func:`alignment` is the same table as a function, for notebooks.
+:func:`alignment` is the same table as a function, for notebooks. :func:`best_turn` finds the plane of two
+PCA components that holds a circular factor as a ring, for a :class:`~latentlib.directions.Turn`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from .shapes import SYMMETRY
 
 __all__ = ["CONTINUOUS", "add_discover_arguments", "add_report_card_arguments", "alignment", "attribute_values",
-           "check_arguments", "circular_correlation", "rotation_angle", "run_discover", "run_report_card"]
+           "best_turn", "check_arguments", "circular_correlation", "rotation_angle", "run_discover", "run_report_card"]
 
 CONTINUOUS = ("size", "x", "y", "rotation")
 METHODS = ("pca", "mean-diff", "logistic", "svm", "ridge")
@@ -182,6 +183,33 @@ def rotation_angle(readings: dict) -> tuple[np.ndarray, np.ndarray]:
     names = np.asarray(readings.get("shape"), dtype=object)
     order = np.array([SYMMETRY.get(s, 0) if s is not None else 0 for s in names], dtype=np.float64)
     return present & (order > 0), order * np.asarray(readings["rotation"], dtype=np.float64)
+
+
+def best_turn(pca, X, angle, *, components: int | None = None, **turn_kwargs):
+    """The :class:`~latentlib.directions.Turn` in the plane of two of ``pca``'s components whose angle on
+    samples ``X`` follows ``angle`` (radians, one per sample: a circular factor, such as the symmetry order x
+    rotation of :func:`rotation_angle`) best, turned so that positive strengths raise ``angle``.
+
+    Every pair among the first ``components`` (default: all) is tried both ways round; the fit is the mean
+    resultant length of the difference between the turn's angle and ``angle`` (1: they differ by a fixed
+    offset; near 0: unrelated). Returns ``(turn, fit)``; ``turn_kwargs`` go to :meth:`PCADirections.turn`.
+    """
+    angle = np.asarray(angle, dtype=np.float64)
+    if angle.ndim != 1 or len(angle) != len(X):
+        raise ValueError(f"`angle` must hold one value per sample of `X` ({len(X)}), got shape {angle.shape}.")
+    k = pca.n_components if components is None else components
+    if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= pca.n_components:
+        raise ValueError(f"`components` must be an int in 2..{pca.n_components}, got {components!r}.")
+    best = None
+    for i in range(k):
+        for j in range(i + 1, k):
+            turn = pca.turn(i, j, **turn_kwargs)
+            read = turn.angle(X)
+            for sign in (1, -1):
+                fit = float(abs(np.mean(np.exp(1j * (read - sign * angle)))))
+                if best is None or fit > best[0]:
+                    best = (fit, turn if sign > 0 else -turn)
+    return best[1], best[0]
 
 
 def alignment(scores: np.ndarray, readings: dict, factors=CONTINUOUS) -> dict[str, list[float]]:

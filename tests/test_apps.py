@@ -69,6 +69,22 @@ def test_explorer_slider_regenerates_with_the_edit(model, directions):
     app.close()
 
 
+def test_explorer_gives_a_turn_a_slider(model):
+    """A Turn (the edit for a circular factor) gets a slider like a direction and edits like one."""
+    shape = ll.directions.space_shapes(model)["xT"]
+    gen = torch.Generator().manual_seed(0)
+    turn = ll.Turn.from_vectors(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), "xT",
+                                name="spin", degrees=30.0)
+    app = explorer(model, [turn])
+    app.sliders["spin"].value = 2.0
+    assert app.wait(60)
+    expected = model.generate("a red circle", seed=0, steps=STEPS, edits=[(turn, 2.0)], progress=False)[0]
+    assert_same(app.frame.image, expected)
+    assert not np.array_equal(pixels(expected), pixels(model.generate("a red circle", seed=0, steps=STEPS,
+                                                                       progress=False)[0]))
+    app.close()
+
+
 def test_explorer_preview_while_moving_then_full(model, directions):
     app = explorer(model, directions)
     seen = []

@@ -175,3 +175,26 @@ def test_the_report_card_unwraps_a_circular_target():
     assert raw.target_row["monotone_share"] < 1.0
     with pytest.raises(ValueError, match=r"`circular` must be None or the target's period, a finite number > 0"):
         report_card(Spinner(), turn, probe, target="angle", seeds=1, circular=-1.0, progress=False)
+
+
+def test_best_turn_finds_the_planted_plane_and_its_orientation():
+    from latentlib.discover import best_turn
+
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(-np.pi, np.pi, 500)
+    X = rng.normal(size=(500, 6)) * [5.0, 0.5, 0.5, 0.5, 0.5, 0.5]  # pc0 is noise with the most variance
+    X[:, 2] += 3 * np.cos(angle)
+    X[:, 4] -= 3 * np.sin(angle)  # the ring turns against the angle in (x2, x4)
+    X = X.astype(np.float32)
+    pca = ll.PCADirections(3).fit(X, space="prompt")
+    turn, fit = best_turn(pca, X, angle, degrees=20.0, name="ring")
+    assert turn.provenance["components"] == [1, 2] and fit > 0.95 and turn.degrees == 20.0
+    # turned so that its angle rises with the planted one: a positive strength raises the planted angle
+    read = turn.angle(X)
+    assert abs(np.mean(np.exp(1j * (read - angle)))) > 0.95
+    moved = turn.apply(torch.from_numpy(X), 1.0).numpy()
+    assert np.allclose(_wrap(turn.angle(moved) - read), math.radians(20.0), atol=1e-4)
+    with pytest.raises(ValueError, match=r"`angle` must hold one value per sample of `X` \(500\)"):
+        best_turn(pca, X, angle[:10])
+    with pytest.raises(ValueError, match=r"`components` must be an int in 2..3, got 1"):
+        best_turn(pca, X, angle, components=1)
