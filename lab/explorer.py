@@ -21,8 +21,9 @@ class Explorer(LiveApp):
     Args:
         model: a :class:`latentlib.Model`.
         bank: directions to give sliders to: a :class:`latentlib.DirectionBank`, a path to one (loaded and
-            checked against ``model``), or a list of :class:`latentlib.Direction`. A bank made for another
-            model is refused with a message in the app; the app still works without it.
+            checked against ``model``), or a list of :class:`latentlib.Direction` (and :class:`latentlib.Turn`,
+            whose slider turns round its ring, ``degrees`` per unit). A bank made for another model is refused
+            with a message in the app; the app still works without it.
         prompt, negative_prompt, seed: the starting settings.
         n: images side by side (seeds ``seed .. seed + n - 1``), 1 to 8.
         steps, guidance, scheduler: the full-quality frame's settings (scheduler: a name from
@@ -93,7 +94,8 @@ class Explorer(LiveApp):
         self.controls = widgets.VBox([
             self.prompt, self.negative_prompt, self.seed, self.n, self.steps, self.preview_steps, self.guidance,
             self.scheduler, widgets.HBox([self.image_upload, self.clear_image_button]), self.image_strength,
-            widgets.HTML("<b>directions</b> (strength in standard deviations)"), self.slider_box,
+            widgets.HTML("<b>directions</b> (strength in standard deviations; a turn's in its degrees per unit)"),
+            self.slider_box,
             self.reset_button, widgets.HBox([self.bank_path, self.bank_button])])
         self._layout(self.controls)
         self._watch([self.seed, self.n, self.guidance, self.preview_steps, self.image_strength])

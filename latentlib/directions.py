@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -116,6 +117,8 @@ class Direction:
 
     def cosine(self, other: Direction) -> float:
         """Cosine similarity with ``other`` (same space, h layer and size)."""
+        if not isinstance(getattr(other, "vector", None), torch.Tensor):
+            raise TypeError(f"`other` must be a Direction (a unit vector), got {type(other).__name__}.")
         if shape_key(other) != shape_key(self) or other.vector.numel() != self.vector.numel():
             raise ValueError(f"cannot compare a {shape_key(self)} direction of {self.vector.numel()} values with a "
                              f"{shape_key(other)} direction of {other.vector.numel()} values.")
@@ -148,7 +151,8 @@ class Turn:
 
     Attributes:
         vectors: ``(2, *sample_shape)``: two orthonormal vectors (checked to 1e-3); :meth:`from_vectors`
-            orthonormalises any two independent ones.
+            orthonormalises any two independent ones. A prompt-space turn of ``(D,)`` vectors turns each
+            token's embedding about the same centre.
         space, name, timesteps, layer, provenance: as for :class:`Direction`.
         centre: the ring's centre, as coordinates along the two vectors (the samples' mean there).
         scales: the samples' standard deviations along the two vectors (> 0).
@@ -166,29 +170,29 @@ class Turn:
     layer: str | None = None
 
     def __post_init__(self):
-        # the checks Direction makes on space, layer and timesteps, on a stand-in with the first vector
         if not isinstance(self.vectors, torch.Tensor) or not self.vectors.is_floating_point() \
                 or self.vectors.ndim < 2 or self.vectors.shape[0] != 2:
             raise TypeError(f"`vectors` must be a float tensor of shape (2, *sample_shape), got "
                             f"{getattr(self.vectors, 'shape', type(self.vectors).__name__)!s}.")
-        first = Direction(vector=self.vectors[0] / self.vectors[0].float().norm().clamp(min=1e-30), space=self.space,
-                          timesteps=self.timesteps, layer=self.layer)
-        flat = self.vectors.detach().float().reshape(2, -1)
+        self.vectors = self.vectors.detach().to("cpu", torch.float32)
+        flat = self.vectors.reshape(2, -1)
         gram = flat @ flat.T
         if not bool(torch.isfinite(gram).all()) or float((gram - torch.eye(2)).abs().max()) > 1e-3:
-            raise ValueError(f"`vectors` must be two orthonormal vectors (v.v = 1, u.v = 0), got the dot products "
-                             f"{gram.tolist()}; use Turn.from_vectors to orthonormalise them.")
+            raise ValueError(f"`vectors` must be two finite orthonormal vectors (v.v = 1, u.v = 0), got the dot "
+                             f"products {gram.tolist()}; use Turn.from_vectors to orthonormalise them.")
+        # the checks Direction makes on space, layer and timesteps, on a stand-in with the first vector
+        self.timesteps = Direction(vector=self.vectors[0], space=self.space, timesteps=self.timesteps,
+                                   layer=self.layer).timesteps
         for arg, pair, positive in (("centre", self.centre, False), ("scales", self.scales, True)):
-            values = tuple(float(v) for v in pair) if isinstance(pair, (tuple, list)) and len(pair) == 2 else None
+            values = tuple(float(v) for v in pair) if isinstance(pair, (tuple, list, np.ndarray)) and len(pair) == 2 \
+                and all(isinstance(v, numbers.Real) for v in pair) else None
             if values is None or not all(math.isfinite(v) and (v > 0 or not positive) for v in values):
                 raise ValueError(f"`{arg}` must be two finite numbers{' > 0' if positive else ''}, got {pair!r}.")
             setattr(self, arg, values)
-        if isinstance(self.degrees, bool) or not isinstance(self.degrees, (int, float)) \
+        if isinstance(self.degrees, bool) or not isinstance(self.degrees, numbers.Real) \
                 or not math.isfinite(self.degrees) or self.degrees <= 0:
             raise ValueError(f"`degrees` (per unit of strength) must be a finite number > 0, got {self.degrees!r}.")
         self.degrees = float(self.degrees)
-        self.timesteps = first.timesteps
-        self.vectors = self.vectors.detach().to("cpu", torch.float32)
 
     @classmethod
     def from_vectors(cls, first, second, space: str, *, X=None, **kwargs) -> Turn:
@@ -207,10 +211,10 @@ class Turn:
         if not math.isfinite(norm) or norm < 1e-6 * max(1.0, float(torch.as_tensor(second).float().norm())):
             raise ValueError("`second` is (nearly) parallel to `first`; a turn needs two independent vectors.")
         turn = cls(vectors=torch.stack([u, v / norm]), space=space, **kwargs)
-        if X is not None:
+        if X is not None:  # measured on the samples (ddof 1, as PCA's variances), in place of any given
             coords = turn.project(X)
             turn = replace(turn, centre=tuple(coords.mean(0).tolist()),
-                           scales=tuple(float(s) or 1.0 for s in coords.std(0)))
+                           scales=tuple(float(s) or 1.0 for s in coords.std(0, ddof=1)))
         return turn
 
     @property
@@ -240,15 +244,16 @@ class Turn:
     def apply(self, X: torch.Tensor, strength: float) -> torch.Tensor:
         """``X`` (N, ...) with every sample turned by ``strength * degrees`` degrees (a new tensor)."""
         n = self.vectors[0].numel()
-        flat = X.reshape(-1, n)
-        basis = self.vectors.reshape(2, n).to(X.device, torch.float32)
-        centre = torch.tensor(self.centre, device=X.device)
-        scales = torch.tensor(self.scales, device=X.device)
-        coords = (flat.float() @ basis.T - centre) / scales  # (N, 2), unit scale
+        dtype = torch.promote_types(X.dtype, torch.float32)  # float32 at least; float64 stays float64
+        flat = X.reshape(-1, n).to(dtype)
+        basis = self.vectors.reshape(2, n).to(X.device, dtype)
+        centre = torch.tensor(self.centre, device=X.device, dtype=dtype)
+        scales = torch.tensor(self.scales, device=X.device, dtype=dtype)
+        coords = (flat @ basis.T - centre) / scales  # (N, 2), unit scale
         theta = math.radians(float(strength) * self.degrees)
         c, s = math.cos(theta), math.sin(theta)
         turned = torch.stack([c * coords[:, 0] - s * coords[:, 1], s * coords[:, 0] + c * coords[:, 1]], dim=1)
-        moved = flat.float() + ((turned - coords) * scales) @ basis
+        moved = flat + ((turned - coords) * scales) @ basis
         return moved.to(X.dtype).reshape(X.shape)
 
 
@@ -341,7 +346,7 @@ class DirectionBank(Mapping):
     """Named directions for one model, saved as ``NAME.safetensors`` (vectors) + ``NAME.json`` (the rest).
 
     Args:
-        directions: ``Direction`` objects (each needs a unique, non-empty ``name``).
+        directions: ``Direction`` and ``Turn`` objects (each needs a unique, non-empty ``name``).
         model: :func:`model_signature` of the model they belong to (or a ``Model``; its signature is taken).
     """
 
@@ -730,18 +735,23 @@ def text_direction(model, source: str, target: str, *, name: str = "") -> Direct
 
 def orthogonalize(direction: Direction, others: Iterable[Direction], *, name: str | None = None) -> Direction:
     """``direction`` with every one of ``others`` projected out (Gram-Schmidt), renormalised: an edit of one
-    attribute that leaves the others' coordinates where they were (InterFaceGAN's conditional direction)."""
+    attribute that leaves the others' coordinates where they were (InterFaceGAN's conditional direction).
+    A :class:`Turn` among ``others`` has both of its vectors projected out (its plane is left alone)."""
+    if not isinstance(direction, Direction):
+        raise TypeError(f"`direction` must be a Direction, got {type(direction).__name__}.")
     others = list(others)
     basis = []
     for other in others:
-        if shape_key(other) != shape_key(direction) or other.vector.numel() != direction.vector.numel():
+        vectors = list(other.vectors) if isinstance(other, Turn) else [other.vector]
+        if shape_key(other) != shape_key(direction) or vectors[0].numel() != direction.vector.numel():
             raise ValueError(f"cannot orthogonalise a {shape_key(direction)} direction against {other.name!r} "
-                             f"({shape_key(other)}, {other.vector.numel()} values).")
-        v = other.vector.flatten().double()
-        for b in basis:
-            v = v - (v @ b) * b
-        if float(v.norm()) > 1e-8:
-            basis.append(v / v.norm())
+                             f"({shape_key(other)}, {vectors[0].numel()} values).")
+        for vector in vectors:
+            v = vector.flatten().double()
+            for b in basis:
+                v = v - (v @ b) * b
+            if float(v.norm()) > 1e-8:
+                basis.append(v / v.norm())
     v = direction.vector.flatten().double()
     for b in basis:
         v = v - (v @ b) * b

@@ -94,6 +94,9 @@ def add_report_card_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", default=None, help="probe folder (default: the default model's probe)")
     p.add_argument("--image-strength", type=float, default=0.6, help="z0 directions: how far the edited image is "
                                                                      "re-noised before denoising (default 0.6)")
+    p.add_argument("--circular", type=float, default=None,
+                   help="the target is an angle with this period (e.g. 1.5708 for the probe's rotation of a square, "
+                        "6.2832 for radians): each seed's readings are unwrapped along the strengths; for a turn")
     p.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="figure format (default png)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
@@ -124,6 +127,8 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
             parser.error(f"--seeds must be at least 1, got {args.seeds}")
         if 0.0 not in args.strengths or len(set(args.strengths)) < 3:
             parser.error(f"--strengths must hold at least 3 distinct values including 0, got {args.strengths}")
+        if args.circular is not None and not (math.isfinite(args.circular) and args.circular > 0):
+            parser.error(f"--circular must be the target's period, a number > 0, got {args.circular}")
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
 
@@ -194,9 +199,14 @@ def best_turn(pca, X, angle, *, components: int | None = None, **turn_kwargs):
     resultant length of the difference between the turn's angle and ``angle`` (1: they differ by a fixed
     offset; near 0: unrelated). Returns ``(turn, fit)``; ``turn_kwargs`` go to :meth:`PCADirections.turn`.
     """
+    from dataclasses import replace
+
     angle = np.asarray(angle, dtype=np.float64)
     if angle.ndim != 1 or len(angle) != len(X):
         raise ValueError(f"`angle` must hold one value per sample of `X` ({len(X)}), got shape {angle.shape}.")
+    if not np.isfinite(angle).all():
+        raise ValueError(f"`angle` has {int((~np.isfinite(angle)).sum())} values that are NaN or inf; pass the "
+                         f"samples that have an angle (e.g. the `keep` of rotation_angle).")
     k = pca.n_components if components is None else components
     if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= pca.n_components:
         raise ValueError(f"`components` must be an int in 2..{pca.n_components}, got {components!r}.")
@@ -207,8 +217,8 @@ def best_turn(pca, X, angle, *, components: int | None = None, **turn_kwargs):
             read = turn.angle(X)
             for sign in (1, -1):
                 fit = float(abs(np.mean(np.exp(1j * (read - sign * angle)))))
-                if best is None or fit > best[0]:
-                    best = (fit, turn if sign > 0 else -turn)
+                if best is None or fit > best[0]:  # turned the other way round keeps its name
+                    best = (fit, turn if sign > 0 else replace(-turn, name=turn.name))
     return best[1], best[0]
 
 
@@ -342,7 +352,8 @@ def run_report_card(model, args) -> int:
         kwargs["negative_prompt"] = args.negative_prompt
     card = report_card(model, direction, _probe(args), target=args.target, strengths=args.strengths, seeds=seeds,
                        prompts=prompts, expected_sign=args.expected_sign, steps=args.steps, guidance=args.guidance,
-                       image_strength=args.image_strength, progress=not args.quiet, **kwargs)
+                       image_strength=args.image_strength, circular=args.circular, progress=not args.quiet,
+                       **kwargs)
     paths = card.save(out, overwrite=args.overwrite, figure_format=args.format)
     t = card.target_row
     print(f"{direction.name} -> {card.target}: monotone on {100 * t['monotone_share']:.1f}% of seeds "

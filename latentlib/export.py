@@ -156,19 +156,28 @@ def _jsonable(value):
 
 
 def direction_record(direction, strength: float | None = None) -> dict:
-    """A direction (anything with ``space`` and ``vector``, see :mod:`latentlib.edits`) as JSON, vector
-    included (float32, base64), so the figure can be made again without the bank it came from."""
+    """A direction (anything with ``space`` and ``vector``, see :mod:`latentlib.edits`) or a turn
+    (:class:`latentlib.directions.Turn`) as JSON, vectors included (float32, base64), so the figure can be
+    made again without the bank it came from."""
     vector = getattr(direction, "vector", None)
     space = getattr(direction, "space", None)
+    turn = vector is None and isinstance(getattr(direction, "vectors", None), torch.Tensor)
+    if turn:
+        vector = direction.vectors
     if space not in SPACES or not isinstance(vector, torch.Tensor):
-        raise TypeError(f"a direction needs `space` (one of {', '.join(SPACES)}) and a tensor `vector`; "
-                        f"got {type(direction).__name__} with space {space!r}.")
+        raise TypeError(f"a direction needs `space` (one of {', '.join(SPACES)}) and a tensor `vector` (a turn: "
+                        f"`vectors`); got {type(direction).__name__} with space {space!r}.")
     v = vector.detach().to("cpu", torch.float32).contiguous()
     raw = v.numpy().tobytes()
     record = {"name": getattr(direction, "name", None), "space": space, "shape": list(v.shape),
-              "scale": float(getattr(direction, "scale", 1.0) or 1.0),
               "timesteps": list(direction.timesteps) if getattr(direction, "timesteps", None) is not None else None,
+              "layer": getattr(direction, "layer", None),
               "vector_sha256": hashlib.sha256(raw).hexdigest(), "vector": base64.b64encode(raw).decode("ascii")}
+    if turn:
+        record.update(kind="turn", centre=[float(c) for c in direction.centre],
+                      scales=[float(c) for c in direction.scales], degrees=float(direction.degrees))
+    else:
+        record["scale"] = float(getattr(direction, "scale", 1.0) or 1.0)
     bank = getattr(direction, "bank", None)
     if bank is not None:
         record["bank"] = _jsonable(bank)
@@ -180,15 +189,22 @@ def direction_record(direction, strength: float | None = None) -> dict:
     return record
 
 
-def direction_from_record(record: Mapping) -> SimpleNamespace:
-    """The direction :func:`direction_record` wrote (checked against its hash)."""
+def direction_from_record(record: Mapping):
+    """The direction (a ``SimpleNamespace``) or turn (a :class:`~latentlib.directions.Turn`) that
+    :func:`direction_record` wrote, checked against its hash."""
     raw = base64.b64decode(record["vector"])
     if hashlib.sha256(raw).hexdigest() != record["vector_sha256"]:
         raise ValueError(f"direction {record.get('name')!r}: its vector does not match its hash; the file was altered.")
     vector = torch.from_numpy(np.frombuffer(raw, dtype=np.float32).copy()).reshape(record["shape"])
     timesteps = tuple(record["timesteps"]) if record.get("timesteps") is not None else None
+    if record.get("kind", "direction") == "turn":
+        from .directions import Turn
+
+        return Turn(vectors=vector, space=record["space"], name=record.get("name") or "", centre=tuple(record["centre"]),
+                    scales=tuple(record["scales"]), degrees=record["degrees"], timesteps=timesteps,
+                    layer=record.get("layer"))
     return SimpleNamespace(name=record.get("name"), space=record["space"], vector=vector, scale=record["scale"],
-                           timesteps=timesteps)
+                           timesteps=timesteps, layer=record.get("layer"))
 
 
 def parameters_text(prompt: str, *, negative_prompt: str | None = None, steps: int, sampler: str, guidance: float,

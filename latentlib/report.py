@@ -150,7 +150,10 @@ class ReportCard:
             ax.plot(group["strength"], group["target"], color="0.6", lw=0.8, alpha=0.6)
         median = r.groupby("strength")["target"].median()
         ax.plot(median.index, median.values, color="C0", lw=2.5, label="median")
-        ax.set(xlabel="strength (standard deviations)", ylabel=self.target, title=f"{self.target} per seed")
+        unit = f"{self.settings['degrees']:g} degrees round the ring" if self.settings.get("degrees") else \
+            "standard deviations"
+        ax.set(xlabel=f"strength ({unit})", ylabel=self.target + (" (unwrapped)" if self.settings.get("circular") else ""),
+               title=f"{self.target} per seed")
         ax.legend(loc="best")
         ax = fig.add_subplot(grid[0, 1])
         others = self.summary.iloc[1:]
@@ -362,6 +365,7 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
     per_seed = pd.DataFrame([{"seed": seed, "prompt": prompt, "spearman": st[1], "slope": st[0][0], "r2": st[0][1],
                               "saturation": st[2]} for (seed, prompt), st in zip(pairs, stats, strict=True)])
     settings = {"space": space, "steps": steps, "guidance": guidance, "monotone_at": monotone_at, "circular": circular,
+                "degrees": getattr(direction, "degrees", None),  # a turn: strength 1 is this many degrees
                 "region": "auto" if isinstance(region, str) else (None if region is None else getattr(region, "__name__", "custom")),
                 "image_strength": image_strength if space == "z0" else None,
                 "h_layer": getattr(direction, "layer", None) if space == "h" else None,

@@ -69,8 +69,9 @@ def test_explorer_slider_regenerates_with_the_edit(model, directions):
     app.close()
 
 
-def test_explorer_gives_a_turn_a_slider(model):
-    """A Turn (the edit for a circular factor) gets a slider like a direction and edits like one."""
+def test_explorer_gives_a_turn_a_slider(model, tmp_path):
+    """A Turn (the edit for a circular factor) gets a slider like a direction, edits like one, and is
+    exported with the frame so that the figure can be made again."""
     shape = ll.directions.space_shapes(model)["xT"]
     gen = torch.Generator().manual_seed(0)
     turn = ll.Turn.from_vectors(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), "xT",
@@ -82,6 +83,10 @@ def test_explorer_gives_a_turn_a_slider(model):
     assert_same(app.frame.image, expected)
     assert not np.array_equal(pixels(expected), pixels(model.generate("a red circle", seed=0, steps=STEPS,
                                                                        progress=False)[0]))
+    recipe = export.read_metadata(app.export(tmp_path / "turn.png"))["latentlib"]["recipe"]
+    again = export.direction_from_record(recipe["edits"][0])
+    assert isinstance(again, ll.Turn) and torch.equal(again.vectors, turn.vectors) and again.degrees == 30.0
+    assert (again.centre, again.scales, again.name) == (turn.centre, turn.scales, "spin")
     app.close()
 
 

@@ -128,6 +128,8 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
     (["discover", "--space", "q", "--bank", "b.safetensors"], "invalid choice"),
     (["report-card", "--bank", "b.safetensors", "--direction", "x", "--strengths", "1", "2", "3", "--out", "o"],
      "including 0"),
+    (["report-card", "--bank", "b.safetensors", "--direction", "x", "--circular", "-1", "--out", "o"],
+     "--circular must be the target's period"),
 ])
 def test_discovery_commands_refuse_bad_arguments_with_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -70,7 +70,7 @@ def test_turn_checks_its_input():
     u[0, 0, 0], v[0, 0, 1] = 1.0, 1.0
     good = Turn(vectors=torch.stack([u, v]), space="xT")
     assert good.degrees == 10.0 and good.centre == (0.0, 0.0)
-    with pytest.raises(ValueError, match=r"`vectors` must be two orthonormal vectors"):
+    with pytest.raises(ValueError, match=r"`vectors` must be two finite orthonormal vectors"):
         Turn(vectors=torch.stack([u, u]), space="xT")
     with pytest.raises(TypeError, match=r"`vectors` must be a float tensor of shape \(2, \*sample_shape\)"):
         Turn(vectors=u, space="xT")
@@ -100,11 +100,17 @@ def test_turns_edit_every_space_and_strength_zero_changes_nothing(tiny):
         moved = tiny.generate("a cat", seed=0, steps=2, output="pt", progress=False, edits=[(turn, 2.0)], **kwargs)
         assert torch.equal(zero, base), space
         assert (moved - base).abs().max() > 1e-4, space
-    # in xT the edit is the turn itself, applied to the start noise
-    shape = space_shapes(tiny)["xT"]
-    turn = Turn.from_vectors(torch.randn(shape), torch.randn(shape), "xT", scales=(0.5, 0.5))
-    noise = torch.randn(3, *shape)
-    assert torch.equal(apply_vector_edits(check_edits([(turn, 1.5)]), "xT", noise), turn.apply(noise, 1.5))
+    # a prompt turn of (D,) vectors turns every token's embedding, each about the same centre
+    emb = tiny.embed(["a cat", "a dog"]).embeds
+    D = emb.shape[-1]
+    gen = torch.Generator().manual_seed(1)
+    turn = Turn.from_vectors(torch.randn(D, generator=gen), torch.randn(D, generator=gen), "prompt", degrees=90.0)
+    moved = apply_vector_edits(check_edits([(turn, 1.0)]), "prompt", emb)
+    before, after = turn.angle(emb.reshape(-1, D)), turn.angle(moved.reshape(-1, D))
+    assert moved.shape == emb.shape and np.allclose(_wrap(after - before), math.pi / 2, atol=1e-4)
+    # float64 samples stay float64, exactly unchanged at strength 0
+    X64 = torch.randn(5, D, dtype=torch.float64)
+    assert turn.apply(X64, 0.0).dtype == torch.float64 and torch.equal(turn.apply(X64, 0.0), X64)
     # a turn of another model's size is refused, naming the sizes
     small = Turn.from_vectors(torch.randn(8), torch.randn(8), "xT")
     with pytest.raises(ValueError, match=r"edit 0 in space 'xT' vectors have 8 values; this model's xT samples have "
@@ -198,3 +204,26 @@ def test_best_turn_finds_the_planted_plane_and_its_orientation():
         best_turn(pca, X, angle[:10])
     with pytest.raises(ValueError, match=r"`components` must be an int in 2..3, got 1"):
         best_turn(pca, X, angle, components=1)
+    with pytest.raises(ValueError, match=r"`angle` has 1 values that are NaN or inf"):
+        best_turn(pca, X, np.where(np.arange(500) == 7, np.nan, angle))
+
+
+def test_turns_in_orthogonalize_and_banks_of_unknown_kinds(tmp_path):
+    X, _, u, v = _ring(n=300)
+    pca = ll.PCADirections(3).fit(X, space="xT")
+    ring = pca.turn(0, 1, name="ring")
+    d = ll.Direction.from_vector(torch.from_numpy(u + 0.5 * np.ones_like(u)).reshape(4, 8, 8), "xT", name="d")
+    kept = ll.orthogonalize(d, [ring])  # the turn's plane is projected out
+    assert abs(float(kept.vector.flatten() @ ring.vectors[0].flatten())) < 1e-5
+    assert abs(float(kept.vector.flatten() @ ring.vectors[1].flatten())) < 1e-5
+    with pytest.raises(TypeError, match=r"`direction` must be a Direction, got Turn"):
+        ll.orthogonalize(ring, [d])
+    with pytest.raises(TypeError, match=r"`other` must be a Direction \(a unit vector\), got Turn"):
+        d.cosine(ring)
+    bank = DirectionBank([ring])
+    _, meta = bank.save(tmp_path / "bank")
+    text = meta.read_text().replace('"kind": "turn"', '"kind": "spiral"')
+    meta.write_text(text)
+    with pytest.raises(ValueError, match=r"direction 'ring' is of kind 'spiral'; this latentlib reads 'direction' and "
+                                         r"'turn'"):
+        DirectionBank.load(tmp_path / "bank")
