@@ -209,7 +209,7 @@ def test_best_turn_finds_the_planted_plane_and_its_orientation():
 
 
 def test_turns_in_orthogonalize_and_banks_of_unknown_kinds(tmp_path):
-    X, _, u, v = _ring(n=300)
+    X, _, u, _ = _ring(n=300)
     pca = ll.PCADirections(3).fit(X, space="xT")
     ring = pca.turn(0, 1, name="ring")
     d = ll.Direction.from_vector(torch.from_numpy(u + 0.5 * np.ones_like(u)).reshape(4, 8, 8), "xT", name="d")
