@@ -147,7 +147,9 @@ class Turn:
     ``vectors[0]`` and ``vectors[1]`` by ``degrees`` degrees about ``centre``, from the first vector
     towards the second, and leaves the rest of the sample as it is. The coordinates are taken in units of
     ``scales`` (the samples' standard deviations along the two vectors), so an elliptic ring turns as a
-    circle. Strength 0 changes nothing.
+    circle. Strength 0 changes nothing. In h the turn acts at every step of its window (like a direction),
+    about the centre its samples had at the one step they were collected at (``collect``'s ``h_step``, the
+    middle step by default); the default model's rotation ring is measured that way (bench/README.md).
 
     Attributes:
         vectors: ``(2, *sample_shape)``: two orthonormal vectors (checked to 1e-3); :meth:`from_vectors`
