@@ -23,9 +23,9 @@ trained to read every factor a caption names), ``unet`` (UNet2DConditionModel on
 conditioned on the text encoder; EMA weights), ``assemble`` (the diffusers folder, checking that its VAE
 encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (vae, text, unet, assemble,
 probe in order; ``--decoder`` adds the decoder stage, as the shipped model was made). On 2 CPU cores the
-cpu preset took 30 min (vae) + 3 (text) + 83 (unet: 15,000 steps, forward pass in bfloat16) for the model
-(session 22; the decoder stage would add about 30), then about 26 min for the probe; that model missed two
-bars narrowly (shape 89.2%, empty prompt 88.5%, against 90%: ``docs/cpu-preset-run/MODEL_CARD.md``).
+cpu preset took 29 min (vae: 4,500 steps) + 3 (text) + 88 (unet: 15,000 steps), both networks' forward pass
+in bfloat16, for the model (session 23; the decoder stage would add about 10), then about 26 min for the probe;
+that model met every bar but the empty prompt, 89.7% against 90% (``docs/cpu-preset-run/MODEL_CARD.md``).
 On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
 of wall time (the shipped model, version 9); its probe stage ran at about 65 steps/s (about 2 min). Beside
 a GPU, worker processes render the scenes and captions ahead of each step (``--workers``) and the vae,
