@@ -70,6 +70,7 @@ class Preset:
     clip: float | None = None  # gradient-norm clipping
     object_weight: float = 0.0  # vae/decoder: extra loss weight on the object's pixels (0 = plain mean)
     amp: str = "off"  # vae, decoder, unet: "bf16" runs the forward pass under bfloat16 autocast (--amp overrides)
+    caption_dropout: float = 0.0  # unet: a further share of object scenes' captions made "" (--caption-dropout overrides)
 
 
 _SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
@@ -213,6 +214,8 @@ def _stage(stage: str, args, final: str) -> tuple[Preset, int, Path]:
         preset = replace(preset, lr=args.lr)
     if getattr(args, "amp", None) is not None:
         preset = replace(preset, amp=args.amp)
+    if getattr(args, "caption_dropout", None) is not None:
+        preset = replace(preset, caption_dropout=args.caption_dropout)
     out = Path(args.out)
     _prepare_out(out, final, args)
     return preset, args.steps or preset.steps, out
@@ -610,8 +613,8 @@ def train_unet(args) -> dict:
         index = torch.randint(0, n_scenes, (preset.batch,), generator=gen)
         scenes = [shapes.sample_scene(int(i), "train") for i in index]
         texts = [shapes.caption(scene, 10_000_000 + step * preset.batch + j) for j, scene in enumerate(scenes)]
-        if args.caption_dropout:  # drawn only when asked, so runs without it keep their random stream
-            drop = torch.rand(preset.batch, generator=gen) < args.caption_dropout
+        if preset.caption_dropout:  # drawn only when asked, so runs without it keep their random stream
+            drop = torch.rand(preset.batch, generator=gen) < preset.caption_dropout
             texts = _drop_captions(texts, scenes, drop.tolist())
         t = torch.randint(0, 1000, (preset.batch,), generator=gen)
         noise = torch.randn((preset.batch, *latent_shape), generator=gen)
@@ -644,7 +647,7 @@ def train_unet(args) -> dict:
         return {"stopped_at": stopped}
     ema.cpu().eval().save_pretrained(out / "unet", safe_serialization=True)
     metrics = {"scenes": n_scenes, "ema_decay": ema_decay, "vae_encoder": encoder_fingerprint(vae), "init": args.init,
-               "caption_dropout": args.caption_dropout, "amp": preset.amp,
+               "caption_dropout": preset.caption_dropout, "amp": preset.amp,
                "provenance": _provenance(args, preset, seconds, device)}
     return _finish(out, "unet", metrics)
 
@@ -819,10 +822,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--init", default=None,
                         help="unet stage: start from this UNet (a unet stage folder or a model folder)")
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
-    parser.add_argument("--caption-dropout", type=float, default=0.0,
-                        help="unet stage: share of captions of scenes with an object replaced by the empty caption, "
-                             f"on top of the data's own {shapes._EMPTY_CAPTION:.0%} (more training of the "
-                             "unconditional model; default 0)")
+    parser.add_argument("--caption-dropout", type=float, default=None,
+                        help="unet stage (and all): share of captions of scenes with an object replaced by the empty "
+                             f"caption, on top of the data's own {shapes._EMPTY_CAPTION:.0%} (more training of the "
+                             "unconditional model; default: the preset's)")
     parser.add_argument("--amp", choices=("off", "bf16"), default=None,
                         help="vae, decoder and unet stages (and all): run the network's forward pass under bfloat16 "
                              "autocast (weights, optimiser and loss stay float32; default: the preset's, bf16 for "
@@ -849,10 +852,11 @@ def main(argv=None) -> dict:
     for flag in ("steps", "lr"):
         if getattr(args, flag) is not None and args.stage == "all":
             parser.error(f"--{flag} applies to one stage; use it with vae, text, unet or probe")
-    if not (0.0 <= args.caption_dropout < 1.0):
-        parser.error(f"--caption-dropout must be in [0, 1); got {args.caption_dropout}")
-    if args.caption_dropout and args.stage != "unet":
-        parser.error(f"--caption-dropout applies to the unet stage, not {args.stage!r}")
+    if args.caption_dropout is not None:
+        if not (0.0 <= args.caption_dropout < 1.0):
+            parser.error(f"--caption-dropout must be in [0, 1); got {args.caption_dropout}")
+        if args.stage not in ("unet", "all"):
+            parser.error(f"--caption-dropout applies to the unet stage (or all), not {args.stage!r}")
     if args.amp is not None and args.stage not in ("vae", "decoder", "unet", "all"):
         parser.error(f"--amp applies to the vae, decoder and unet stages (or all), not {args.stage!r}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):

@@ -1,6 +1,7 @@
 """The training command: files it writes, refusal to overwrite, and resume = uninterrupted run."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -153,6 +154,23 @@ def test_unet_stage_options_caption_dropout_and_bf16_autocast(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_shapes.main(["text", "--out", "unused", "--amp", "bf16"])
     assert "--amp applies to the vae, decoder and unet stages" in capsys.readouterr().err
+
+
+def test_a_presets_caption_dropout_runs_unless_the_flag_replaces_it(tmp_path, monkeypatch):
+    train_shapes.main(["vae", "--out", str(tmp_path / "vae"), "--preset", "smoke", "--eval-n", "8"])
+    train_shapes.main(["text", "--out", str(tmp_path / "text"), "--preset", "smoke", "--eval-n", "8"])
+    common = ["--preset", "smoke", "--vae", str(tmp_path / "vae"), "--text", str(tmp_path / "text"), "--steps", "2"]
+    flagged = train_shapes.main(["unet", "--out", str(tmp_path / "flag"), *common, "--caption-dropout", "0.9"])
+    smoke = train_shapes.PRESETS["unet"]["smoke"]
+    monkeypatch.setitem(train_shapes.PRESETS["unet"], "smoke", dataclasses.replace(smoke, caption_dropout=0.9))
+    preset = train_shapes.main(["unet", "--out", str(tmp_path / "preset"), *common])
+    off = train_shapes.main(["unet", "--out", str(tmp_path / "off"), *common, "--caption-dropout", "0"])
+    assert preset["caption_dropout"] == 0.9 and preset["provenance"]["settings"]["caption_dropout"] == 0.9
+    assert off["caption_dropout"] == 0.0
+    weights = {name: load_file(tmp_path / name / "unet" / "diffusion_pytorch_model.safetensors")
+               for name in ("flag", "preset", "off")}
+    assert all(torch.equal(weights["flag"][k], v) for k, v in weights["preset"].items())  # the same run
+    assert any(not torch.equal(weights["off"][k], v) for k, v in weights["preset"].items())
 
 
 def test_amp_trains_the_vae_and_decoder_in_bfloat16(tmp_path):
