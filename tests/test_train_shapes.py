@@ -160,7 +160,7 @@ def test_a_presets_caption_dropout_runs_unless_the_flag_replaces_it(tmp_path, mo
     train_shapes.main(["vae", "--out", str(tmp_path / "vae"), "--preset", "smoke", "--eval-n", "8"])
     train_shapes.main(["text", "--out", str(tmp_path / "text"), "--preset", "smoke", "--eval-n", "8"])
     common = ["--preset", "smoke", "--vae", str(tmp_path / "vae"), "--text", str(tmp_path / "text"), "--steps", "2"]
-    flagged = train_shapes.main(["unet", "--out", str(tmp_path / "flag"), *common, "--caption-dropout", "0.9"])
+    train_shapes.main(["unet", "--out", str(tmp_path / "flag"), *common, "--caption-dropout", "0.9"])
     smoke = train_shapes.PRESETS["unet"]["smoke"]
     monkeypatch.setitem(train_shapes.PRESETS["unet"], "smoke", dataclasses.replace(smoke, caption_dropout=0.9))
     preset = train_shapes.main(["unet", "--out", str(tmp_path / "preset"), *common])
