@@ -181,9 +181,7 @@ class Interpolator(LiveApp):
             return self.model.generate(p["prompt"], latents=latents, seed=[p["start"]] * len(ts), **common)
         if p["between"] == "prompts":
             out = []
-            for t in ts:
-                if interrupt.is_set():
-                    break
+            for t in ts:  # generate raises latentlib.Interrupted once the interrupt is set
                 out += self.model.generate(getattr(a, p["method"])(b, t), seed=p["seed"], **common)
             return out
         z = torch.cat([mix(a, b, t) for t in ts])

@@ -13,7 +13,8 @@ Policy (the slider case):
 - At most one request waits; a newer one replaces it (the replaced one is counted in ``dropped``).
 - A running preview finishes (it is short, and while a slider is dragged its frame is the feedback);
   a running full frame is interrupted by any newer request (through ``generate``'s ``interrupt``
-  flag), and its partial result is thrown away.
+  flag, on which ``generate`` raises :class:`latentlib.Interrupted` before decoding), and its partial
+  result is thrown away; such a frame is stopped, not an error.
 - A frame is shown only if no newer frame has been shown already.
 - An exception in ``render`` (CUDA out-of-memory included) goes to ``on_error``; the worker goes on.
 
@@ -30,6 +31,8 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from latentlib import Interrupted
 
 __all__ = ["Frame", "LiveRenderer"]
 
@@ -236,9 +239,10 @@ class LiveRenderer:
                 frame = Frame(image, job.params, job.quality, time.perf_counter() - started, job.request_id,
                               job.requested_at)
         except Exception as exc:  # noqa: BLE001 - shown in the app; the worker must survive
-            self.stats["errors"] += 1
-            _free_accelerator_memory()
-            self._call(self._on_error, exc, "".join(traceback.format_exception(exc)))
+            if not (isinstance(exc, Interrupted) and job.interrupt.is_set()):  # else: stopped, nothing decoded
+                self.stats["errors"] += 1
+                _free_accelerator_memory()
+                self._call(self._on_error, exc, "".join(traceback.format_exception(exc)))
         shown = frame is not None and frame.request_id >= self._shown_id and self._call(self._on_frame, frame)
         if shown:
             self._call(self._on_status, f"{frame.quality} frame in {1000 * frame.seconds:.0f} ms")

@@ -30,7 +30,7 @@ from .maps import PCAMap, SampleMap, UMAPMap
 from .report import ReportCard, report_card
 from .model import DEFAULT_MODEL, Model, ModelNotFoundError, load
 from .prompts import PromptEmbedding, mix
-from .sampling import Step
+from .sampling import Interrupted, Step
 from .schedulers import SCHEDULERS
 
 __version__ = "0.1.0"
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Direction",
     "DirectionBank",
+    "Interrupted",
     "JacobianBasis",
     "LinearBoundary",
     "MeanDifference",

@@ -286,7 +286,8 @@ class Model:
                 or "h"), ``vector``, and optionally ``scale`` and ``timesteps`` (see :mod:`latentlib.edits`).
             callback: ``f(step: Step) -> Tensor | None`` after each step; return latents to replace them,
                 call ``step.stop()`` to end early.
-            interrupt: a ``threading.Event``; when set, the loop stops before the next step.
+            interrupt: a ``threading.Event``; when set, the loop stops before the next step and raises
+                :class:`latentlib.Interrupted` (holding the latents so far) without decoding.
             output: "pil", "np", "pt" or "latent".
             return_latents: also return the final latents: ``(images, latents)``.
             decoder: "full" (the VAE) or "preview" (the preview decoder set with :meth:`set_preview_decoder`,

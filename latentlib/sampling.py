@@ -25,10 +25,20 @@ from .codec import decode_latents, encode_pixels, pixels_to_output, to_pixels
 from .prompts import PromptEmbedding, encode_prompts
 from .schedulers import make_scheduler
 
-__all__ = ["Step", "noise", "generate", "guidance_embedding", "sweep"]
+__all__ = ["Interrupted", "Step", "noise", "generate", "guidance_embedding", "sweep"]
 
 OUTPUTS = ("pil", "pt", "np", "latent")
 DECODERS = ("full", "preview")
+
+
+class Interrupted(Exception):
+    """Raised by ``generate`` when its ``interrupt`` event was set: the loop stopped before step ``step`` of
+    ``total`` and nothing was decoded (an abandoned frame costs no decode). ``latents`` holds the latents as
+    they were then. A callback's ``step.stop()`` is different: it ends early and returns the images."""
+
+    def __init__(self, step: int, total: int, latents: torch.Tensor):
+        super().__init__(f"generation interrupted before step {step} of {total}")
+        self.step, self.total, self.latents = step, total, latents
 
 
 @dataclass
@@ -366,7 +376,7 @@ def generate(
         try:
             for i, t in enumerate(timesteps):
                 if interrupt is not None and interrupt.is_set():
-                    break
+                    raise Interrupted(i, total, x)
                 current["t"] = t
                 x_in = torch.cat([x, x]) if do_cfg else x
                 x_in = sched.scale_model_input(x_in, t)

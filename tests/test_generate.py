@@ -161,8 +161,19 @@ def test_callback_stop_and_interrupt_end_early(sd):
         counted.append(step.index)
         event.set()
 
-    sd.generate("a cat", seed=0, steps=6, callback=set_after_first, interrupt=event, progress=False)
-    assert counted == [0]
+    decodes = []
+    decode = sd.vae.decode
+    sd.vae.decode = lambda *a, **k: decodes.append(1) or decode(*a, **k)
+    try:
+        with pytest.raises(ll.Interrupted, match="before step 1 of 6") as stopped:
+            sd.generate("a cat", seed=0, steps=6, callback=set_after_first, interrupt=event, progress=False)
+        assert counted == [0] and decodes == []  # stopped before the second step, and nothing decoded
+        sd.generate("a cat", seed=0, steps=1, progress=False)
+        assert decodes == [1]  # the counter sees the decode of a run that finishes
+    finally:
+        del sd.vae.decode
+    first = sd.generate("a cat", seed=0, steps=6, callback=lambda step: step.stop(), output="latent", progress=False)
+    assert (stopped.value.step, stopped.value.total) == (1, 6) and torch.equal(stopped.value.latents, first)
 
 
 def test_every_named_scheduler_runs(sd):

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from lab.live import LiveRenderer
+from latentlib import Interrupted
 
 
 class Recorder:
@@ -26,8 +27,8 @@ class Recorder:
             raise RuntimeError(f"bad value {params['v']}")
         if quality == "full" and self.slow_full:
             for i in range(200):  # a long frame that honours the interrupt flag, as generate does
-                if interrupt.is_set():
-                    break
+                if interrupt.is_set() or params.get("stray"):
+                    raise Interrupted(i, 200, None)
                 progress(i, 200)
                 time.sleep(0.005)
         return f"{quality}:{params['v']}"
@@ -76,7 +77,16 @@ def test_a_running_full_frame_is_interrupted_by_a_newer_request_and_not_shown():
     assert r.wait(10)
     assert rec.calls == [(1, "full"), (2, "preview")]
     assert [f.image for f in rec.frames] == ["preview:2"]  # the interrupted full frame was thrown away
-    assert r.stats["discarded"] == 1
+    assert r.stats["discarded"] == 1 and r.stats["errors"] == 0 and rec.errors == []  # stopped, not failed
+    r.close()
+
+
+def test_an_interrupted_raised_without_the_jobs_interrupt_is_an_error():
+    rec = Recorder(slow_full=True)
+    r = rec.renderer()
+    r.request({"v": 1, "stray": True}, quality="full")
+    assert r.wait(10)
+    assert len(rec.errors) == 1 and isinstance(rec.errors[0][0], Interrupted) and r.stats["errors"] == 1
     r.close()
 
 
