@@ -45,7 +45,12 @@ from .fast import _FUSED_LAYERS
 __all__ = ["Direction", "DirectionBank", "LinearBoundary", "MeanDifference", "PCADirections", "RidgeDirection",
            "Turn", "model_signature", "orthogonalize", "shape_key", "space_shapes", "text_direction", "weight_hash"]
 
+#: Bank formats: 1 holds directions only; 2 may hold turns (``kind: "turn"``). A bank without a turn is
+#: still written as format 1, so a latentlib from before turns reads it; one with a turn is format 2, which
+#: such a latentlib refuses by its number instead of failing on a missing "scale".
 _FORMAT = 1
+_FORMAT_TURNS = 2
+_FORMATS = (_FORMAT, _FORMAT_TURNS)
 
 
 def _versions() -> dict:
@@ -405,7 +410,8 @@ class DirectionBank(Mapping):
         tensors_path.parent.mkdir(parents=True, exist_ok=True)
         save_file({name: (d.vectors if isinstance(d, Turn) else d.vector).contiguous()
                    for name, d in self._items.items()}, str(tensors_path))
-        meta = {"format": _FORMAT, "model": self.model, "versions": _versions(),
+        turns = any(isinstance(d, Turn) for d in self._items.values())
+        meta = {"format": _FORMAT_TURNS if turns else _FORMAT, "model": self.model, "versions": _versions(),
                 "directions": {name: {"space": d.space, "shape": list(d.shape), "timesteps": d.timesteps,
                                       "layer": d.layer, "provenance": d.provenance,
                                       **({"kind": "turn", "centre": list(d.centre), "scales": list(d.scales),
@@ -424,8 +430,9 @@ class DirectionBank(Mapping):
             if not p.is_file():
                 raise FileNotFoundError(f"no direction bank at {p} (a bank is a .safetensors file with a .json beside it).")
         meta = json.loads(meta_path.read_text())
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{meta_path} is bank format {meta.get('format')!r}; this latentlib reads format {_FORMAT}.")
+        if meta.get("format") not in _FORMATS:
+            raise ValueError(f"{meta_path} is bank format {meta.get('format')!r}; this latentlib reads formats "
+                             f"{', '.join(map(str, _FORMATS))} (a newer latentlib may read it).")
         vectors = load_file(str(tensors_path))
         if model is not None and meta.get("model"):
             keys = {}

@@ -1,6 +1,7 @@
 """Turns (the edit for a circular factor): planted rings recovered by PCA and turned by the planted angle,
 banks, edits in every space, and the report card's unwrapping of an angle."""
 
+import json
 import math
 
 import numpy as np
@@ -128,6 +129,14 @@ def test_a_bank_keeps_turns_beside_directions(tiny, tmp_path):
     assert isinstance(ring, Turn) and torch.equal(ring.vectors, bank["ring"].vectors)
     assert (ring.centre, ring.scales, ring.degrees) == (bank["ring"].centre, bank["ring"].scales, 12.5)
     assert ring.provenance == bank["ring"].provenance and isinstance(loaded["pc0"], ll.Direction)
+    # a bank with a turn is format 2 (a latentlib from before turns refuses it by number); without, format 1
+    assert json.loads((tmp_path / "bank.json").read_text())["format"] == 2
+    _, plain = DirectionBank([pca.direction(0)], model=tiny).save(tmp_path / "plain")
+    assert json.loads(plain.read_text())["format"] == 1
+    meta = json.loads(plain.read_text())
+    plain.write_text(json.dumps({**meta, "format": 3}))
+    with pytest.raises(ValueError, match=r"is bank format 3; this latentlib reads formats 1, 2"):
+        DirectionBank.load(tmp_path / "plain")
     with pytest.raises(ValueError, match=r"this bank's model has xT samples of shape \(4, 8, 8\)"):
         bank.add(Turn.from_vectors(torch.randn(4, 16, 16), torch.randn(4, 16, 16), "xT", name="wrong"))
 
