@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# One prepared GPU run for the default model (issue 3's "about 10 minutes on one GPU"): every stage with the
-# gpu preset (`train_shapes all --decoder --preset gpu --device cuda`: data built ahead in worker processes,
-# the vae/decoder/unet networks compiled), timed, inside a time budget. The runs folder RUNS lives in the
-# checkout (git-ignored), so on a machine that stays warm a second call with RESUME=1 goes on from the last
-# checkpoint. What comes back under ${OUT:-bench/results/gpu-shapes} (at most 8 files, as the device tool
-# returns them): gpu.txt, versions.txt, timing.json, train.log.gz and runs.tgz (every stage folder and the
-# model, without checkpoints or cached latents; split into runs.tgz.part-* when over 15 MiB).
+# One prepared GPU run for the default model (issue 3's "about 10 minutes on one GPU"): the stages of
+# `train_shapes all --decoder --preset gpu --device cuda` one after another, as `all` runs them (data built
+# ahead in worker processes, the vae/decoder/unet networks compiled), each timed, inside one time budget.
+# The runs folder RUNS lives in the checkout (git-ignored), so on a machine that stays warm a second call
+# with RESUME=1 goes on: finished stages are kept, the cut one continues from its checkpoint.
+# What comes back under ${OUT:-bench/results/gpu-shapes} (at most 8 files, as the device tool returns them):
+# gpu.txt, versions.txt, timing.json (wall seconds per stage), train.log.gz and runs.tgz (every stage folder
+# and the model, without checkpoints or cached latents; split into runs.tgz.part-* when over 15 MiB).
 # Evaluate what came back on the CPU (the speed bars are CPU figures):
 #   mkdir runs && tar -xzf runs.tgz -C runs && python -m latentlib.evaluate_shapes --model runs/model --runs runs --card
 #   OUT=/some/dir BUDGET_S=520 bash bench/gpu_shapes.sh           # first call
 #   OUT=/some/dir BUDGET_S=200 RESUME=1 bash bench/gpu_shapes.sh  # the next, when the first ran out of time
+# A shorter run to try (each knob is the train_shapes option of that stage; empty = the preset's):
+#   DECODER=0 VAE_STEPS=4500 UNET_STEPS=9000 CAPTION_DROPOUT=0.1 PROBE=0 ... bash bench/gpu_shapes.sh
+# DECODER=0 leaves the decoder stage out (the model takes the vae stage's VAE); PROBE=0 leaves the probe out
+# (its stage ran at about 65 steps/s on an H200, about 2 min; the shipped probe judges the card). A call with
+# RESUME=1 must give the same knobs as the call it continues.
 # On the project's lent GPU machines diffusers is not installed: carry its wheel and set WHEELS=.whl.
 set -uo pipefail
 OUT=${OUT:-bench/results/gpu-shapes}
@@ -29,19 +35,53 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>/dev/null || true
 $PY -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__, torch.cuda.get_device_name())" \
   > "$OUT/versions.txt" 2>&1
-flags=()
+DECODER=${DECODER:-1}
+PROBE=${PROBE:-1}
+stages=(vae)
+if [ "$DECODER" = 1 ]; then stages+=(decoder); fi
+stages+=(text unet assemble)
+if [ "$PROBE" = 1 ]; then stages+=(probe); fi
+vae_dir="$RUNS/vae"
+if [ "$DECODER" = 1 ]; then model_vae="$RUNS/decoder"; else model_vae="$RUNS/vae"; fi
 resumed=false
-if [ -n "${RESUME:-}" ]; then flags+=(--resume); resumed=true; fi
+if [ -n "${RESUME:-}" ]; then resumed=true; fi
 start=$(date +%s)
-timeout "$BUDGET_S" $PY -m latentlib.train_shapes all --out "$RUNS" --decoder --preset "$PRESET" --device "$DEVICE" "${flags[@]}" \
-  2>&1 | tr '\r' '\n' | awk '/it\/s|s\/it/ { if (++n % 200) next } { print }' > "$OUT/train.log"
-status=${PIPESTATUS[0]}
+status=0
+times=""
+for stage in "${stages[@]}"; do
+  out="$RUNS/$stage"; [ "$stage" = assemble ] && out="$RUNS/model"
+  done_file="$out/metrics.json"; [ "$stage" = assemble ] && done_file="$out/model_index.json"
+  if [ -f "$done_file" ] && [ -n "${RESUME:-}" ]; then echo "$stage: finished earlier; kept"; continue; fi
+  args=("$stage" --out "$out" --preset "$PRESET" --device "$DEVICE")
+  [ -n "${RESUME:-}" ] && [ -d "$out" ] && [ "$stage" != assemble ] && args+=(--resume)
+  case $stage in
+    vae) [ -n "${VAE_STEPS:-}" ] && args+=(--steps "$VAE_STEPS") ;;
+    decoder) args+=(--vae "$vae_dir") ;;
+    unet) args+=(--vae "$vae_dir" --text "$RUNS/text")
+          [ -n "${UNET_STEPS:-}" ] && args+=(--steps "$UNET_STEPS")
+          [ -n "${CAPTION_DROPOUT:-}" ] && args+=(--caption-dropout "$CAPTION_DROPOUT") ;;
+    assemble) args=(assemble --out "$out" --vae "$model_vae" --text "$RUNS/text" --unet "$RUNS/unet") ;;
+  esac
+  left=$(( BUDGET_S - ($(date +%s) - start) ))
+  if [ "$left" -le 5 ]; then status=124; echo "$stage: no time left"; break; fi
+  began=$(date +%s)
+  echo "== $stage: python -m latentlib.train_shapes ${args[*]}"
+  timeout "$left" $PY -m latentlib.train_shapes "${args[@]}" 2>&1 | tr '\r' '\n' \
+    | awk '/it\/s|s\/it/ { if (++n % 200) next } { print }'
+  status=${PIPESTATUS[0]}
+  took=$(( $(date +%s) - began ))
+  times="$times\"$stage\": $took, "
+  echo "$stage: $took s wall (exit $status)"
+  if [ "$status" != 0 ]; then break; fi
+done >> "$OUT/train.log"
 wall=$(( $(date +%s) - start ))
 finished=false
-if [ -f "$RUNS/probe/metrics.json" ] && [ -f "$RUNS/model/model_index.json" ]; then finished=true; fi
-echo "{\"wall_seconds\": $wall, \"exit_status\": $status, \"finished\": $finished, \"resumed\": $resumed}" \
+if [ -f "$RUNS/model/model_index.json" ] && { [ "$PROBE" != 1 ] || [ -f "$RUNS/probe/metrics.json" ]; }; then
+  finished=true
+fi
+echo "{$times\"wall_seconds\": $wall, \"exit_status\": $status, \"finished\": $finished, \"resumed\": $resumed, \"with_decoder\": $DECODER, \"with_probe\": $PROBE, \"vae_steps\": \"${VAE_STEPS:-}\", \"unet_steps\": \"${UNET_STEPS:-}\", \"caption_dropout\": \"${CAPTION_DROPOUT:-}\"}" \
   > "$OUT/timing.json"
-grep -E "s wall|resuming|finished earlier|Error|error" "$OUT/train.log" | tail -20
+grep -E "^==|s wall|resuming|finished earlier|kept|Error|error" "$OUT/train.log" | tail -20
 gzip -f "$OUT/train.log"
 tar -czf "$OUT/runs.tgz" --exclude='checkpoint.*' --exclude='latents.safetensors' -C "$RUNS" .
 if [ "$(stat -c %s "$OUT/runs.tgz")" -gt $((15 * 1024 * 1024)) ]; then
