@@ -1,7 +1,9 @@
 """The core benchmark runs (quick mode) and writes the JSON it promises. No timing is asserted."""
 
 import json
+import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -157,3 +159,25 @@ def test_bench_inpaint_quick_writes_json(tmp_path, monkeypatch):
     assert report["preservation_max_change_outside"] <= 1  # paste-back leaves the outside alone, at any quality
     assert [row["strength"] for row in report["strength"]] == [0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert [row["feather"] for row in report["seams"]] == [0, 2, 4, 8]
+
+
+def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
+    """bench/gpu_shapes.sh with PRESET=smoke DEVICE=cpu: every stage in order with its knobs, timing.json, and a
+    RESUME=1 call that keeps what finished."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs"), "PRESET": "smoke",
+           "DEVICE": "cpu", "PY": sys.executable, "DECODER": "0", "PROBE": "0", "UNET_STEPS": "2",
+           "CAPTION_DROPOUT": "0.5"}
+    done = subprocess.run(["bash", str(root / "bench" / "gpu_shapes.sh")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    timing = json.loads((tmp_path / "out" / "timing.json").read_text())
+    assert list(timing)[:4] == ["vae", "text", "unet", "assemble"] and "decoder" not in timing
+    assert timing["finished"] is True and timing["exit_status"] == 0 and timing["with_decoder"] == 0
+    unet = json.loads((tmp_path / "runs" / "unet" / "metrics.json").read_text())
+    assert unet["caption_dropout"] == 0.5 and unet["provenance"]["settings"]["steps"] == 2
+    assert (tmp_path / "runs" / "model" / "model_index.json").is_file()
+    assert not (tmp_path / "runs" / "probe").exists()
+    again = subprocess.run(["bash", str(root / "bench" / "gpu_shapes.sh")], cwd=root, text=True, capture_output=True,
+                           env={**env, "OUT": str(tmp_path / "out2"), "RESUME": "1"}, timeout=600, check=False)
+    assert again.returncode == 0 and again.stdout.count("finished earlier; kept") == 4, again.stdout
