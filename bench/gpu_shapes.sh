@@ -15,7 +15,8 @@
 #   DECODER=0 VAE_STEPS=4500 UNET_STEPS=9000 CAPTION_DROPOUT=0.1 PROBE=0 ... bash bench/gpu_shapes.sh
 # DECODER=0 leaves the decoder stage out (the model takes the vae stage's VAE); PROBE=0 leaves the probe out
 # (its stage ran at about 65 steps/s on an H200, about 2 min; the shipped probe judges the card). A call with
-# RESUME=1 must give the same knobs as the call it continues.
+# RESUME=1 must give the same knobs as the call it continues (it refuses others). EVAL_N: test scenes of each
+# stage's final evaluation (train_shapes --eval-n; default 2000).
 # On the project's lent GPU machines diffusers is not installed: carry its wheel and set WHEELS=.whl.
 set -uo pipefail
 OUT=${OUT:-bench/results/gpu-shapes}
@@ -24,7 +25,28 @@ PY=${PY:-python3}
 BUDGET_S=${BUDGET_S:-3600}
 PRESET=${PRESET:-gpu}
 DEVICE=${DEVICE:-cuda}  # PRESET=smoke DEVICE=cpu: a dry run of this script in seconds
+DECODER=${DECODER:-1}
+PROBE=${PROBE:-1}
+RESUME=${RESUME:-0}
+for knob in DECODER PROBE RESUME; do
+  case ${!knob} in 0|1) ;; *) echo "$knob must be 0 or 1, got '${!knob}'" >&2; exit 2 ;; esac
+done
+for knob in VAE_STEPS UNET_STEPS EVAL_N; do
+  value=${!knob:-}
+  if [ -n "$value" ] && ! [[ $value =~ ^[1-9][0-9]*$ ]]; then echo "$knob must be a whole number > 0, got '$value'" >&2; exit 2; fi
+done
 mkdir -p "$OUT" "$RUNS"
+# the knobs a resumed run must keep (a stage continued with other steps or data would be neither run)
+knobs="PRESET=$PRESET DECODER=$DECODER VAE_STEPS=${VAE_STEPS:-} UNET_STEPS=${UNET_STEPS:-} CAPTION_DROPOUT=${CAPTION_DROPOUT:-}"
+if [ -f "$RUNS/knobs.txt" ]; then
+  if [ "$RESUME" != 1 ]; then
+    echo "$RUNS holds an earlier run ($(cat "$RUNS/knobs.txt")): RESUME=1 continues it; or set RUNS to a new folder" >&2; exit 2
+  elif [ "$(cat "$RUNS/knobs.txt")" != "$knobs" ]; then
+    echo "RESUME=1 with other knobs than the run it continues: $knobs, against $(cat "$RUNS/knobs.txt")" >&2; exit 2
+  fi
+else
+  echo "$knobs" > "$RUNS/knobs.txt"
+fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 if [ -n "${WHEELS:-}" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
@@ -35,8 +57,6 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>/dev/null || true
 $PY -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__, torch.cuda.get_device_name())" \
   > "$OUT/versions.txt" 2>&1
-DECODER=${DECODER:-1}
-PROBE=${PROBE:-1}
 stages=(vae)
 if [ "$DECODER" = 1 ]; then stages+=(decoder); fi
 stages+=(text unet assemble)
@@ -44,16 +64,18 @@ if [ "$PROBE" = 1 ]; then stages+=(probe); fi
 vae_dir="$RUNS/vae"
 if [ "$DECODER" = 1 ]; then model_vae="$RUNS/decoder"; else model_vae="$RUNS/vae"; fi
 resumed=false
-if [ -n "${RESUME:-}" ]; then resumed=true; fi
+if [ "$RESUME" = 1 ]; then resumed=true; fi
+: > "$OUT/train.log"
 start=$(date +%s)
 status=0
 times=""
 for stage in "${stages[@]}"; do
   out="$RUNS/$stage"; [ "$stage" = assemble ] && out="$RUNS/model"
   done_file="$out/metrics.json"; [ "$stage" = assemble ] && done_file="$out/model_index.json"
-  if [ -f "$done_file" ] && [ -n "${RESUME:-}" ]; then echo "$stage: finished earlier; kept"; continue; fi
+  if [ -f "$done_file" ] && [ "$RESUME" = 1 ]; then echo "$stage: finished earlier; kept"; continue; fi
   args=("$stage" --out "$out" --preset "$PRESET" --device "$DEVICE")
-  [ -n "${RESUME:-}" ] && [ -d "$out" ] && [ "$stage" != assemble ] && args+=(--resume)
+  [ "$RESUME" = 1 ] && [ -d "$out" ] && [ "$stage" != assemble ] && args+=(--resume)
+  [ -n "${EVAL_N:-}" ] && [ "$stage" != assemble ] && args+=(--eval-n "$EVAL_N")
   case $stage in
     vae) [ -n "${VAE_STEPS:-}" ] && args+=(--steps "$VAE_STEPS") ;;
     decoder) args+=(--vae "$vae_dir") ;;

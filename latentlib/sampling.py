@@ -37,8 +37,11 @@ class Interrupted(Exception):
     they were then. A callback's ``step.stop()`` is different: it ends early and returns the images."""
 
     def __init__(self, step: int, total: int, latents: torch.Tensor):
-        super().__init__(f"generation interrupted before step {step} of {total}")
+        super().__init__(f"generation interrupted after {step} of {total} steps (nothing decoded)")
         self.step, self.total, self.latents = step, total, latents
+
+    def __reduce__(self):  # pickles (e.g. across processes) with its fields
+        return type(self), (self.step, self.total, self.latents)
 
 
 @dataclass

@@ -212,9 +212,10 @@ def _stage(stage: str, args, final: str) -> tuple[Preset, int, Path]:
     preset = PRESETS[stage][args.preset]
     if getattr(args, "lr", None) is not None:  # recorded: _provenance writes the preset as it ran
         preset = replace(preset, lr=args.lr)
-    if getattr(args, "amp", None) is not None:
+    # `all` hands every stage the same options: each stage records only the ones it uses
+    if getattr(args, "amp", None) is not None and stage in ("vae", "decoder", "unet"):
         preset = replace(preset, amp=args.amp)
-    if getattr(args, "caption_dropout", None) is not None:
+    if getattr(args, "caption_dropout", None) is not None and stage == "unet":
         preset = replace(preset, caption_dropout=args.caption_dropout)
     out = Path(args.out)
     _prepare_out(out, final, args)

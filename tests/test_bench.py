@@ -1,8 +1,10 @@
 """The core benchmark runs (quick mode) and writes the JSON it promises. No timing is asserted."""
 
+import gzip
 import json
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,23 +163,41 @@ def test_bench_inpaint_quick_writes_json(tmp_path, monkeypatch):
     assert [row["feather"] for row in report["seams"]] == [0, 2, 4, 8]
 
 
-def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
-    """bench/gpu_shapes.sh with PRESET=smoke DEVICE=cpu: every stage in order with its knobs, timing.json, and a
-    RESUME=1 call that keeps what finished."""
+def _gpu_shapes(env: dict) -> subprocess.CompletedProcess:
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs"), "PRESET": "smoke",
-           "DEVICE": "cpu", "PY": sys.executable, "DECODER": "0", "PROBE": "0", "UNET_STEPS": "2",
-           "CAPTION_DROPOUT": "0.5"}
-    done = subprocess.run(["bash", str(root / "bench" / "gpu_shapes.sh")], cwd=root, env=env, capture_output=True,
+    return subprocess.run(["bash", str(root / "bench" / "gpu_shapes.sh")], cwd=root, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
+    """bench/gpu_shapes.sh with PRESET=smoke DEVICE=cpu: every stage in order with its knobs, timing.json, a cut
+    stage continued by RESUME=1, and refusals of bad knobs and of a resume with other knobs."""
+    knobs = ("RESUME", "WHEELS", "VAE_STEPS", "UNET_STEPS", "CAPTION_DROPOUT", "DECODER", "PROBE", "BUDGET_S",
+             "EVAL_N", "OUT", "RUNS", "PRESET", "DEVICE", "PY")
+    env = {**{k: v for k, v in os.environ.items() if k not in knobs}, "OUT": str(tmp_path / "out"),
+           "RUNS": str(tmp_path / "runs"), "PRESET": "smoke", "DEVICE": "cpu", "PY": sys.executable, "PROBE": "0",
+           "UNET_STEPS": "2", "CAPTION_DROPOUT": "0.5", "EVAL_N": "8"}
+    done = _gpu_shapes(env)
     timing = json.loads((tmp_path / "out" / "timing.json").read_text())
-    assert list(timing)[:4] == ["vae", "text", "unet", "assemble"] and "decoder" not in timing
-    assert timing["finished"] is True and timing["exit_status"] == 0 and timing["with_decoder"] == 0
+    assert list(timing)[:5] == ["vae", "decoder", "text", "unet", "assemble"], done.stdout + done.stderr
+    assert timing["finished"] is True and timing["exit_status"] == 0 and timing["with_decoder"] == 1
+    log = gzip.decompress((tmp_path / "out" / "train.log.gz").read_bytes()).decode()
+    assert f"--vae {tmp_path / 'runs' / 'decoder'} " in log.split("== assemble:")[1].splitlines()[0]
     unet = json.loads((tmp_path / "runs" / "unet" / "metrics.json").read_text())
     assert unet["caption_dropout"] == 0.5 and unet["provenance"]["settings"]["steps"] == 2
-    assert (tmp_path / "runs" / "model" / "model_index.json").is_file()
-    assert not (tmp_path / "runs" / "probe").exists()
-    again = subprocess.run(["bash", str(root / "bench" / "gpu_shapes.sh")], cwd=root, text=True, capture_output=True,
-                           env={**env, "OUT": str(tmp_path / "out2"), "RESUME": "1"}, timeout=600, check=False)
-    assert again.returncode == 0 and again.stdout.count("finished earlier; kept") == 4, again.stdout
+    assert (tmp_path / "runs" / "model" / "model_index.json").is_file() and not (tmp_path / "runs" / "probe").exists()
+    # a cut unet stage: RESUME=1 keeps the finished stages and continues the unet from its checkpoint
+    (tmp_path / "runs" / "unet" / "metrics.json").unlink()
+    shutil.rmtree(tmp_path / "runs" / "model")
+    again = _gpu_shapes({**env, "OUT": str(tmp_path / "out2"), "RESUME": "1"})
+    assert again.stdout.count("finished earlier; kept") == 3, again.stdout + again.stderr
+    log = gzip.decompress((tmp_path / "out2" / "train.log.gz").read_bytes()).decode()
+    assert "--resume" in log.split("== unet:")[1].splitlines()[0]
+    timing = json.loads((tmp_path / "out2" / "timing.json").read_text())
+    assert list(timing)[:2] == ["unet", "assemble"] and timing["resumed"] is True and timing["finished"] is True
+    # refused before anything runs
+    for extra, message in (({"RESUME": "1", "UNET_STEPS": "3"}, "RESUME=1 with other knobs"),
+                           ({}, "holds an earlier run"), ({"DECODER": "yes"}, "DECODER must be 0 or 1, got 'yes'"),
+                           ({"VAE_STEPS": "4.5"}, "VAE_STEPS must be a whole number > 0, got '4.5'")):
+        refused = _gpu_shapes({**env, "OUT": str(tmp_path / "out3"), **extra})
+        assert refused.returncode == 2 and message in refused.stderr, (extra, refused.stderr)

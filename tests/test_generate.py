@@ -1,5 +1,6 @@
 """Our generation loop against diffusers' own pipelines, and its hooks."""
 
+import pickle
 import threading
 
 import numpy as np
@@ -165,7 +166,7 @@ def test_callback_stop_and_interrupt_end_early(sd):
     decode = sd.vae.decode
     sd.vae.decode = lambda *a, **k: decodes.append(1) or decode(*a, **k)
     try:
-        with pytest.raises(ll.Interrupted, match="before step 1 of 6") as stopped:
+        with pytest.raises(ll.Interrupted, match=r"after 1 of 6 steps \(nothing decoded\)") as stopped:
             sd.generate("a cat", seed=0, steps=6, callback=set_after_first, interrupt=event, progress=False)
         assert counted == [0] and decodes == []  # stopped before the second step, and nothing decoded
         sd.generate("a cat", seed=0, steps=1, progress=False)
@@ -174,6 +175,8 @@ def test_callback_stop_and_interrupt_end_early(sd):
         del sd.vae.decode
     first = sd.generate("a cat", seed=0, steps=6, callback=lambda step: step.stop(), output="latent", progress=False)
     assert (stopped.value.step, stopped.value.total) == (1, 6) and torch.equal(stopped.value.latents, first)
+    again = pickle.loads(pickle.dumps(stopped.value))
+    assert (again.step, again.total, str(again)) == (1, 6, str(stopped.value)) and torch.equal(again.latents, first)
 
 
 def test_every_named_scheduler_runs(sd):

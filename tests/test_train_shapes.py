@@ -1,5 +1,6 @@
 """The training command: files it writes, refusal to overwrite, and resume = uninterrupted run."""
 
+import argparse
 import csv
 import dataclasses
 import json
@@ -171,6 +172,17 @@ def test_a_presets_caption_dropout_runs_unless_the_flag_replaces_it(tmp_path, mo
                for name in ("flag", "preset", "off")}
     assert all(torch.equal(weights["flag"][k], v) for k, v in weights["preset"].items())  # the same run
     assert any(not torch.equal(weights["off"][k], v) for k, v in weights["preset"].items())
+
+
+def test_all_hands_each_stage_only_the_options_it_uses(tmp_path):
+    # `all` passes one set of options to every stage; each stage's preset (recorded in its metrics) keeps
+    # --amp only where it runs (vae, decoder, unet) and --caption-dropout only in the unet stage
+    for stage in ("vae", "decoder", "text", "unet", "probe"):
+        args = argparse.Namespace(out=str(tmp_path / stage), preset="smoke", amp="bf16", caption_dropout=0.5,
+                                  lr=None, steps=None, resume=False, overwrite=False)
+        preset, _, _ = train_shapes._stage(stage, args, "final")
+        assert preset.amp == ("bf16" if stage in ("vae", "decoder", "unet") else "off"), stage
+        assert preset.caption_dropout == (0.5 if stage == "unet" else 0.0), stage
 
 
 def test_amp_trains_the_vae_and_decoder_in_bfloat16(tmp_path):
