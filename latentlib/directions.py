@@ -47,7 +47,8 @@ __all__ = ["Direction", "DirectionBank", "LinearBoundary", "MeanDifference", "PC
 
 #: Bank formats: 1 holds directions only; 2 may hold turns (``kind: "turn"``). A bank without a turn is
 #: still written as format 1, so a latentlib from before turns reads it; one with a turn is format 2, which
-#: such a latentlib refuses by its number instead of failing on a missing "scale".
+#: such a latentlib refuses by its number instead of failing on a missing "scale". Banks with turns written
+#: as format 1 (before format 2 existed) are read too: each entry's ``kind`` says what it is.
 _FORMAT = 1
 _FORMAT_TURNS = 2
 _FORMATS = (_FORMAT, _FORMAT_TURNS)
@@ -430,6 +431,8 @@ class DirectionBank(Mapping):
             if not p.is_file():
                 raise FileNotFoundError(f"no direction bank at {p} (a bank is a .safetensors file with a .json beside it).")
         meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or "format" not in meta or "directions" not in meta:
+            raise ValueError(f"{meta_path} is not a direction bank (it has no bank format or directions).")
         if meta.get("format") not in _FORMATS:
             raise ValueError(f"{meta_path} is bank format {meta.get('format')!r}; this latentlib reads formats "
                              f"{', '.join(map(str, _FORMATS))} (a newer latentlib may read it).")

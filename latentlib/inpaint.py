@@ -101,6 +101,9 @@ def inpaint(model, image, mask, prompt="", *, negative_prompt=None, strength: fl
 
     Returns:
         A list of PIL images (``output="pil"``) or a float tensor (B, 3, H, W) in [0, 1] (``output="pt"``).
+
+    Raises:
+        latentlib.Interrupted: when ``interrupt`` was set (as ``generate``; nothing is decoded or pasted).
     """
     from . import codec
 

@@ -137,6 +137,9 @@ def test_a_bank_keeps_turns_beside_directions(tiny, tmp_path):
     plain.write_text(json.dumps({**meta, "format": 3}))
     with pytest.raises(ValueError, match=r"is bank format 3; this latentlib reads formats 1, 2"):
         DirectionBank.load(tmp_path / "plain")
+    plain.write_text(json.dumps({"figure": "map"}))  # some other JSON beside a .safetensors
+    with pytest.raises(ValueError, match=r"plain.json is not a direction bank"):
+        DirectionBank.load(tmp_path / "plain")
     with pytest.raises(ValueError, match=r"this bank's model has xT samples of shape \(4, 8, 8\)"):
         bank.add(Turn.from_vectors(torch.randn(4, 16, 16), torch.randn(4, 16, 16), "xT", name="wrong"))
 
