@@ -23,9 +23,10 @@ trained to read every factor a caption names), ``unet`` (UNet2DConditionModel on
 conditioned on the text encoder; EMA weights), ``assemble`` (the diffusers folder, checking that its VAE
 encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (vae, text, unet, assemble,
 probe in order; ``--decoder`` adds the decoder stage, as the shipped model was made). On 2 CPU cores the
-cpu preset took 29 min (vae: 4,500 steps) + 3 (text) + 88 (unet: 15,000 steps), both networks' forward pass
-in bfloat16, for the model (session 23; the decoder stage would add about 10), then about 26 min for the probe;
-that model met every bar but the empty prompt, 89.7% against 90% (``docs/cpu-preset-run/MODEL_CARD.md``).
+cpu preset took 29 min (vae: 4,500 steps) + 3 (text) + 87 (unet: 15,000 steps with 10% caption dropout),
+both networks' forward pass in bfloat16, for the model (sessions 23-24; the decoder stage would add about 10),
+then about 26 min for the probe; that model met every bar, the empty prompt by 0.3 points (90.3%)
+(``docs/cpu-preset-run/MODEL_CARD.md``).
 On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
 of wall time (the shipped model, version 9); its probe stage ran at about 65 steps/s (about 2 min). Beside
 a GPU, worker processes render the scenes and captions ahead of each step (``--workers``) and the vae,
@@ -86,7 +87,8 @@ PRESETS = {
     "text": {"cpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
              "gpu": Preset(steps=1500, batch=256, lr=1e-3, warmup=100, clip=1.0),
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
-    "unet": {"cpu": Preset(steps=15_000, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0, amp="bf16"),
+    "unet": {"cpu": Preset(steps=15_000, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0, amp="bf16",
+                           caption_dropout=0.1),
              "gpu": Preset(steps=12000, batch=512, lr=1e-3, checkpoint_every=1000, warmup=100, clip=1.0),
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
     "probe": {"cpu": Preset(steps=6000, batch=96, lr=1e-3), "gpu": Preset(steps=8000, batch=256, lr=1e-3),
