@@ -1,7 +1,7 @@
 #!/bin/bash
 # the cpu preset as committed (vae 4,500 bf16 steps, text, unet 15,000 bf16 steps, no decoder), end to end
 set -e
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 R=runs/cpu3
 T0=$(date +%s)
 .venv/bin/python -m latentlib.train_shapes vae --out $R/vae > $R/vae.log 2>&1
