@@ -25,8 +25,8 @@ encodes the latents the UNet learned), ``probe`` (the factor probe), ``all`` (va
 probe in order; ``--decoder`` adds the decoder stage, as the shipped model was made). On 2 CPU cores the
 cpu preset took 29 min (vae: 4,500 steps) + 3 (text) + 87 (unet: 15,000 steps with 10% caption dropout),
 both networks' forward pass in bfloat16, for the model (sessions 23-24; the decoder stage would add about 10),
-then about 26 min for the probe; that model met every bar, the empty prompt by 0.3 points (90.3%)
-(``docs/cpu-preset-run/MODEL_CARD.md``).
+then about 26 min for the probe; that model met every bar, the empty prompt by 0.3 points (90.3%; 90.0%
+on 2,000 other seeds) (``docs/cpu-preset-run/MODEL_CARD.md``).
 On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
 of wall time (the shipped model, version 9); its probe stage ran at about 65 steps/s (about 2 min). Beside
 a GPU, worker processes render the scenes and captions ahead of each step (``--workers``) and the vae,
