@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU run for the default model (issue 3's "about 10 minutes on one GPU"): the stages of
-# `train_shapes all --decoder --preset gpu --device cuda` one after another, as `all` runs them (data built
-# ahead in worker processes, the vae/decoder/unet networks compiled), each timed, inside one time budget.
+# `train_shapes all --decoder --preset gpu --device cuda` (data built ahead in worker processes, the
+# vae/decoder/unet networks compiled), each stage timed, inside one time budget.
 # The runs folder RUNS lives in the checkout (git-ignored), so on a machine that stays warm a second call
 # with RESUME=1 goes on: finished stages are kept, the cut one continues from its checkpoint.
 # What comes back under ${OUT:-bench/results/gpu-shapes} (at most 8 files, as the device tool returns them):
@@ -11,7 +11,7 @@
 #   mkdir runs && tar -xzf runs.tgz -C runs && python -m latentlib.evaluate_shapes --model runs/model --runs runs --card
 #   OUT=/some/dir BUDGET_S=520 bash bench/gpu_shapes.sh           # first call
 #   OUT=/some/dir BUDGET_S=200 RESUME=1 bash bench/gpu_shapes.sh  # the next, when the first ran out of time
-# A shorter run to try (each knob is the train_shapes option of that stage; empty = the preset's):
+# A shorter run to try (each knob is an option of `train_shapes all`; empty = the preset's):
 #   DECODER=0 VAE_STEPS=4500 UNET_STEPS=9000 CAPTION_DROPOUT=0.1 PROBE=0 ... bash bench/gpu_shapes.sh
 # DECODER=0 leaves the decoder stage out (the model takes the vae stage's VAE); PROBE=0 leaves the probe out
 # (its stage ran at about 65 steps/s on an H200, about 2 min; the shipped probe judges the card). A call with
@@ -57,45 +57,23 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>/dev/null || true
 $PY -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__, torch.cuda.get_device_name())" \
   > "$OUT/versions.txt" 2>&1
-stages=(vae)
-if [ "$DECODER" = 1 ]; then stages+=(decoder); fi
-stages+=(text unet assemble)
-if [ "$PROBE" = 1 ]; then stages+=(probe); fi
-vae_dir="$RUNS/vae"
-if [ "$DECODER" = 1 ]; then model_vae="$RUNS/decoder"; else model_vae="$RUNS/vae"; fi
+flags=()
+if [ "$DECODER" = 1 ]; then flags+=(--decoder); fi
+if [ "$PROBE" = 0 ]; then flags+=(--no-probe); fi
+if [ "$RESUME" = 1 ]; then flags+=(--resume); fi
+if [ -n "${VAE_STEPS:-}" ]; then flags+=(--vae-steps "$VAE_STEPS"); fi
+if [ -n "${UNET_STEPS:-}" ]; then flags+=(--unet-steps "$UNET_STEPS"); fi
+if [ -n "${CAPTION_DROPOUT:-}" ]; then flags+=(--caption-dropout "$CAPTION_DROPOUT"); fi
+if [ -n "${EVAL_N:-}" ]; then flags+=(--eval-n "$EVAL_N"); fi
 resumed=false
 if [ "$RESUME" = 1 ]; then resumed=true; fi
-: > "$OUT/train.log"
 start=$(date +%s)
-status=0
-times=""
-for stage in "${stages[@]}"; do
-  out="$RUNS/$stage"; [ "$stage" = assemble ] && out="$RUNS/model"
-  done_file="$out/metrics.json"; [ "$stage" = assemble ] && done_file="$out/model_index.json"
-  if [ -f "$done_file" ] && [ "$RESUME" = 1 ]; then echo "$stage: finished earlier; kept"; continue; fi
-  args=("$stage" --out "$out" --preset "$PRESET" --device "$DEVICE")
-  [ "$RESUME" = 1 ] && [ -d "$out" ] && [ "$stage" != assemble ] && args+=(--resume)
-  [ -n "${EVAL_N:-}" ] && [ "$stage" != assemble ] && args+=(--eval-n "$EVAL_N")
-  case $stage in
-    vae) [ -n "${VAE_STEPS:-}" ] && args+=(--steps "$VAE_STEPS") ;;
-    decoder) args+=(--vae "$vae_dir") ;;
-    unet) args+=(--vae "$vae_dir" --text "$RUNS/text")
-          [ -n "${UNET_STEPS:-}" ] && args+=(--steps "$UNET_STEPS")
-          [ -n "${CAPTION_DROPOUT:-}" ] && args+=(--caption-dropout "$CAPTION_DROPOUT") ;;
-    assemble) args=(assemble --out "$out" --vae "$model_vae" --text "$RUNS/text" --unet "$RUNS/unet") ;;
-  esac
-  left=$(( BUDGET_S - ($(date +%s) - start) ))
-  if [ "$left" -le 5 ]; then status=124; echo "$stage: no time left"; break; fi
-  began=$(date +%s)
-  echo "== $stage: python -m latentlib.train_shapes ${args[*]}"
-  timeout "$left" $PY -m latentlib.train_shapes "${args[@]}" 2>&1 | tr '\r' '\n' \
-    | awk '/it\/s|s\/it/ { if (++n % 200) next } { print }'
-  status=${PIPESTATUS[0]}
-  took=$(( $(date +%s) - began ))
-  times="$times\"$stage\": $took, "
-  echo "$stage: $took s wall (exit $status)"
-  if [ "$status" != 0 ]; then break; fi
-done >> "$OUT/train.log"
+echo "== python -m latentlib.train_shapes all --out $RUNS --preset $PRESET --device $DEVICE ${flags[*]}" > "$OUT/train.log"
+timeout "$BUDGET_S" $PY -m latentlib.train_shapes all --out "$RUNS" --preset "$PRESET" --device "$DEVICE" ${flags[@]+"${flags[@]}"} \
+  2>&1 | tr '\r' '\n' | awk '/it\/s|s\/it/ { if (++n % 200) next } { print }' >> "$OUT/train.log"
+status=${PIPESTATUS[0]}
+# wall seconds of each stage this call ran, from `all`'s "<stage>: N s wall" lines
+times=$(awk '/^(vae|decoder|text|unet|assemble|probe): [0-9]+ s wall/ { sub(":", "", $1); printf "\"%s\": %s, ", $1, $2 }' "$OUT/train.log")
 wall=$(( $(date +%s) - start ))
 finished=false
 if [ -f "$RUNS/model/model_index.json" ] && { [ "$PROBE" != 1 ] || [ -f "$RUNS/probe/metrics.json" ]; }; then

@@ -783,12 +783,15 @@ def train_all(args) -> dict:
     root = Path(args.out)
     order = ("vae", "decoder", "text", "unet", "assemble", "probe") if args.decoder else (
         "vae", "text", "unet", "assemble", "probe")
+    if args.no_probe:
+        order = order[:-1]
     results = {}
     for stage in order:
         sub = argparse.Namespace(**vars(args))
         sub.out = str(root / ("model" if stage == "assemble" else stage))
         sub.vae = str(root / ("decoder" if stage == "assemble" and args.decoder else "vae"))
         sub.text, sub.unet = str(root / "text"), str(root / "unet")
+        sub.steps = {"vae": args.vae_steps, "unet": args.unet_steps}.get(stage)
         done = Path(sub.out) / ("model_index.json" if stage == "assemble" else "metrics.json")
         if args.resume and done.exists():  # `all --resume`: finished stages stay as they are
             print(f"{stage}: finished earlier ({done}); kept")
@@ -839,6 +842,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                         help="run the vae, decoder and unet stages' networks through torch.compile (auto: on "
                              "CUDA only; the weights saved are the same modules, uncompiled)")
+    parser.add_argument("--vae-steps", type=int, default=None, help="all: the vae stage's step count (default: the preset's)")
+    parser.add_argument("--unet-steps", type=int, default=None,
+                        help="all: the unet stage's step count (default: the preset's)")
+    parser.add_argument("--no-probe", action="store_true", help="all: leave the probe stage out")
     parser.add_argument("--decoder", action="store_true",
                         help="all: also run the decoder stage and build the model's VAE from it")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -850,6 +857,12 @@ def main(argv=None) -> dict:
     args.git_at_start = _git_state()
     if args.preset not in PRESETS["probe"]:
         parser.error(f"--preset {args.preset!r} is not one of {', '.join(PRESETS['probe'])}")
+    for flag in ("vae_steps", "unet_steps", "no_probe"):
+        if getattr(args, flag) not in (None, False) and args.stage != "all":
+            parser.error(f"--{flag.replace('_', '-')} applies to all; give a single stage --steps")
+    for flag in ("vae_steps", "unet_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be 1 or more; got {getattr(args, flag)}")
     if args.decoder and args.stage != "all":
         parser.error("--decoder applies to `all`; run the decoder stage itself with `decoder --vae ...`")
     for flag in ("steps", "lr"):

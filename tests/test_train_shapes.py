@@ -174,7 +174,7 @@ def test_a_presets_caption_dropout_runs_unless_the_flag_replaces_it(tmp_path, mo
     assert any(not torch.equal(weights["off"][k], v) for k, v in weights["preset"].items())
 
 
-def test_all_hands_each_stage_only_the_options_it_uses(tmp_path):
+def test_all_hands_each_stage_only_the_options_it_uses(tmp_path, capsys):
     # `all` passes one set of options to every stage; each stage's preset (recorded in its metrics) keeps
     # --amp only where it runs (vae, decoder, unet) and --caption-dropout only in the unet stage
     for stage in ("vae", "decoder", "text", "unet", "probe"):
@@ -183,6 +183,12 @@ def test_all_hands_each_stage_only_the_options_it_uses(tmp_path):
         preset, _, _ = train_shapes._stage(stage, args, "final")
         assert preset.amp == ("bf16" if stage in ("vae", "decoder", "unet") else "off"), stage
         assert preset.caption_dropout == (0.5 if stage == "unet" else 0.0), stage
+    for argv, message in ((["unet", "--unet-steps", "3"], "--unet-steps applies to all"),
+                          (["vae", "--no-probe"], "--no-probe applies to all"),
+                          (["all", "--vae-steps", "0"], "--vae-steps must be 1 or more; got 0")):
+        with pytest.raises(SystemExit):
+            train_shapes.main([*argv, "--out", str(tmp_path / "unused")])
+        assert message in capsys.readouterr().err
 
 
 def test_amp_trains_the_vae_and_decoder_in_bfloat16(tmp_path):
