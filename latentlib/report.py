@@ -165,7 +165,7 @@ class ReportCard:
         ax.invert_yaxis()
         ax = fig.add_subplot(grid[0, 2])
         rho = self.per_seed["spearman"].to_numpy() * self.expected_sign
-        ax.hist(rho, bins=np.linspace(-1, 1, 21), color="C0")
+        ax.hist(rho[np.isfinite(rho)], bins=np.linspace(-1, 1, 21), color="C0")
         ax.axvline(self.settings.get("monotone_at", 0.9), color="k", ls="--", lw=1)
         ax.set(xlabel="rho x expected sign", ylabel="seeds",
                title=f"monotone on {100 * self.target_row['monotone_share']:.0f}% of seeds")
@@ -246,7 +246,11 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
     Args:
         direction: a :class:`~latentlib.directions.Direction` (or anything ``generate``'s edits take).
         probe: images -> dict of readings (e.g. :func:`latentlib.probes.load_probe`); may expose class
-            names as ``<name>_classes`` for targets such as ``"color=blue"``.
+            names as ``<name>_classes`` for targets such as ``"color=blue"``. A NaN reading (nothing to
+            read: :class:`latentlib.probes.RotationMeter` on an image whose object is gone) makes that seed's
+            scores NaN: it counts as neither monotone nor of the expected sign and is left out of the medians.
+            For rotation, :class:`~latentlib.probes.RotationMeter` reads the angle from the pixels, about five
+            times as precisely as the probe's rotation head.
         target: the reading the direction should move (default: the direction's name, when the probe reads it).
         strengths: in standard deviations of the samples along the direction; must include 0 (the card
             lists them in increasing order).
@@ -335,16 +339,23 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
         per = (change / denom).reshape(S, K)
         pixel_outside = float(per[:, moved].mean())
 
+    def median(xs) -> float:
+        xs = np.asarray(xs, dtype=np.float64)
+        return float(np.nanmedian(xs)) if np.isfinite(xs).any() else float("nan")
+
     def continuous(values: np.ndarray) -> dict:
-        stats = [(_line(arr, v), _spearman(arr, v), _saturation(arr, v)) for v in values]
-        slopes = np.array([s[0][0] for s in stats])
-        return {"effect_per_unit": float(np.median(slopes)),
-                "spearman_median": float(np.median([s[1] for s in stats])),
+        # a seed with a reading the probe could not make (NaN: no object, a circle's angle) gets NaN scores,
+        # which count as neither monotone nor of the expected sign, and are left out of the medians
+        nan = float("nan")
+        stats = [(_line(arr, v), _spearman(arr, v), _saturation(arr, v)) if np.isfinite(v).all()
+                 else ((nan, nan), nan, nan) for v in values]
+        return {"effect_per_unit": median([s[0][0] for s in stats]),
+                "spearman_median": median([s[1] for s in stats]),
                 "monotone_share": float(np.mean([s[1] * expected_sign >= monotone_at for s in stats])),
-                "linearity_r2": float(np.median([s[0][1] for s in stats])),
-                "saturation": float(np.nanmedian([s[2] for s in stats])) if any(np.isfinite(s[2]) for s in stats) else float("nan"),
+                "linearity_r2": median([s[0][1] for s in stats]),
+                "saturation": median([s[2] for s in stats]),
                 "sign_share": float(np.mean((values[:, -1] - values[:, 0]) * expected_sign > 0)),
-                "changed_share": float("nan")}, stats
+                "changed_share": nan}, stats
 
     target_stats, stats = continuous(target_values)
     summary = {target: {**target_stats, "latent_change": latent_change, "pixel_change_outside": pixel_outside}}

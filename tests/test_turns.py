@@ -239,3 +239,29 @@ def test_turns_in_orthogonalize_and_banks_of_unknown_kinds(tmp_path):
     with pytest.raises(ValueError, match=r"direction 'ring' is of kind 'spiral'; this latentlib reads 'direction' and "
                                          r"'turn'"):
         DirectionBank.load(tmp_path / "bank")
+
+
+def test_the_rotation_meter_reads_a_turn_closely_and_a_lost_object_is_not_monotone():
+    from latentlib.probes import RotationMeter, load_probe
+
+    strengths = [-3, -2, -1, 0, 1, 2, 3]
+    turn = Turn(vectors=torch.eye(2).reshape(2, 2), space="xT", name="spin")
+    card = report_card(Spinner(), turn, RotationMeter(load_probe(), "square"), target="rotation_angle",
+                       strengths=strengths, seeds=8, circular=2 * math.pi, progress=False)
+    t = card.target_row
+    assert t["monotone_share"] == 1.0 and t["effect_per_unit"] == pytest.approx(0.35, abs=0.01)  # planted 0.35
+    assert t["linearity_r2"] > 0.999
+
+    class Vanishing(Spinner):  # seed 1's object is gone at strength +3: no angle there
+        def sweep(self, prompt, direction, strengths, *, seed, output, **kwargs):
+            pics = super().sweep(prompt, direction, strengths, seed=seed, output=output)
+            if seed == 1:
+                pics[-1] = pics[-1][:, :1, :1].clone().expand_as(pics[-1])  # the background colour everywhere
+            return pics
+
+    lost = report_card(Vanishing(), turn, RotationMeter(load_probe(), "square"), target="rotation_angle",
+                       strengths=strengths, seeds=4, circular=2 * math.pi, progress=False)
+    per_seed = lost.per_seed.set_index("seed")
+    assert np.isnan(per_seed.loc[1, "spearman"]) and (per_seed.drop(1)["spearman"] > 0.99).all()
+    assert lost.target_row["monotone_share"] == 0.75 and lost.target_row["sign_share"] == 0.75
+    assert lost.target_row["effect_per_unit"] == pytest.approx(0.35, abs=0.01)  # the median of the seeds that have one
