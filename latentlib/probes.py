@@ -197,23 +197,29 @@ def _meter_offsets() -> dict[str, float]:
 
 
 def _moment_phase(pixels: torch.Tensor, orders: np.ndarray, threshold: float) -> np.ndarray:
-    """arg of sum_p w_p (z_p - c)^order per image (z = x + i y, y down; c the weighted centroid), w the object's
-    weight: its contrast with the border colour, as a fraction of the object's own contrast (so anti-aliased
-    edges count in part), 0 below ``threshold``. NaN where nothing stands out from the border."""
+    """arg of sum_p w_p (z_p - c)^order per image (z = x + i y, y down; c the weighted centroid). The object is
+    the largest connected set of pixels whose contrast with the border colour exceeds ``threshold``, grown by
+    2 pixels to take in its anti-aliased edge; w is a pixel's contrast as a fraction of the object's own
+    (an edge pixel counts in part). Pixels away from the object count for nothing, which matters as the
+    moment weighs them by r^order. NaN where nothing stands out from the border."""
+    from scipy import ndimage
+
     b, _, h, w = pixels.shape
     border = torch.cat([pixels[..., 0, :], pixels[..., -1, :], pixels[..., :, 0], pixels[..., :, -1]], dim=-1)
-    contrast = (pixels - border.median(dim=-1).values[:, :, None, None]).abs().amax(1).double()  # (B, H, W)
+    contrast = (pixels - border.median(dim=-1).values[:, :, None, None]).abs().amax(1).double().numpy()  # (B, H, W)
     out = np.full(b, np.nan)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     for i in range(b):
-        inside = contrast[i] > threshold
-        if not inside.any() or orders[i] <= 0:
+        labels, count = ndimage.label(contrast[i] > threshold, structure=np.ones((3, 3)))
+        if count == 0 or orders[i] <= 0:
             continue
-        full = contrast[i][inside].median()  # the object's own contrast (its interior dominates)
-        weight = torch.where(contrast[i] > threshold / 2, (contrast[i] / full).clamp(max=1), torch.zeros(()))
+        largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+        blob = labels == largest
+        region = ndimage.binary_dilation(blob, iterations=2)
+        weight = np.where(region, np.clip(contrast[i] / np.median(contrast[i][blob]), 0, 1), 0.0)
         total = weight.sum()
-        z = torch.complex(xs - (weight * xs).sum() / total, ys - (weight * ys).sum() / total)
-        out[i] = float(torch.angle((weight * z ** int(orders[i])).sum()))
+        z = (xs - (weight * xs).sum() / total) + 1j * (ys - (weight * ys).sum() / total)
+        out[i] = float(np.angle((weight * z ** int(orders[i])).sum()))
     return out
 
 
