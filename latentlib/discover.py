@@ -97,6 +97,11 @@ def add_report_card_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--circular", type=float, default=None,
                    help="the target is an angle with this period (e.g. 1.5708 for the probe's rotation of a square, "
                         "6.2832 for radians): each seed's readings are unwrapped along the strengths; for a turn")
+    p.add_argument("--rotation-meter", default=None, choices=("auto", "square", "triangle", "star", "cross"),
+                   help="also read rotation_angle (symmetry order x rotation, radians) from the pixels "
+                        "(latentlib.probes.RotationMeter, about 5x as precise as the probe's rotation head), for "
+                        "--target rotation_angle --circular 6.2832; a shape measures every image as that shape "
+                        "(one the prompt names), auto as the shape the probe reads")
     p.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="figure format (default png)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
@@ -350,7 +355,12 @@ def run_report_card(model, args) -> int:
     kwargs = {"scheduler": args.scheduler} if args.scheduler != "default" else {}
     if args.negative_prompt is not None:
         kwargs["negative_prompt"] = args.negative_prompt
-    card = report_card(model, direction, _probe(args), target=args.target, strengths=args.strengths, seeds=seeds,
+    probe = _probe(args)
+    if args.rotation_meter is not None:
+        from .probes import RotationMeter
+
+        probe = RotationMeter(probe, None if args.rotation_meter == "auto" else args.rotation_meter)
+    card = report_card(model, direction, probe, target=args.target, strengths=args.strengths, seeds=seeds,
                        prompts=prompts, expected_sign=args.expected_sign, steps=args.steps, guidance=args.guidance,
                        image_strength=args.image_strength, circular=args.circular, progress=not args.quiet,
                        **kwargs)

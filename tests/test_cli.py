@@ -1,6 +1,7 @@
 """The ``latentlib`` command: every figure kind, its help, and clear errors."""
 
 import numpy as np
+import pandas as pd
 import PIL.Image
 import pytest
 import torch
@@ -109,6 +110,14 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
     assert "monotone on" in capsys.readouterr().out
     assert cli.main(argv) == 2  # the folder is not empty
     assert "--overwrite" in capsys.readouterr().err
+    # the angle read from the pixels, as a circular target
+    rot = tmp_path / "card-rot"
+    assert cli.main([*argv[:-3], "--out", str(rot), "--quiet", "--rotation-meter", "auto", "--target",
+                     "rotation_angle", "--circular", "6.2832"]) == 0
+    readings = pd.read_csv(rot / "readings.csv")
+    angles = readings["rotation_angle"].to_numpy()
+    assert len(angles) == 6 and np.all(np.isnan(angles) | (np.abs(angles) <= np.pi))
+    assert "rotation_angle" in capsys.readouterr().out
     # h at another layer: the directions carry it, the bank records its shape, the card applies it there
     assert cli.main(["discover", *common, "--components", "2", "--name", "up", "--h-layer", "up_blocks.0"]) == 0
     layered = DirectionBank.load(bank, model=ll.load())
@@ -130,6 +139,8 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
      "including 0"),
     (["report-card", "--bank", "b.safetensors", "--direction", "x", "--circular", "-1", "--out", "o"],
      "--circular must be the target's period"),
+    (["report-card", "--bank", "b.safetensors", "--direction", "x", "--rotation-meter", "hexagon", "--out", "o"],
+     "invalid choice: 'hexagon'"),
 ])
 def test_discovery_commands_refuse_bad_arguments_with_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
