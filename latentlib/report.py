@@ -54,9 +54,9 @@ def border_region(images: torch.Tensor, *, threshold: float = 0.15) -> torch.Ten
 
     ``images``: (B, 3, H, W) in [0, 1]. Returns a bool mask (B, H, W).
     """
-    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)
-    colour = border.median(dim=-1).values  # (B, 3)
-    return ((images - colour[:, :, None, None]).abs() > threshold).any(dim=1)
+    from .probes import border_contrast
+
+    return border_contrast(images) > threshold
 
 
 def _spearman(strengths: np.ndarray, readings: np.ndarray) -> float:
@@ -66,6 +66,21 @@ def _spearman(strengths: np.ndarray, readings: np.ndarray) -> float:
     if np.ptp(readings) == 0:
         return 0.0
     return float(spearmanr(strengths, readings).statistic)
+
+
+def _unwrap_rows(values: np.ndarray, period: float, zero: int) -> np.ndarray:
+    """Each row unwrapped along its columns (the strengths), then shifted by whole periods to agree with its
+    own reading at column ``zero`` (or, where that is NaN, at the finite reading nearest to it). NaN readings
+    stay NaN and are stepped over: the readings on either side of one are unwrapped against each other."""
+    out = np.array(values, dtype=np.float64)
+    for row in out:
+        finite = np.flatnonzero(np.isfinite(row))
+        if finite.size == 0:
+            continue
+        unwrapped = np.unwrap(row[finite], period=period)
+        anchor = int(np.argmin(np.abs(finite - zero)))
+        row[finite] = unwrapped + (row[finite[anchor]] - unwrapped[anchor])
+    return out
 
 
 def _line(strengths: np.ndarray, readings: np.ndarray) -> tuple[float, float]:
@@ -306,9 +321,8 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
         classes = dict(probe.classes)
     readings = {**readings, **{f"{k}_classes": v for k, v in classes.items()}}
     target_values = _target_values(readings, target).reshape(len(pairs), len(strengths))
-    if circular is not None:  # unwrapped along the strengths, then shifted by whole periods to agree at strength 0
-        unwrapped = np.unwrap(target_values, period=float(circular), axis=1)
-        target_values = unwrapped + (target_values[:, zero : zero + 1] - unwrapped[:, zero : zero + 1])
+    if circular is not None:
+        target_values = _unwrap_rows(target_values, float(circular), zero)
 
     import pandas as pd
 

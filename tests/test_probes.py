@@ -73,7 +73,7 @@ def _scenes(shape: str, n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     pics, truth = [], []
     for i in range(n):
-        scene = shapes.Scene(shape, list(shapes.COLORS)[i % 8], list(shapes.BACKGROUNDS)[i % 4],
+        scene = shapes.Scene(shape, list(shapes.COLORS)[i % 8], list(shapes.BACKGROUNDS)[(i // 8) % 4],
                              rng.uniform(*shapes.SIZE_RANGE), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7),
                              rng.uniform(0, 2 * np.pi))
         pics.append(np.asarray(shapes.render(scene), dtype=np.float32) / 255)
@@ -124,7 +124,8 @@ def test_rotation_meter_bad_input(probe):
         probes.rotation_meter(pic, "hexagon")
     with pytest.raises(ValueError, match=r"`shape` has 2 names for 1 images"):
         probes.rotation_meter(pic, ["square", "star"])
-    with pytest.raises(TypeError, match=r"`shape` must be a shape name, None, or one of these per image; got int"):
+    with pytest.raises(TypeError, match=r"`shape` must be a shape name \(circle, square, .*\), None, or one of these "
+                                        r"per image; got int"):
         probes.rotation_meter(pic, 4)
     with pytest.raises(ValueError, match=r"`threshold` must be in \(0, 1\).*got 1.5"):
         probes.rotation_meter(pic, "square", threshold=1.5)
@@ -132,3 +133,7 @@ def test_rotation_meter_bad_input(probe):
         probes.RotationMeter(probe, "oval")
     with pytest.raises(TypeError, match=r"`probe` must be callable"):
         probes.RotationMeter("probe")
+    with pytest.raises(TypeError, match=r"`shape` must be a shape name \(circle, .*\) or None; got int"):
+        probes.RotationMeter(probe, 4)
+    with pytest.raises(ValueError, match=r"this probe gives no 'shape' reading \(it gives size\); pass `shape=`"):
+        probes.RotationMeter(lambda images: {"size": np.zeros(len(images))})([pic])

@@ -265,3 +265,22 @@ def test_the_rotation_meter_reads_a_turn_closely_and_a_lost_object_is_not_monoto
     assert np.isnan(per_seed.loc[1, "spearman"]) and (per_seed.drop(1)["spearman"] > 0.99).all()
     assert lost.target_row["monotone_share"] == 0.75 and lost.target_row["sign_share"] == 0.75
     assert lost.target_row["effect_per_unit"] == pytest.approx(0.35, abs=0.01)  # the median of the seeds that have one
+
+
+def test_unwrapping_steps_over_a_missing_reading():
+    from latentlib.report import _unwrap_rows
+
+    period = 2 * math.pi
+    steady = np.array([[-0.5, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5]])  # a steady turn of 1 rad per step, past pi
+    wrapped = np.vectorize(_wrap)(steady)
+    assert not np.allclose(wrapped, steady)
+    assert np.allclose(_unwrap_rows(wrapped, period, 3), steady)  # agrees with strength 0's reading
+    assert np.allclose(_unwrap_rows(wrapped, period, 6), steady - 2 * math.pi)
+    gap = wrapped.copy()
+    gap[0, 4] = np.nan  # mid-sweep: the readings on either side are unwrapped against each other
+    out = _unwrap_rows(gap, period, 3)
+    assert np.isnan(out[0, 4]) and np.allclose(np.delete(out[0], 4), np.delete(steady[0], 4))
+    gap[0, 3] = np.nan  # strength 0's reading missing too: anchored at the nearest finite one (column 2)
+    out = _unwrap_rows(gap, period, 3)
+    assert np.isclose(out[0, 2], wrapped[0, 2]) and np.allclose(np.diff(out[0, [0, 1, 2, 5, 6]]), [1, 1, 3, 1])
+    assert np.isnan(_unwrap_rows(np.full((1, 4), np.nan), period, 1)).all()
