@@ -101,7 +101,8 @@ def add_report_card_arguments(p: argparse.ArgumentParser) -> None:
                    help="also read rotation_angle (symmetry order x rotation, radians) from the pixels "
                         "(latentlib.probes.RotationMeter, about 5x as precise as the probe's rotation head), for "
                         "--target rotation_angle --circular 6.2832; a shape measures every image as that shape "
-                        "(one the prompt names), auto as the shape the probe reads")
+                        "(one the prompt names), auto as the shape the probe reads (a misread shape makes the "
+                        "reading jump)")
     p.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="figure format (default png)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
@@ -134,6 +135,12 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
             parser.error(f"--strengths must hold at least 3 distinct values including 0, got {args.strengths}")
         if args.circular is not None and not (math.isfinite(args.circular) and args.circular > 0):
             parser.error(f"--circular must be the target's period, a number > 0, got {args.circular}")
+        if args.target == "rotation_angle" and args.rotation_meter is None:
+            parser.error("--target rotation_angle is read by the pixel meter: add --rotation-meter SHAPE (square, "
+                         "triangle, star, cross) or --rotation-meter auto")
+        if args.target == "rotation_angle" and args.circular is None:
+            parser.error("--target rotation_angle is an angle in radians: add --circular 6.2832 so that each seed's "
+                         "readings are unwrapped along the strengths")
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
 

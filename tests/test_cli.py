@@ -116,7 +116,7 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
                      "rotation_angle", "--circular", "6.2832"]) == 0
     readings = pd.read_csv(rot / "readings.csv")
     angles = readings["rotation_angle"].to_numpy()
-    assert len(angles) == 6 and np.all(np.isnan(angles) | (np.abs(angles) <= np.pi))
+    assert len(angles) == 6 and np.all(np.isnan(angles) | (np.abs(angles) <= np.pi)) and np.isfinite(angles).any()
     assert "rotation_angle" in capsys.readouterr().out
     # h at another layer: the directions carry it, the bank records its shape, the card applies it there
     assert cli.main(["discover", *common, "--components", "2", "--name", "up", "--h-layer", "up_blocks.0"]) == 0
@@ -141,6 +141,10 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
      "--circular must be the target's period"),
     (["report-card", "--bank", "b.safetensors", "--direction", "x", "--rotation-meter", "hexagon", "--out", "o"],
      "invalid choice: 'hexagon'"),
+    (["report-card", "--bank", "b.safetensors", "--direction", "x", "--target", "rotation_angle", "--circular", "6.2832",
+      "--out", "o"], "--target rotation_angle is read by the pixel meter: add --rotation-meter"),
+    (["report-card", "--bank", "b.safetensors", "--direction", "x", "--target", "rotation_angle", "--rotation-meter",
+      "square", "--out", "o"], "add --circular 6.2832"),
 ])
 def test_discovery_commands_refuse_bad_arguments_with_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
