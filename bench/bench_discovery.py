@@ -36,7 +36,7 @@
    unwrapped along the strengths (``report_card(circular=2 pi)``). The angle is read from the pixels by
    ``latentlib.probes.RotationMeter`` (the phase of the square's 4th-order moment: standard deviation about
    0.9 degrees of 4 x angle on rendered squares, against 4.5 for the probe's rotation head, while a turn
-   moves 4 x angle by about 6 degrees per unit); the probe head's share is reported beside it. Turn cards
+   moves 4 x angle by 5.6-9.4 degrees per unit); the probe head's share is reported beside it. Turn cards
    run on 3 x ``--seeds`` seeds (96): the validation cards use all of them, and the test card's rule is
    read on its first 32 (50000-50031, as every other card), with the share over all 96 beside it.
    ``--turn-only`` runs this part alone (writing ``discovery_turn.json`` unless ``--out`` says otherwise).
@@ -66,7 +66,7 @@ from latentlib import shapes
 from latentlib.collect import collect
 from latentlib.discover import alignment, best_turn, circular_correlation, rotation_angle
 from latentlib.probes import RotationMeter, load_probe
-from latentlib.report import border_region
+from latentlib.report import _spearman, _unwrap_rows, border_region
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import environment, write_report
@@ -76,8 +76,8 @@ CENTRED_PROMPT = "a large red square in the center on a black background"  # siz
 CENTRED_ANY_SIZE = "a red square in the center on a black background"  # position named, size free
 VALIDATION_SEEDS, TEST_SEEDS, FREE_COLOUR_SEEDS = 60_000, 50_000, 200_000
 #: Part 4's turn cards run on three times --seeds (validation and test); the test card's rule is read on the
-#: first TURN_RULE_SEEDS of them, as every other card's.
-TURN_SEED_FACTOR, TURN_RULE_SEEDS = 3, 32
+#: first --seeds of them, as every other card's.
+TURN_SEED_FACTOR = 3
 
 
 class RotationProbe:
@@ -93,27 +93,37 @@ class RotationProbe:
         return {**readings, "rotation_phase": np.cos(angle - self.phase)}
 
 
-def _turn_shares(c, first: int) -> dict:
-    """Shares of a turn card's seeds monotone by the card's rule (Spearman >= 0.9 of the unwrapped angle):
-    over the first ``first`` seeds and over all, read by the pixel meter (the card's target) and by the probe's
-    rotation head (4 x its rotation, unwrapped the same way)."""
-    from scipy.stats import spearmanr
-
-    r = c.readings.sort_values(["seed", "strength"])
-    strengths = sorted(r["strength"].unique())
+def _turn_shares(c, rule_seeds: int) -> dict:
+    """A turn card's shares of monotone seeds (the card's own rule: expected sign x Spearman of the unwrapped
+    angle >= its ``monotone_at``) over its first ``rule_seeds`` seeds and over all, read by the card's target
+    (the pixel meter) and by the probe's rotation head (symmetry order x its rotation, unwrapped the same
+    way); ``bar_met`` is the rule over the first ``rule_seeds`` seeds, with shape and background kept."""
+    at, sign = c.settings["monotone_at"], c.expected_sign
+    period = c.settings["circular"]
+    strengths = np.asarray(c.strengths, dtype=np.float64)
+    zero = list(c.strengths).index(0.0)
     head = []
-    for _, g in r.groupby("seed", sort=True):
-        angle = np.unwrap(4 * g["rotation"].to_numpy(np.float64))
-        head.append(spearmanr(strengths, angle).statistic if np.ptp(angle) > 0 else 0.0)
+    for _, g in c.readings.sort_values(["seed", "strength"]).groupby("seed", sort=True):
+        _, angle = rotation_angle({k: g[k].to_numpy() for k in ("rotation", "shape", "present")})
+        unwrapped = _unwrap_rows(angle[None], period, zero)[0]
+        head.append(_spearman(strengths, unwrapped) if np.isfinite(unwrapped).all() else np.nan)
     meter = c.per_seed.sort_values("seed")["spearman"].to_numpy()
-    head, first = np.asarray(head), min(first, len(meter))
-    return {"seeds": len(meter), "rule_seeds": first, "monotone_rule": float(np.mean(meter[:first] >= 0.9)),
-            "monotone_all": float(np.mean(meter >= 0.9)),
-            "probe_head_monotone_rule": float(np.mean(head[:first] >= 0.9)),
-            "probe_head_monotone_all": float(np.mean(head >= 0.9))}
+    head, first = np.asarray(head), min(rule_seeds, len(meter))
+
+    def share(rho):  # NaN (a seed without a reading): not monotone
+        return float(np.mean(rho * sign >= at))
+
+    row = {"seeds": len(meter), "rule_seeds": first, "monotone_rule": share(meter[:first]),
+           "monotone_all": share(meter), "probe_head_monotone_rule": share(head[:first]),
+           "probe_head_monotone_all": share(head)}
+    s = c.summary
+    row["bar_met"] = (row["monotone_rule"] >= 0.9 and float(s.loc["shape", "changed_share"]) <= 0.05
+                      and float(s.loc["background", "changed_share"]) <= 0.05)
+    return row
 
 
-def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float], val_seeds, test_seeds) -> dict:
+def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float], val_seeds, test_seeds,
+                 rule_seeds: int) -> dict:
     """Part 4: rotation edited as a turn in h (see the module docstring); returns its report entries."""
     found, turn_cards = {}, {}
     probe = RotationMeter(plain, "square")  # the prompts name a square: a misread shape cannot change the order
@@ -137,13 +147,15 @@ def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float]
             tried.append((deg, turn, row))
         deg, turn, _ = _best(tried)
         found[key].update({"degrees": deg, "validation": {f"{d:g}": row for d, _, row in tried}})
-        # the test card's rule is read on its first 32 seeds (as every other card's); the rest tighten the estimate
+        # the test card's rule is read on its first --seeds seeds (as every other card's); the rest tighten the
+        # estimate
         row = card(f"h@{layer} {name}: rotation turn", turn, "rotation_angle", [prompt], test_seeds, probe_=probe,
-                   circular=2 * np.pi, also=lambda c: _turn_shares(c, TURN_RULE_SEEDS))
-        print(f"    test seeds {test_seeds[0]}-{test_seeds[row['rule_seeds'] - 1]}: meter "
+                   circular=2 * np.pi, also=lambda c: _turn_shares(c, rule_seeds))
+        print(f"    test seeds {test_seeds[0]}-{test_seeds[row['rule_seeds'] - 1]} (the rule's): meter "
               f"{100 * row['monotone_rule']:.1f}%, probe head "
-              f"{100 * row['probe_head_monotone_rule']:.1f}%; all {row['seeds']}: meter "
-              f"{100 * row['monotone_all']:.1f}%, probe head {100 * row['probe_head_monotone_all']:.1f}%", flush=True)
+              f"{100 * row['probe_head_monotone_rule']:.1f}%: {'MET' if row['bar_met'] else 'not met'}; all "
+              f"{row['seeds']}: meter {100 * row['monotone_all']:.1f}%, probe head "
+              f"{100 * row['probe_head_monotone_all']:.1f}%", flush=True)
         turn_cards[f"h@{layer} {name}: rotation turn"] = row
     return {"rotation_turn": found, "turn_cards": turn_cards}
 
@@ -305,7 +317,8 @@ def main(argv=None) -> dict:
     val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))
     test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
     turn_seeds = {"val_seeds": list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + TURN_SEED_FACTOR * args.seeds)),
-                  "test_seeds": list(range(TEST_SEEDS, TEST_SEEDS + TURN_SEED_FACTOR * args.seeds))}
+                  "test_seeds": list(range(TEST_SEEDS, TEST_SEEDS + TURN_SEED_FACTOR * args.seeds)),
+                  "rule_seeds": args.seeds}
     if args.turn_only:
         report.update(turn_section(model, plain, card, layer=layer, n=args.n, degrees=turn_degrees, **turn_seeds))
         if not args.quick:
