@@ -236,6 +236,25 @@ class Turn:
                        centre=(self.centre[0], -self.centre[1]), name=f"-{self.name}" if self.name else "",
                        provenance={**self.provenance, "negated": True})
 
+    def rolled(self, dy: int, dx: int) -> Turn:
+        """The same turn for an object moved by ``(dy, dx)`` cells of the sample's grid: both vectors rolled
+        along their last two (spatial) axes (``torch.roll``, so what leaves one edge comes back at the
+        other), ``centre`` and ``scales`` kept. A spatial space's ring is fitted where the samples' objects
+        were (the default model's rotation ring: squares in the middle of h's 8x8 grid); an object that
+        landed a cell or two away shows its rotation in other cells, and the turn rolled to it reaches it
+        (bench/README.md, session 25). Only for (C, H, W) samples (xT, z0, h); ``dy``/``dx`` are whole cells.
+        """
+        for arg, value in (("dy", dy), ("dx", dx)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"`{arg}` must be a whole number of cells, got {value!r}.")
+        if self.vectors.ndim != 4:
+            raise ValueError(f"rolled() needs spatial samples (C, H, W); this {self.space} turn's samples have shape "
+                             f"{self.shape}.")
+        if (dy, dx) == (0, 0):
+            return self
+        return replace(self, vectors=torch.roll(self.vectors, shifts=(int(dy), int(dx)), dims=(-2, -1)),
+                       provenance={**self.provenance, "rolled": [int(dy), int(dx)]})
+
     def project(self, X) -> np.ndarray:
         """Coordinates ``(N, 2)`` of samples ``X`` (N, ...) along the two vectors (not centred)."""
         flat = _flat(X)

@@ -284,3 +284,24 @@ def test_unwrapping_steps_over_a_missing_reading():
     out = _unwrap_rows(gap, period, 3)
     assert np.isclose(out[0, 2], wrapped[0, 2]) and np.allclose(np.diff(out[0, [0, 1, 2, 5, 6]]), [1, 1, 3, 1])
     assert np.isnan(_unwrap_rows(np.full((1, 4), np.nan), period, 1)).all()
+
+
+def test_a_rolled_turn_follows_an_object_moved_on_the_grid():
+    rng = torch.Generator().manual_seed(0)
+    turn = Turn.from_vectors(torch.randn(4, 8, 8, generator=rng), torch.randn(4, 8, 8, generator=rng), "xT",
+                             name="spin", centre=(0.3, -0.2), scales=(2.0, 0.5))
+    moved = turn.rolled(1, -2)
+    assert torch.equal(moved.vectors, torch.roll(turn.vectors, shifts=(1, -2), dims=(-2, -1)))
+    assert moved.centre == turn.centre and moved.scales == turn.scales and moved.provenance["rolled"] == [1, -2]
+    # a sample moved by the same cells is turned exactly as the original, moved
+    X = torch.randn(3, 4, 8, 8, generator=rng)
+    shifted = torch.roll(X, shifts=(1, -2), dims=(-2, -1))
+    assert torch.allclose(moved.apply(shifted, 1.5), torch.roll(turn.apply(X, 1.5), shifts=(1, -2), dims=(-2, -1)),
+                          atol=1e-5)
+    assert turn.rolled(0, 0) is turn and torch.equal(moved.rolled(-1, 2).vectors, turn.vectors)
+    with pytest.raises(TypeError, match=r"`dx` must be a whole number of cells, got 0.5"):
+        turn.rolled(1, 0.5)
+    prompt_turn = Turn.from_vectors(torch.randn(16, generator=rng), torch.randn(16, generator=rng), "prompt")
+    with pytest.raises(ValueError, match=r"rolled\(\) needs spatial samples \(C, H, W\); this prompt turn's samples "
+                                         r"have shape \(16,\)"):
+        prompt_turn.rolled(1, 0)
