@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["ReportCard", "border_region", "report_card"]
+__all__ = ["ReportCard", "border_region", "follow_object", "report_card"]
 
 CATEGORICAL = ("shape", "color", "background", "present")
 
@@ -57,6 +57,23 @@ def border_region(images: torch.Tensor, *, threshold: float = 0.15) -> torch.Ten
     from .probes import border_contrast
 
     return border_contrast(images) > threshold
+
+
+def follow_object(probe, *, centre: tuple[float, float], cells: int):
+    """A ``follow`` function for :func:`report_card`: the probe's ``x`` and ``y`` of an image, as whole cells of
+    a ``cells`` x ``cells`` grid from ``centre`` (the ``(x, y)`` where the direction's samples had their
+    objects, e.g. their median), returned as ``(dy, dx)``."""
+    if not callable(probe):
+        raise TypeError(f"`probe` must be callable (images -> readings), got {type(probe).__name__}.")
+    if isinstance(cells, bool) or not isinstance(cells, numbers.Integral) or cells < 1:
+        raise ValueError(f"`cells` must be a whole number >= 1 (the grid's side), got {cells!r}.")
+    cx, cy = (float(v) for v in centre)
+
+    def follow(image: torch.Tensor) -> tuple[int, int]:
+        readings = probe(image[None])
+        return round((float(readings["y"][0]) - cy) * cells), round((float(readings["x"][0]) - cx) * cells)
+
+    return follow
 
 
 def _spearman(strengths: np.ndarray, readings: np.ndarray) -> float:
@@ -255,7 +272,7 @@ def _target_values(readings: dict, target: str) -> np.ndarray:
 def report_card(model, direction, probe, *, target: str | None = None, strengths=(-3, -2, -1, 0, 1, 2, 3),
                 seeds=8, prompts=None, expected_sign: int = 1, monotone_at: float = 0.9, region="auto",
                 steps: int = 20, guidance: float = 5.0, image_strength: float = 0.6, circular: float | None = None,
-                progress: bool = True, **generate_kwargs) -> ReportCard:
+                follow=None, progress: bool = True, **generate_kwargs) -> ReportCard:
     """Score ``direction`` on ``model`` with ``probe`` (see the module docstring for every measure).
 
     Args:
@@ -278,6 +295,10 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
             strength 0) before they are scored, so a :class:`~latentlib.directions.Turn` that carries the
             angle past its wrap point reads as the steady change it is. Neighbouring strengths must move the
             angle by less than half a period for the unwrapping to be right.
+        follow: None, or a function that takes a seed's unedited image ``(3, H, W)`` in [0, 1] and returns
+            ``(dy, dx)``, whole cells of the sample's grid (e.g. :func:`follow_object`); each seed's sweep then
+            uses ``direction.rolled(dy, dx)`` (a :class:`~latentlib.directions.Turn` fitted on objects in one
+            place, moved to where this seed's object is). ``per_seed`` records each seed's ``dy`` and ``dx``.
         generate_kwargs: more settings for ``model.generate`` (scheduler, ...).
     """
     strengths = [float(s) for s in strengths]
@@ -295,6 +316,12 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
                                  or not np.isfinite(circular) or circular <= 0):
         raise ValueError(f"`circular` must be None or the target's period, a finite number > 0 (2 * pi for an angle "
                          f"in radians); got {circular!r}.")
+    if follow is not None:
+        if not callable(follow):
+            raise TypeError(f"`follow` must be None or a function image -> (dy, dx); got {type(follow).__name__}.")
+        if not callable(getattr(direction, "rolled", None)):
+            raise TypeError(f"`follow` rolls the direction per seed, which needs a `rolled(dy, dx)` method (a Turn); "
+                            f"got a {type(direction).__name__}.")
     target = target or getattr(direction, "name", "")
     space = getattr(direction, "space", None)
     pairs = _pairs(seeds, prompts)
@@ -302,14 +329,23 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
     arr = np.asarray(strengths)
     kw = {"steps": steps, "guidance": guidance, "progress": False, **generate_kwargs}
 
-    all_latents, all_images = [], []
+    all_latents, all_images, shifts = [], [], []
     for seed, prompt in tqdm(pairs, desc=f"report card {getattr(direction, 'name', '')}", disable=not progress):
+        start = model.generate(prompt, seed=seed, output="pt", **kw) if space == "z0" or follow is not None else None
+        moved = direction
+        if follow is not None:
+            shift = follow(start[0].float().cpu())
+            if not (isinstance(shift, (tuple, list)) and len(shift) == 2
+                    and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shift)):
+                raise ValueError(f"`follow` must return (dy, dx), two whole numbers of cells; got {shift!r} for seed "
+                                 f"{seed}.")
+            shifts.append((int(shift[0]), int(shift[1])))
+            moved = direction.rolled(*shifts[-1])
         if space == "z0":
-            start = model.generate(prompt, seed=seed, output="pt", **kw)
-            latents = model.sweep(prompt, direction, strengths, seed=seed, image=start, strength=image_strength,
+            latents = model.sweep(prompt, moved, strengths, seed=seed, image=start, strength=image_strength,
                                   output="latent", **kw)
         else:
-            latents = model.sweep(prompt, direction, strengths, seed=seed, output="latent", **kw)
+            latents = model.sweep(prompt, moved, strengths, seed=seed, output="latent", **kw)
         all_latents.append(latents.float().cpu())
         all_images.append(model.decode(latents, output="pt").float().cpu())
     images = torch.stack(all_images)  # (S, K, 3, H, W)
@@ -389,8 +425,11 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
     summary_df = summary_df.reindex(columns=cols)
     per_seed = pd.DataFrame([{"seed": seed, "prompt": prompt, "spearman": st[1], "slope": st[0][0], "r2": st[0][1],
                               "saturation": st[2]} for (seed, prompt), st in zip(pairs, stats, strict=True)])
+    if follow is not None:
+        per_seed["dy"], per_seed["dx"] = [d for d, _ in shifts], [d for _, d in shifts]
     settings = {"space": space, "steps": steps, "guidance": guidance, "monotone_at": monotone_at, "circular": circular,
                 "degrees": getattr(direction, "degrees", None),  # a turn: strength 1 is this many degrees
+                "follow": follow is not None,  # the direction rolled per seed to its object (per_seed: dy, dx)
                 "region": "auto" if isinstance(region, str) else (None if region is None else getattr(region, "__name__", "custom")),
                 "image_strength": image_strength if space == "z0" else None,
                 "h_layer": getattr(direction, "layer", None) if space == "h" else None,

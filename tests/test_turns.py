@@ -10,7 +10,7 @@ import torch
 
 import latentlib as ll
 from latentlib import shapes
-from latentlib.directions import DirectionBank, Turn, space_shapes
+from latentlib.directions import Direction, DirectionBank, Turn, space_shapes
 from latentlib.edits import apply_vector_edits, check_edits
 from latentlib.probes import load_probe
 from latentlib.report import report_card
@@ -305,3 +305,49 @@ def test_a_rolled_turn_follows_an_object_moved_on_the_grid():
     with pytest.raises(ValueError, match=r"rolled\(\) needs spatial samples \(C, H, W\); this prompt turn's samples "
                                          r"have shape \(16,\)"):
         prompt_turn.rolled(1, 0)
+
+
+class Follower:
+    """A stand-in model whose unedited image puts the square ``seed`` cells right of the middle (8 cells to the
+    side) and whose sweep turns it only when the turn's vectors were rolled to it: a turn fitted on centred
+    objects reaches an off-middle one only when it follows it."""
+
+    def _render(self, seed, turn):
+        scene = shapes.Scene(shape="square", color="red", background="black", size=0.15, x=0.5 + seed / 8, y=0.5,
+                             rotation=turn % (math.pi / 2))
+        return torch.from_numpy(np.asarray(shapes.render(scene), dtype=np.float32) / 255).permute(2, 0, 1)
+
+    def generate(self, prompt, *, seed, output, **kwargs):
+        return self._render(seed, 0.3)[None]
+
+    def sweep(self, prompt, direction, strengths, *, seed, output, **kwargs):
+        follows = direction.provenance.get("rolled", [0, 0]) == [0, seed]
+        return torch.stack([self._render(seed, 0.3 + (0.1 * s if follows else 0.0)) for s in strengths])
+
+    def decode(self, latents, output):
+        return latents
+
+
+def test_the_report_card_rolls_a_turn_to_each_seeds_object():
+    from latentlib.probes import RotationMeter, load_probe
+    from latentlib.report import follow_object
+
+    rng = torch.Generator().manual_seed(1)
+    turn = Turn.from_vectors(torch.randn(4, 8, 8, generator=rng), torch.randn(4, 8, 8, generator=rng), "xT", name="spin")
+    probe = load_probe()
+    kw = {"target": "rotation_angle", "strengths": [-2, -1, 0, 1, 2], "seeds": [0, 1, 2], "circular": 2 * math.pi,
+          "progress": False}
+    still = report_card(Follower(), turn, RotationMeter(probe, "square"), **kw)
+    assert still.target_row["monotone_share"] == pytest.approx(1 / 3)  # only the centred seed turns
+    followed = report_card(Follower(), turn, RotationMeter(probe, "square"),
+                           follow=follow_object(probe, centre=(0.5, 0.5), cells=8), **kw)
+    assert followed.target_row["monotone_share"] == 1.0 and followed.settings["follow"] is True
+    assert followed.per_seed["dx"].tolist() == [0, 1, 2] and followed.per_seed["dy"].tolist() == [0, 0, 0]
+    with pytest.raises(TypeError, match=r"`follow` rolls the direction per seed, which needs a `rolled\(dy, dx\)` "
+                                        r"method \(a Turn\); got a Direction"):
+        report_card(Follower(), Direction.from_vector(torch.ones(4, 8, 8), "xT", name="x"), probe, follow=lambda im: (0, 0),
+                    **{**kw, "target": "x", "circular": None})
+    with pytest.raises(ValueError, match=r"`follow` must return \(dy, dx\), two whole numbers of cells; got 0.5 for seed 0"):
+        report_card(Follower(), turn, RotationMeter(probe, "square"), follow=lambda im: 0.5, **kw)
+    with pytest.raises(ValueError, match=r"`cells` must be a whole number >= 1"):
+        follow_object(probe, centre=(0.5, 0.5), cells=0)
