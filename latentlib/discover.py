@@ -28,6 +28,9 @@ import numpy as np
 
 from .shapes import SYMMETRY
 
+#: The shapes with a rotation (a symmetry order), which the pixel meter can read.
+_TURNING_SHAPES = tuple(name for name, order in SYMMETRY.items() if order)
+
 __all__ = ["CONTINUOUS", "add_discover_arguments", "add_report_card_arguments", "alignment", "attribute_values",
            "best_turn", "check_arguments", "circular_correlation", "rotation_angle", "run_discover", "run_report_card"]
 
@@ -97,7 +100,7 @@ def add_report_card_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--circular", type=float, default=None,
                    help="the target is an angle with this period (e.g. 1.5708 for the probe's rotation of a square, "
                         "6.2832 for radians): each seed's readings are unwrapped along the strengths; for a turn")
-    p.add_argument("--rotation-meter", default=None, choices=("auto", "square", "triangle", "star", "cross"),
+    p.add_argument("--rotation-meter", default=None, choices=("auto", *_TURNING_SHAPES),
                    help="also read rotation_angle (symmetry order x rotation, radians) from the pixels "
                         "(latentlib.probes.RotationMeter, about 5x as precise as the probe's rotation head), for "
                         "--target rotation_angle --circular 6.2832; a shape measures every image as that shape "
@@ -136,8 +139,8 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
         if args.circular is not None and not (math.isfinite(args.circular) and args.circular > 0):
             parser.error(f"--circular must be the target's period, a number > 0, got {args.circular}")
         if args.target == "rotation_angle" and args.rotation_meter is None:
-            parser.error("--target rotation_angle is read by the pixel meter: add --rotation-meter SHAPE (square, "
-                         "triangle, star, cross) or --rotation-meter auto")
+            parser.error(f"--target rotation_angle is read by the pixel meter: add --rotation-meter SHAPE "
+                         f"({', '.join(_TURNING_SHAPES)}) or --rotation-meter auto")
         if args.target == "rotation_angle" and args.circular is None:
             parser.error("--target rotation_angle is an angle in radians: add --circular 6.2832 so that each seed's "
                          "readings are unwrapped along the strengths")
