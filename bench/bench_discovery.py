@@ -39,6 +39,10 @@
    moves 4 x angle by 5.6-9.4 degrees per unit); the probe head's share is reported beside it. Turn cards
    run on 3 x ``--seeds`` seeds (96): the validation cards use all of them, and the test card's rule is
    read on its first 32 (50000-50031, as every other card), with the share over all 96 beside it.
+   Each card runs twice: the plain turn, and the turn that follows the object (``report_card(follow=
+   latentlib.report.follow_object(...))``: per seed, the turn's vectors rolled on h's grid by the unedited
+   object's offset, in whole cells, from the samples' median x, y), each with its degrees chosen on
+   validation.
    ``--turn-only`` runs this part alone (writing ``discovery_turn.json`` unless ``--out`` says otherwise).
 
 Prints the tables and writes JSON (default bench/results/discovery.json) plus the report cards (CSV,
@@ -66,7 +70,7 @@ from latentlib import shapes
 from latentlib.collect import collect
 from latentlib.discover import alignment, best_turn, circular_correlation, rotation_angle
 from latentlib.probes import RotationMeter, load_probe
-from latentlib.report import _spearman, _unwrap_rows, border_region
+from latentlib.report import _spearman, _unwrap_rows, border_region, follow_object
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import environment, write_report
@@ -114,6 +118,8 @@ def _turn_shares(c, rule_seeds: int) -> dict:
         return float(np.mean(rho * sign >= at))
 
     row = {"seeds": len(meter), "rule_seeds": first, "monotone_rule": share(meter[:first]),
+           "followed_shifted": (float(np.mean((c.per_seed["dy"] != 0) | (c.per_seed["dx"] != 0)))
+                                if "dy" in c.per_seed else None),
            "monotone_all": share(meter), "probe_head_monotone_rule": share(head[:first]),
            "probe_head_monotone_all": share(head)}
     s = c.summary
@@ -139,24 +145,33 @@ def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float]
                       "explained_variance_ratio": [round(float(pca.explained_variance_ratio_[c]), 4) for c in (i, j)]}
         print(f"\nrotation as a turn in {key}: pc{i}-pc{j} plane angle follows {'+' if sign > 0 else '-'}4 x angle, "
               f"mean resultant {r:.2f}")
-        tried = []
-        for deg in degrees:
-            turn = dataclasses.replace(best, degrees=deg, name=f"rotation turn (pc{i}-pc{j})")
-            row = card(f"validation {key} turn {deg:g} deg", turn, "rotation_angle", [prompt], val_seeds, save=False,
-                       probe_=probe, circular=2 * np.pi, also=lambda c: _turn_shares(c, len(c.per_seed)))
-            tried.append((deg, turn, row))
-        deg, turn, _ = _best(tried)
-        found[key].update({"degrees": deg, "validation": {f"{d:g}": row for d, _, row in tried}})
-        # the test card's rule is read on its first --seeds seeds (as every other card's); the rest tighten the
-        # estimate
-        row = card(f"h@{layer} {name}: rotation turn", turn, "rotation_angle", [prompt], test_seeds, probe_=probe,
-                   circular=2 * np.pi, also=lambda c: _turn_shares(c, rule_seeds))
-        print(f"    test seeds {test_seeds[0]}-{test_seeds[row['rule_seeds'] - 1]} (the rule's): meter "
-              f"{100 * row['monotone_rule']:.1f}%, probe head "
-              f"{100 * row['probe_head_monotone_rule']:.1f}%: {'MET' if row['bar_met'] else 'not met'}; all "
-              f"{row['seeds']}: meter {100 * row['monotone_all']:.1f}%, probe head "
-              f"{100 * row['probe_head_monotone_all']:.1f}%", flush=True)
-        turn_cards[f"h@{layer} {name}: rotation turn"] = row
+        # the followed turn: rolled per seed by its object's offset (whole cells of h's grid) from where the
+        # samples had theirs (their median x, y)
+        present = np.asarray(s.labels["present"], dtype=bool)
+        centre = tuple(float(np.median(np.asarray(s.labels[k], dtype=np.float64)[present])) for k in ("x", "y"))
+        cells = int(best.vectors.shape[-1])
+        found[key].update({"follow_centre": [round(v, 4) for v in centre], "follow_cells": cells})
+        for variant, follow in (("", None), (" followed", follow_object(plain, centre=centre, cells=cells))):
+            tried = []
+            for deg in degrees:
+                turn = dataclasses.replace(best, degrees=deg, name=f"rotation turn (pc{i}-pc{j})")
+                row = card(f"validation {key}{variant} turn {deg:g} deg", turn, "rotation_angle", [prompt], val_seeds,
+                           save=False, probe_=probe, circular=2 * np.pi, follow=follow,
+                           also=lambda c: _turn_shares(c, len(c.per_seed)))
+                tried.append((deg, turn, row))
+            deg, turn, _ = _best(tried)
+            tag = "followed" if follow is not None else "plain"
+            found[key][tag] = {"degrees": deg, "validation": {f"{d:g}": row for d, _, row in tried}}
+            # the test card's rule is read on its first --seeds seeds (as every other card's); the rest tighten
+            # the estimate
+            row = card(f"h@{layer} {name}: rotation turn{variant}", turn, "rotation_angle", [prompt], test_seeds,
+                       probe_=probe, circular=2 * np.pi, follow=follow, also=lambda c: _turn_shares(c, rule_seeds))
+            print(f"    test seeds {test_seeds[0]}-{test_seeds[row['rule_seeds'] - 1]} (the rule's): meter "
+                  f"{100 * row['monotone_rule']:.1f}%, probe head "
+                  f"{100 * row['probe_head_monotone_rule']:.1f}%: {'MET' if row['bar_met'] else 'not met'}; all "
+                  f"{row['seeds']}: meter {100 * row['monotone_all']:.1f}%, probe head "
+                  f"{100 * row['probe_head_monotone_all']:.1f}%", flush=True)
+            turn_cards[f"h@{layer} {name}: rotation turn{variant}"] = row
     return {"rotation_turn": found, "turn_cards": turn_cards}
 
 

@@ -110,13 +110,17 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     for factor, chosen in report["alpha_selection"].items():
         assert f"{chosen['alpha']:g}" in chosen["validation"]
     assert f"h@{layer} (centred squares), spatial mean" in report["unsupervised"]["matrices"]
-    # part 4: rotation as a turn, its plane and degrees chosen, then one test card per set
-    assert set(report["turn_cards"]) == {f"h@{layer} {n}: rotation turn" for n in ("centred squares",
-                                                                                    "centred large squares")}
+    # part 4: rotation as a turn, plain and followed, its plane and degrees chosen, then one test card each
+    assert set(report["turn_cards"]) == {f"h@{layer} {n}: rotation turn{v}" for n in ("centred squares",
+                                                                                       "centred large squares")
+                                         for v in ("", " followed")}
     for found in report["rotation_turn"].values():  # every degree tried was scored on the validation cards
-        assert sorted(found["validation"]) == sorted(f"{d:g}" for d in report["turn_degrees"])
-    for row in report["turn_cards"].values():  # read by the pixel meter and by the probe's rotation head
+        for tag in ("plain", "followed"):
+            assert sorted(found[tag]["validation"]) == sorted(f"{d:g}" for d in report["turn_degrees"])
+        assert found["follow_cells"] == 8 and all(0 <= v <= 1 for v in found["follow_centre"])
+    for name, row in report["turn_cards"].items():  # read by the pixel meter and by the probe's rotation head
         assert row["seeds"] == 3 * report["seeds"] and row["rule_seeds"] == report["seeds"]  # the rule: the first 2
+        assert (row["followed_shifted"] is None) == (not name.endswith("followed"))
         assert {"monotone_rule", "monotone_all", "probe_head_monotone_rule", "probe_head_monotone_all"} <= set(row)
         assert row["bar_met"] == (row["monotone_rule"] >= 0.9 and row["shape_changed"] <= 0.05
                                   and row["background_changed"] <= 0.05)
