@@ -106,6 +106,12 @@ def add_report_card_arguments(p: argparse.ArgumentParser) -> None:
                         "--target rotation_angle --circular 6.2832; a shape measures every image as that shape "
                         "(one the prompt names), auto as the shape the probe reads (a misread shape makes the "
                         "reading jump)")
+    p.add_argument("--follow", type=float, nargs=2, default=None, metavar=("X", "Y"),
+                   help="for a turn in xT, z0 or h: roll it, per seed, to where that seed's object is "
+                        "(Turn.rolled): the probe's x and y of the unedited image, as whole cells of the turn's "
+                        "grid away from X Y, where the turn's samples had their objects (0-1 of the width and "
+                        "height, e.g. their median). A turn fitted on objects in one place otherwise misses an "
+                        "object that landed elsewhere (bench/README.md)")
     p.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="figure format (default png)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
@@ -141,6 +147,9 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
         if args.target == "rotation_angle" and args.rotation_meter is None:
             parser.error(f"--target rotation_angle is read by the pixel meter: add --rotation-meter SHAPE "
                          f"({', '.join(_TURNING_SHAPES)}) or --rotation-meter auto")
+        if args.follow is not None and not all(0 <= v <= 1 for v in args.follow):
+            parser.error(f"--follow X Y must be the objects' position as fractions of the width and height "
+                         f"(0 to 1), got {' '.join(f'{v:g}' for v in args.follow)}")
         if args.target == "rotation_angle" and args.circular is None:
             parser.error("--target rotation_angle is an angle in radians: add --circular 6.2832 so that each seed's "
                          "readings are unwrapped along the strengths")
@@ -366,14 +375,22 @@ def run_report_card(model, args) -> int:
     if args.negative_prompt is not None:
         kwargs["negative_prompt"] = args.negative_prompt
     probe = _probe(args)
+    follow = None
+    if args.follow is not None:
+        from .report import follow_object
+
+        if not hasattr(direction, "rolled") or direction.vectors.ndim != 4:
+            raise ValueError(f"--follow rolls a turn on its samples' grid; {args.direction!r} is a "
+                             f"{type(direction).__name__} in {direction.space}, not a Turn in xT, z0 or h.")
+        follow = follow_object(probe, centre=tuple(args.follow), cells=tuple(direction.vectors.shape[-2:]))
     if args.rotation_meter is not None:
         from .probes import RotationMeter
 
         probe = RotationMeter(probe, None if args.rotation_meter == "auto" else args.rotation_meter)
     card = report_card(model, direction, probe, target=args.target, strengths=args.strengths, seeds=seeds,
                        prompts=prompts, expected_sign=args.expected_sign, steps=args.steps, guidance=args.guidance,
-                       image_strength=args.image_strength, circular=args.circular, progress=not args.quiet,
-                       **kwargs)
+                       image_strength=args.image_strength, circular=args.circular, follow=follow,
+                       progress=not args.quiet, **kwargs)
     paths = card.save(out, overwrite=args.overwrite, figure_format=args.format)
     t = card.target_row
     print(f"{direction.name} -> {card.target}: monotone on {100 * t['monotone_share']:.1f}% of seeds "

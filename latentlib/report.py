@@ -59,19 +59,28 @@ def border_region(images: torch.Tensor, *, threshold: float = 0.15) -> torch.Ten
     return border_contrast(images) > threshold
 
 
-def follow_object(probe, *, centre: tuple[float, float], cells: int):
+def follow_object(probe, *, centre: tuple[float, float], cells):
     """A ``follow`` function for :func:`report_card`: the probe's ``x`` and ``y`` of an image, as whole cells of
-    a ``cells`` x ``cells`` grid from ``centre`` (the ``(x, y)`` where the direction's samples had their
-    objects, e.g. their median), returned as ``(dy, dx)``."""
+    the sample's grid from ``centre`` (the ``(x, y)`` where the direction's samples had their objects, e.g.
+    their median; 0-1 of the image's width and height), returned as ``(dy, dx)``. ``cells`` is the grid's
+    side, or ``(rows, columns)``."""
     if not callable(probe):
         raise TypeError(f"`probe` must be callable (images -> readings), got {type(probe).__name__}.")
-    if isinstance(cells, bool) or not isinstance(cells, numbers.Integral) or cells < 1:
-        raise ValueError(f"`cells` must be a whole number >= 1 (the grid's side), got {cells!r}.")
-    cx, cy = (float(v) for v in centre)
+    grid = tuple(cells) if isinstance(cells, (tuple, list)) else (cells, cells)
+    if len(grid) != 2 or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1 for c in grid):
+        raise ValueError(f"`cells` must be a whole number >= 1 (the grid's side) or (rows, columns), got {cells!r}.")
+    try:
+        cx, cy = (float(v) for v in centre)
+    except (TypeError, ValueError):
+        raise ValueError(f"`centre` must be (x, y), two numbers, got {centre!r}.") from None
+    if not (0 <= cx <= 1 and 0 <= cy <= 1):
+        raise ValueError(f"`centre` must be (x, y) within 0..1 (fractions of the image's width and height), "
+                         f"got {centre!r}.")
+    rows, columns = grid
 
     def follow(image: torch.Tensor) -> tuple[int, int]:
         readings = probe(image[None])
-        return round((float(readings["y"][0]) - cy) * cells), round((float(readings["x"][0]) - cx) * cells)
+        return round((float(readings["y"][0]) - cy) * rows), round((float(readings["x"][0]) - cx) * columns)
 
     return follow
 

@@ -126,6 +126,28 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
     assert cli.main([*argv[:4], "up0", *argv[5:-2], str(tmp_path / "card-up"), "--quiet", "--target", "x"]) == 0
     assert cli.main(["discover", *common, "--components", "2", "--name", "no", "--h-layer", "up_blocks.7"]) == 2
     assert "`layer` 'up_blocks.7' is not a module of this UNet" in capsys.readouterr().err
+    # a turn in the plane of the two up_blocks.0 components, rolled per seed to its object (--follow)
+    from latentlib.directions import Turn
+
+    layered.add(Turn.from_vectors(layered["up0"].vector, layered["up1"].vector, "h", name="spin",
+                                  layer="up_blocks.0", degrees=20.0))
+    layered.save(bank, overwrite=True)
+    followed = tmp_path / "card-follow"
+    spin = [*argv[:4], "spin", *argv[5:-2], str(followed), "--quiet", "--rotation-meter", "auto", "--target",
+            "rotation_angle", "--circular", "6.2832", "--follow", "0.5", "0.5"]
+    assert cli.main(spin) == 0
+    per_seed = pd.read_csv(followed / "per_seed.csv")
+    assert {"dy", "dx"} <= set(per_seed.columns) and len(per_seed) == 2
+    # each seed's shift is its unedited object's offset from (0.5, 0.5) in whole cells of the 8x8 grid (the
+    # unedited image is the sweep's strength 0: a turn by 0 changes nothing)
+    unedited = pd.read_csv(followed / "readings.csv").query("strength == 0").set_index("seed")
+    for _, row in per_seed.iterrows():
+        read = unedited.loc[row["seed"]]
+        assert (row["dy"], row["dx"]) == (round((read["y"] - 0.5) * 8), round((read["x"] - 0.5) * 8))
+    capsys.readouterr()
+    assert cli.main([*argv[:-3], "--out", str(tmp_path / "card-x"), "--quiet", "--follow", "0.5", "0.5"]) == 2
+    assert "--follow rolls a turn on its samples' grid; 'x' is a Direction in h, not a Turn" in capsys.readouterr().err
+    assert not (tmp_path / "card-x").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -145,6 +167,10 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
       "--out", "o"], "--target rotation_angle is read by the pixel meter: add --rotation-meter"),
     (["report-card", "--bank", "b.safetensors", "--direction", "x", "--target", "rotation_angle", "--rotation-meter",
       "square", "--out", "o"], "add --circular 6.2832"),
+    (["report-card", "--bank", "b.safetensors", "--direction", "x", "--follow", "0.5", "50", "--out", "o"],
+     "--follow X Y must be the objects' position as fractions of the width and height (0 to 1), got 0.5 50"),
+    (["report-card", "--bank", "b.safetensors", "--direction", "x", "--follow", "0.5", "--out", "o"],
+     "--follow: expected 2 arguments"),
 ])
 def test_discovery_commands_refuse_bad_arguments_with_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:

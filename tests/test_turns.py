@@ -351,3 +351,10 @@ def test_the_report_card_rolls_a_turn_to_each_seeds_object():
         report_card(Follower(), turn, RotationMeter(probe, "square"), follow=lambda im: 0.5, **kw)
     with pytest.raises(ValueError, match=r"`cells` must be a whole number >= 1"):
         follow_object(probe, centre=(0.5, 0.5), cells=0)
+    # a grid of 8 rows and 4 columns: the square 2/8 of the width right of the centre is 1 column away
+    assert follow_object(probe, centre=(0.5, 0.5), cells=(8, 4))(Follower()._render(2, 0.3)) == (0, 1)
+    assert follow_object(probe, centre=(0.25, 0.5), cells=8)(Follower()._render(2, 0.3)) == (0, 4)
+    with pytest.raises(ValueError, match=r"`centre` must be \(x, y\) within 0..1 .*got \(0.5, 50\)"):
+        follow_object(probe, centre=(0.5, 50), cells=8)
+    with pytest.raises(ValueError, match=r"`centre` must be \(x, y\), two numbers, got 0.5"):
+        follow_object(probe, centre=0.5, cells=8)
