@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 
 import ipywidgets as widgets
@@ -36,6 +37,12 @@ class Explorer(LiveApp):
             re-runs on it, in [0, 1].
         settle: seconds a control must rest before the full-quality frame is made.
         display_height: pixels the frame is shown at (nearest-neighbour upscaling of small models).
+        follow: None, or a function that takes an image ``(3, H, W)`` in [0, 1] and returns ``(dy, dx)`` in
+            whole cells (e.g. ``latentlib.report.follow_object(probe, centre=(x, y), cells=8)``). Each turn in
+            xT, z0 or h is then rolled, per seed, to where that seed's unedited object is
+            (:meth:`latentlib.Turn.rolled`), as ``report_card(follow=...)`` does: a turn fitted on objects in
+            one place misses an object that landed elsewhere. The unedited image (full steps) is made once
+            per seed and settings; the "turns follow the object" checkbox switches it off and on.
 
     Example:
         >>> app = Explorer(model, bank, prompt="a red circle")
@@ -47,7 +54,7 @@ class Explorer(LiveApp):
     def __init__(self, model, bank=None, *, prompt: str = "", negative_prompt: str = "", seed: int = 0, n: int = 1,
                  steps: int = 20, guidance: float = 5.0, scheduler: str = "default", preview_steps: int | None = None,
                  strength_range: float = 3.0, image=None, image_strength: float = 0.6, settle: float = 0.3,
-                 display_height: int = 256):
+                 display_height: int = 256, follow=None):
         from latentlib import SCHEDULERS
 
         preview_steps = check_common(steps=steps, guidance=guidance, seed=seed, preview_steps=preview_steps,
@@ -58,6 +65,9 @@ class Explorer(LiveApp):
         for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
             if not isinstance(value, str):
                 raise TypeError(f"`{name}` must be a string, got {type(value).__name__}.")
+        if follow is not None and not callable(follow):
+            raise TypeError(f"`follow` must be None or a function image -> (dy, dx) (e.g. "
+                            f"latentlib.report.follow_object); got {type(follow).__name__}.")
         names = ["default", *SCHEDULERS]
         if scheduler not in names:
             raise ValueError(f"`scheduler` must be one of {', '.join(names)}; got {scheduler!r}.")
@@ -85,6 +95,11 @@ class Explorer(LiveApp):
         self.image_upload.observe(self._handler(lambda change: change["new"] and self.set_image(
             change["new"][-1]["content"])), names="value")
         self.clear_image_button.on_click(self._handler(lambda _: self.set_image(None)))
+        self.follow = follow
+        self._shifts: dict = {}  # (settings, seed) -> (dy, dx) of its unedited object
+        self.follow_box = widgets.Checkbox(value=follow is not None, description="turns follow the object",
+                                           disabled=follow is None, indent=False)
+        self.follow_box.layout.display = None if follow is not None else "none"
         self.reset_button = widgets.Button(description="Reset sliders", icon="undo")
         self.reset_button.on_click(self._handler(lambda _: self.reset()))
         self.bank_path = widgets.Text(placeholder="path/to/bank.safetensors", description="bank", layout=text)
@@ -95,10 +110,11 @@ class Explorer(LiveApp):
             self.prompt, self.negative_prompt, self.seed, self.n, self.steps, self.preview_steps, self.guidance,
             self.scheduler, widgets.HBox([self.image_upload, self.clear_image_button]), self.image_strength,
             widgets.HTML("<b>directions</b> (strength in standard deviations; a turn's in its degrees per unit)"),
-            self.slider_box,
+            self.slider_box, self.follow_box,
             self.reset_button, widgets.HBox([self.bank_path, self.bank_button])])
         self._layout(self.controls)
         self._watch([self.seed, self.n, self.guidance, self.preview_steps, self.image_strength])
+        self._watch([self.follow_box], quality="full")
         self._watch([self.prompt, self.negative_prompt, self.steps, self.scheduler], quality="full")
         if image is not None:
             self.set_image(image, render=False)
@@ -183,7 +199,8 @@ class Explorer(LiveApp):
                 "preview_steps": self.preview_steps.value, "guidance": self.guidance.value,
                 "scheduler": self.scheduler.value, "image": self.start_image,
                 "image_strength": self.image_strength.value,
-                "strengths": {name: slider.value for name, slider in self.sliders.items()}}
+                "strengths": {name: slider.value for name, slider in self.sliders.items()},
+                "follow": self.follow is not None and self.follow_box.value}
         # the directions themselves, as they are now: a direction replaced later must not change what this
         # frame records (export) or renders
         params["directions"] = {name: self.directions[name] for name, s in params["strengths"].items() if s != 0}
@@ -205,12 +222,51 @@ class Explorer(LiveApp):
             names = ", ".join(repr(getattr(d, "name", "")) for d, _ in edits if d.space == "z0")
             raise ValueError(f"{names} {'is a z0 direction' if ',' not in names else 'are z0 directions'}: it moves "
                              f"a start image's latents. Upload a start image (or call set_image), or set it to 0.")
-        images = self.model.generate(
-            p["embedding"], p["negative_embedding"], seed=p["seeds"], steps=steps, guidance=p["guidance"],
-            scheduler=p["scheduler"], edits=edits, decoder="full" if quality == "full" else "preview",
-            interrupt=interrupt, callback=lambda step: progress(step.index + 1, step.total), progress=False,
-            **start)
-        return tile(images)
+        common = {"steps": steps, "guidance": p["guidance"], "scheduler": p["scheduler"], "interrupt": interrupt,
+                  "callback": lambda step: progress(step.index + 1, step.total), "progress": False}
+        shifts = self._follow_shifts(p, edits, interrupt)
+        if p.get("follow") and any(_follows(d) for d, _ in edits):
+            p["shifts"] = shifts  # the frame records where each seed's turns were rolled to
+        if not any(shifts.values()):
+            images = self.model.generate(p["embedding"], p["negative_embedding"], seed=p["seeds"], edits=edits,
+                                         decoder="full" if quality == "full" else "preview", **common, **start)
+            return tile(images)
+        # seeds whose objects sit in the same cell share one call with the turns rolled there
+        frames = {}
+        for shift in dict.fromkeys(shifts.values()):
+            seeds = [seed for seed in p["seeds"] if shifts[seed] == shift]
+            rolled = [(d.rolled(*shift) if _follows(d) else d, s) for d, s in edits]
+            group = {k: v[: len(seeds)] if k == "image" else v for k, v in start.items()}
+            images = self.model.generate(p["embedding"], p["negative_embedding"], seed=seeds, edits=rolled,
+                                         decoder="full" if quality == "full" else "preview", **common, **group)
+            frames.update(zip(seeds, images))
+        return tile([frames[seed] for seed in p["seeds"]])
+
+    def _follow_shifts(self, p: dict, edits: list, interrupt) -> dict:
+        """Each seed's ``(dy, dx)`` for the turns that follow (all (0, 0) when none does): ``follow`` of the
+        seed's unedited image at the full settings, made once and remembered."""
+        shifts = {seed: (0, 0) for seed in p["seeds"]}
+        if not p.get("follow") or not any(_follows(d) for d, _ in edits):
+            return shifts
+        image_key = hashlib.sha256(p["image"].tobytes()).hexdigest() if p["image"] is not None else None
+        settings = (p["prompt"], p["negative_prompt"], p["steps"], p["guidance"], p["scheduler"], image_key,
+                    p["image_strength"] if p["image"] is not None else None)
+        missing = [seed for seed in p["seeds"] if (settings, seed) not in self._shifts]
+        if missing:
+            start = {"image": [p["image"]] * len(missing), "strength": p["image_strength"]} if p["image"] else {}
+            images = self.model.generate(p["embedding"], p["negative_embedding"], seed=missing, steps=p["steps"],
+                                         guidance=p["guidance"], scheduler=p["scheduler"], interrupt=interrupt,
+                                         output="pt", progress=False, **start)
+            if len(self._shifts) > 256:  # settings change often while exploring; keep the memory small
+                self._shifts.clear()
+            for seed, image in zip(missing, images):
+                shift = self.follow(image.float().cpu())
+                if not (isinstance(shift, (tuple, list)) and len(shift) == 2 and all(
+                        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shift)):
+                    raise ValueError(f"`follow` must return (dy, dx), two whole numbers of cells; got {shift!r} for "
+                                     f"seed {seed}.")
+                self._shifts[(settings, seed)] = (int(shift[0]), int(shift[1]))
+        return {seed: self._shifts[(settings, seed)] for seed in p["seeds"]}
 
     def _record(self, frame: Frame) -> tuple[dict, str]:
         from latentlib import export
@@ -223,6 +279,8 @@ class Explorer(LiveApp):
         recipe = {"prompt": p["prompt"], "negative_prompt": p["negative_prompt"], "seeds": p["seeds"], "steps": steps,
                   "guidance": p["guidance"], "scheduler": p["scheduler"], "quality": frame.quality, "edits": edits,
                   "decoder": "full" if frame.quality == "full" else "preview",
+                  # each seed's (dy, dx): the turns in "edits" were rolled by it for that seed (Turn.rolled)
+                  "follow": {str(seed): list(shift) for seed, shift in p["shifts"].items()} if "shifts" in p else None,
                   "start_image_sha256": hashlib.sha256(p["image"].tobytes()).hexdigest() if p["image"] else None,
                   "image_strength": p["image_strength"] if p["image"] is not None else None}
         metadata = {"format": 1, "figure": "explorer", "recipe": recipe, "model": export.model_record(self.model),
@@ -233,6 +291,12 @@ class Explorer(LiveApp):
                                             height=h, model_name=self.model.name,
                                             model_hash=export.weights_sha256(self.model), extra=extra)
         return metadata, parameters
+
+
+def _follows(direction) -> bool:
+    """Whether ``direction`` is rolled to the object when following: a turn on a grid (xT, z0, h)."""
+    vectors = getattr(direction, "vectors", None)
+    return callable(getattr(direction, "rolled", None)) and vectors is not None and vectors.ndim == 4
 
 
 def _iterable(name: str, value) -> list:

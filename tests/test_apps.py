@@ -90,6 +90,51 @@ def test_explorer_gives_a_turn_a_slider(model, tmp_path):
     app.close()
 
 
+def test_explorer_turns_follow_each_seeds_object(model, directions, tmp_path):
+    """With ``follow``, each seed's turns are rolled by what ``follow`` says of that seed's unedited image
+    (made once per seed and settings); directions are not rolled; the checkbox turns it off; the export
+    records each seed's shift."""
+    from lab.app import tile
+
+    shape = ll.directions.space_shapes(model)["xT"]
+    gen = torch.Generator().manual_seed(0)
+    turn = ll.Turn.from_vectors(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), "xT",
+                                name="spin", degrees=30.0)
+    seen, answers = [], iter([(1, -2), (0, 0)])
+
+    def follow(image):
+        seen.append(image)
+        return next(answers)
+
+    app = explorer(model, [turn, directions[0]], n=2, follow=follow)
+    assert seen == []  # nothing to follow while every slider is at 0
+    with app.holding():
+        app.sliders["spin"].value = 2.0
+        app.sliders["size"].value = 1.0
+    app.refresh("full")
+    assert app.wait(60)
+    unedited = model.generate("a red circle", seed=[0, 1], steps=STEPS, output="pt", progress=False)
+    assert len(seen) == 2 and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(seen, unedited))
+    expected = [model.generate("a red circle", seed=0, steps=STEPS, edits=[(turn.rolled(1, -2), 2.0),
+                                                                          (directions[0], 1.0)], progress=False)[0],
+                model.generate("a red circle", seed=1, steps=STEPS, edits=[(turn, 2.0), (directions[0], 1.0)],
+                               progress=False)[0]]
+    assert_same(app.frame.image, tile(expected))
+    recipe = export.read_metadata(app.export(tmp_path / "followed.png"))["latentlib"]["recipe"]
+    assert recipe["follow"] == {"0": [1, -2], "1": [0, 0]}
+    assert torch.equal(export.direction_from_record(recipe["edits"][0]).vectors, turn.vectors)  # unrolled
+    app.sliders["spin"].value = 1.0  # the same seeds and settings: follow is not asked again
+    assert app.wait(60) and len(seen) == 2
+    app.follow_box.value = False  # off: every seed gets the turn as fitted
+    assert app.wait(60)
+    assert_same(app.frame.image, tile(model.generate("a red circle", seed=[0, 1], steps=STEPS,
+                                                     edits=[(turn, 1.0), (directions[0], 1.0)], progress=False)))
+    assert export.read_metadata(app.export(tmp_path / "plain.png"))["latentlib"]["recipe"]["follow"] is None
+    app.close()
+    with pytest.raises(TypeError, match=r"`follow` must be None or a function image -> \(dy, dx\)"):
+        Explorer(model, [turn], follow=(0, 1))
+
+
 def test_explorer_preview_while_moving_then_full(model, directions):
     app = explorer(model, directions)
     seen = []
