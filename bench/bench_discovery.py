@@ -129,7 +129,7 @@ def _turn_shares(c, rule_seeds: int) -> dict:
 
 
 def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float], val_seeds, test_seeds,
-                 rule_seeds: int) -> dict:
+                 rule_seeds: int, variants=("plain", "followed")) -> dict:
     """Part 4: rotation edited as a turn in h (see the module docstring); returns its report entries."""
     found, turn_cards = {}, {}
     probe = RotationMeter(plain, "square")  # the prompts name a square: a misread shape cannot change the order
@@ -151,7 +151,9 @@ def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float]
         centre = tuple(float(np.median(np.asarray(s.labels[k], dtype=np.float64)[present])) for k in ("x", "y"))
         cells = int(best.vectors.shape[-1])
         found[key].update({"follow_centre": [round(v, 4) for v in centre], "follow_cells": cells})
-        for variant, follow in (("", None), (" followed", follow_object(plain, centre=centre, cells=cells))):
+        for tag in variants:
+            follow = follow_object(plain, centre=centre, cells=cells) if tag == "followed" else None
+            variant = " followed" if tag == "followed" else ""
             tried = []
             for deg in degrees:
                 turn = dataclasses.replace(best, degrees=deg, name=f"rotation turn (pc{i}-pc{j})")
@@ -160,7 +162,6 @@ def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float]
                            also=lambda c: _turn_shares(c, len(c.per_seed)))
                 tried.append((deg, turn, row))
             deg, turn, _ = _best(tried)
-            tag = "followed" if follow is not None else "plain"
             found[key][tag] = {"degrees": deg, "validation": {f"{d:g}": row for d, _, row in tried}}
             # the test card's rule is read on its first --seeds seeds (as every other card's); the rest tighten
             # the estimate
@@ -284,6 +285,9 @@ def main(argv=None) -> dict:
                         help="part 4: degrees per unit of strength tried for the rotation turn on the validation "
                              "cards (comma-separated)")
     parser.add_argument("--turn-only", action="store_true", help="run part 4 (rotation as a turn) alone")
+    parser.add_argument("--turn-variants", default="plain,followed",
+                        help="part 4: which turn cards to run, plain (the turn as fitted) and/or followed (rolled "
+                             "per seed to its object); comma-separated")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None,
@@ -295,6 +299,9 @@ def main(argv=None) -> dict:
         turn_degrees = []
     if not turn_degrees or not all(np.isfinite(d) and d > 0 for d in turn_degrees):
         parser.error(f"--turn-degrees must be numbers > 0 separated by commas, got {args.turn_degrees!r}")
+    turn_variants = tuple(v.strip() for v in args.turn_variants.split(",") if v.strip())
+    if not turn_variants or not set(turn_variants) <= {"plain", "followed"} or len(set(turn_variants)) < len(turn_variants):
+        parser.error(f"--turn-variants must be plain, followed or both (comma-separated), got {args.turn_variants!r}")
     if args.out is None:
         args.out = str(Path(__file__).parent / "results" / ("discovery_turn.json" if args.turn_only else "discovery.json"))
     alphas = [float(a) for a in args.alphas.split(",")]
@@ -316,7 +323,7 @@ def main(argv=None) -> dict:
               "window_starts": window_starts,
               "strengths": strengths, "h_layer": layer, "alphas": alphas,
               "threads": args.threads, **environment()}
-    report["turn_degrees"] = turn_degrees
+    report["turn_degrees"], report["turn_variants"] = turn_degrees, list(turn_variants)
     cards = {}
 
     def card(name, direction, target, prompts, seeds, *, sign=1, save=True, probe_=None, strengths_=None, also=None,
@@ -335,7 +342,8 @@ def main(argv=None) -> dict:
                   "test_seeds": list(range(TEST_SEEDS, TEST_SEEDS + TURN_SEED_FACTOR * args.seeds)),
                   "rule_seeds": args.seeds}
     if args.turn_only:
-        report.update(turn_section(model, plain, card, layer=layer, n=args.n, degrees=turn_degrees, **turn_seeds))
+        report.update(turn_section(model, plain, card, layer=layer, n=args.n, degrees=turn_degrees,
+                                   variants=turn_variants, **turn_seeds))
         if not args.quick:
             write_report(out, report)
         return report
@@ -477,7 +485,8 @@ def main(argv=None) -> dict:
                                                  test_seeds, probe_=rotation_probe,
                                                  strengths_=[-1.5, -1, -0.5, 0, 0.5, 1, 1.5])
     report["report_cards"] = cards
-    report.update(turn_section(model, plain, card, layer=layer, n=args.n, degrees=turn_degrees, **turn_seeds))
+    report.update(turn_section(model, plain, card, layer=layer, n=args.n, degrees=turn_degrees,
+                               variants=turn_variants, **turn_seeds))
     if not args.quick:
         write_report(out, report)
     return report
