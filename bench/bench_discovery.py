@@ -122,9 +122,21 @@ def _turn_shares(c, rule_seeds: int) -> dict:
                                 if "dy" in c.per_seed else None),
            "monotone_all": share(meter), "probe_head_monotone_rule": share(head[:first]),
            "probe_head_monotone_all": share(head)}
-    s = c.summary
-    row["bar_met"] = (row["monotone_rule"] >= 0.9 and float(s.loc["shape", "changed_share"]) <= 0.05
-                      and float(s.loc["background", "changed_share"]) <= 0.05)
+    # shape and background changes (the class read at an edited strength differs from strength 0's), over the
+    # rule's seeds and over all; the card's own summary is the latter
+    readings = c.readings.sort_values(["seed", "strength"])
+    rule = set(sorted(readings["seed"].unique())[:first])
+    for factor in ("shape", "background"):
+        values = readings[factor].to_numpy().reshape(len(meter), len(strengths))
+        changed = (values != values[:, zero: zero + 1])[:, np.arange(len(strengths)) != zero]
+        in_rule = np.array([seed in rule for seed in sorted(readings["seed"].unique())])
+        row[f"{factor}_changed_rule"] = float(changed[in_rule].mean())
+        row[f"{factor}_changed_all"] = float(changed.mean())
+    # the rule, as for every other card: its 32 seeds' edits; and the same over all the card's seeds
+    for scope in ("rule", "all"):
+        row["bar_met" if scope == "rule" else "bar_met_all"] = (
+            row[f"monotone_{scope}"] >= 0.9 and row[f"shape_changed_{scope}"] <= 0.05
+            and row[f"background_changed_{scope}"] <= 0.05)
     return row
 
 
@@ -168,10 +180,11 @@ def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float]
             row = card(f"h@{layer} {name}: rotation turn{variant}", turn, "rotation_angle", [prompt], test_seeds,
                        probe_=probe, circular=2 * np.pi, follow=follow, also=lambda c: _turn_shares(c, rule_seeds))
             print(f"    test seeds {test_seeds[0]}-{test_seeds[row['rule_seeds'] - 1]} (the rule's): meter "
-                  f"{100 * row['monotone_rule']:.1f}%, probe head "
-                  f"{100 * row['probe_head_monotone_rule']:.1f}%: {'MET' if row['bar_met'] else 'not met'}; all "
-                  f"{row['seeds']}: meter {100 * row['monotone_all']:.1f}%, probe head "
-                  f"{100 * row['probe_head_monotone_all']:.1f}%", flush=True)
+                  f"{100 * row['monotone_rule']:.1f}%, probe head {100 * row['probe_head_monotone_rule']:.1f}%, "
+                  f"shape changed {100 * row['shape_changed_rule']:.1f}%: {'MET' if row['bar_met'] else 'not met'}; "
+                  f"all {row['seeds']}: meter {100 * row['monotone_all']:.1f}%, probe head "
+                  f"{100 * row['probe_head_monotone_all']:.1f}%, shape changed {100 * row['shape_changed_all']:.1f}%: "
+                  f"{'MET' if row['bar_met_all'] else 'not met'}", flush=True)
             turn_cards[f"h@{layer} {name}: rotation turn{variant}"] = row
     return {"rotation_turn": found, "turn_cards": turn_cards}
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from latentlib import shapes
 
@@ -122,8 +123,10 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
         assert row["seeds"] == 3 * report["seeds"] and row["rule_seeds"] == report["seeds"]  # the rule: the first 2
         assert (row["followed_shifted"] is None) == (not name.endswith("followed"))
         assert {"monotone_rule", "monotone_all", "probe_head_monotone_rule", "probe_head_monotone_all"} <= set(row)
-        assert row["bar_met"] == (row["monotone_rule"] >= 0.9 and row["shape_changed"] <= 0.05
-                                  and row["background_changed"] <= 0.05)
+        for scope, met in (("rule", row["bar_met"]), ("all", row["bar_met_all"])):  # the rule: its seeds' edits
+            assert met == (row[f"monotone_{scope}"] >= 0.9 and row[f"shape_changed_{scope}"] <= 0.05
+                           and row[f"background_changed_{scope}"] <= 0.05)
+        assert row["shape_changed_all"] == pytest.approx(row["shape_changed"])  # all seeds: the card's summary
 
 
 def test_bench_fast_records_a_failing_fast_path(tmp_path, monkeypatch):
