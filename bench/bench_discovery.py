@@ -161,8 +161,8 @@ def turn_section(model, plain, card, *, layer: str, n: int, degrees: list[float]
         # samples had theirs (their median x, y)
         present = np.asarray(s.labels["present"], dtype=bool)
         centre = tuple(float(np.median(np.asarray(s.labels[k], dtype=np.float64)[present])) for k in ("x", "y"))
-        cells = int(best.vectors.shape[-1])
-        found[key].update({"follow_centre": [round(v, 4) for v in centre], "follow_cells": cells})
+        cells = tuple(int(c) for c in best.vectors.shape[-2:])  # (rows, columns) of h's grid
+        found[key].update({"follow_centre": [round(v, 4) for v in centre], "follow_cells": list(cells)})
         for tag in variants:
             follow = follow_object(plain, centre=centre, cells=cells) if tag == "followed" else None
             variant = " followed" if tag == "followed" else ""

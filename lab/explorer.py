@@ -95,7 +95,7 @@ class Explorer(LiveApp):
         self.image_upload.observe(self._handler(lambda change: change["new"] and self.set_image(
             change["new"][-1]["content"])), names="value")
         self.clear_image_button.on_click(self._handler(lambda _: self.set_image(None)))
-        self.follow = follow
+        self._follow = follow
         self._shifts: dict = {}  # (settings, seed) -> (dy, dx) of its unedited object
         self.follow_box = widgets.Checkbox(value=follow is not None, description="turns follow the object",
                                            disabled=follow is None, indent=False)
@@ -200,7 +200,7 @@ class Explorer(LiveApp):
                 "scheduler": self.scheduler.value, "image": self.start_image,
                 "image_strength": self.image_strength.value,
                 "strengths": {name: slider.value for name, slider in self.sliders.items()},
-                "follow": self.follow is not None and self.follow_box.value}
+                "follow": self._follow is not None and self.follow_box.value}
         # the directions themselves, as they are now: a direction replaced later must not change what this
         # frame records (export) or renders
         params["directions"] = {name: self.directions[name] for name, s in params["strengths"].items() if s != 0}
@@ -224,10 +224,10 @@ class Explorer(LiveApp):
                              f"a start image's latents. Upload a start image (or call set_image), or set it to 0.")
         common = {"steps": steps, "guidance": p["guidance"], "scheduler": p["scheduler"], "interrupt": interrupt,
                   "callback": lambda step: progress(step.index + 1, step.total), "progress": False}
-        shifts = self._follow_shifts(p, edits, interrupt)
+        shifts = self._follow_shifts(p, edits, interrupt, progress)
         if p.get("follow") and any(_follows(d) for d, _ in edits):
             p["shifts"] = shifts  # the frame records where each seed's turns were rolled to
-        if not any(shifts.values()):
+        if all(shift == (0, 0) for shift in shifts.values()):
             images = self.model.generate(p["embedding"], p["negative_embedding"], seed=p["seeds"], edits=edits,
                                          decoder="full" if quality == "full" else "preview", **common, **start)
             return tile(images)
@@ -242,25 +242,27 @@ class Explorer(LiveApp):
             frames.update(zip(seeds, images))
         return tile([frames[seed] for seed in p["seeds"]])
 
-    def _follow_shifts(self, p: dict, edits: list, interrupt) -> dict:
+    def _follow_shifts(self, p: dict, edits: list, interrupt, progress) -> dict:
         """Each seed's ``(dy, dx)`` for the turns that follow (all (0, 0) when none does): ``follow`` of the
-        seed's unedited image at the full settings, made once and remembered."""
+        seed's unedited image at the full settings, made once and remembered (the status line shows its
+        steps; a preview waits for it the first time)."""
         shifts = {seed: (0, 0) for seed in p["seeds"]}
         if not p.get("follow") or not any(_follows(d) for d, _ in edits):
             return shifts
         image_key = hashlib.sha256(p["image"].tobytes()).hexdigest() if p["image"] is not None else None
         settings = (p["prompt"], p["negative_prompt"], p["steps"], p["guidance"], p["scheduler"], image_key,
                     p["image_strength"] if p["image"] is not None else None)
+        if len(self._shifts) > 256:  # settings change often while exploring; keep the memory small
+            self._shifts = {key: shift for key, shift in self._shifts.items() if key[0] == settings}
         missing = [seed for seed in p["seeds"] if (settings, seed) not in self._shifts]
         if missing:
             start = {"image": [p["image"]] * len(missing), "strength": p["image_strength"]} if p["image"] else {}
             images = self.model.generate(p["embedding"], p["negative_embedding"], seed=missing, steps=p["steps"],
                                          guidance=p["guidance"], scheduler=p["scheduler"], interrupt=interrupt,
+                                         callback=lambda step: progress(step.index + 1, step.total),
                                          output="pt", progress=False, **start)
-            if len(self._shifts) > 256:  # settings change often while exploring; keep the memory small
-                self._shifts.clear()
             for seed, image in zip(missing, images):
-                shift = self.follow(image.float().cpu())
+                shift = self._follow(image.float().cpu())
                 if not (isinstance(shift, (tuple, list)) and len(shift) == 2 and all(
                         isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shift)):
                     raise ValueError(f"`follow` must return (dy, dx), two whole numbers of cells; got {shift!r} for "

@@ -374,14 +374,14 @@ def run_report_card(model, args) -> int:
     kwargs = {"scheduler": args.scheduler} if args.scheduler != "default" else {}
     if args.negative_prompt is not None:
         kwargs["negative_prompt"] = args.negative_prompt
+    if args.follow is not None and (not hasattr(direction, "rolled") or direction.vectors.ndim != 4):
+        raise ValueError(f"--follow rolls a turn on its samples' grid; {args.direction!r} is a "
+                         f"{type(direction).__name__} in {direction.space}, not a Turn in xT, z0 or h.")
     probe = _probe(args)
     follow = None
     if args.follow is not None:
         from .report import follow_object
 
-        if not hasattr(direction, "rolled") or direction.vectors.ndim != 4:
-            raise ValueError(f"--follow rolls a turn on its samples' grid; {args.direction!r} is a "
-                             f"{type(direction).__name__} in {direction.space}, not a Turn in xT, z0 or h.")
         follow = follow_object(probe, centre=tuple(args.follow), cells=tuple(direction.vectors.shape[-2:]))
     if args.rotation_meter is not None:
         from .probes import RotationMeter

@@ -100,11 +100,11 @@ def test_explorer_turns_follow_each_seeds_object(model, directions, tmp_path):
     gen = torch.Generator().manual_seed(0)
     turn = ll.Turn.from_vectors(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), "xT",
                                 name="spin", degrees=30.0)
-    seen, answers = [], iter([(1, -2), (0, 0)])
+    seen, answers = [], [(1, -2), (0, 0)]
 
     def follow(image):
         seen.append(image)
-        return next(answers)
+        return answers.pop(0) if answers else (0, 0)
 
     app = explorer(model, [turn, directions[0]], n=2, follow=follow)
     assert seen == []  # nothing to follow while every slider is at 0
@@ -130,6 +130,14 @@ def test_explorer_turns_follow_each_seeds_object(model, directions, tmp_path):
     assert_same(app.frame.image, tile(model.generate("a red circle", seed=[0, 1], steps=STEPS,
                                                      edits=[(turn, 1.0), (directions[0], 1.0)], progress=False)))
     assert export.read_metadata(app.export(tmp_path / "plain.png"))["latentlib"]["recipe"]["follow"] is None
+    # a full memory keeps only the current settings' shifts: seeds 0 and 1 are remembered, seed 2 is new
+    app._shifts.update({(("other settings", k), 0): (0, 0) for k in range(300)})
+    with app.holding():
+        app.follow_box.value = True
+        app.n.value = 3
+    app.refresh("full")
+    assert app.wait(60) and app.renderer.stats["errors"] == 0 and len(seen) == 3
+    assert app.frame.params["shifts"] == {0: (1, -2), 1: (0, 0), 2: (0, 0)} and len(app._shifts) == 3
     app.close()
     with pytest.raises(TypeError, match=r"`follow` must be None or a function image -> \(dy, dx\)"):
         Explorer(model, [turn], follow=(0, 1))

@@ -118,7 +118,7 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     for found in report["rotation_turn"].values():  # every degree tried was scored on the validation cards
         for tag in ("plain", "followed"):
             assert sorted(found[tag]["validation"]) == sorted(f"{d:g}" for d in report["turn_degrees"])
-        assert found["follow_cells"] == 8 and all(0 <= v <= 1 for v in found["follow_centre"])
+        assert found["follow_cells"] == [8, 8] and all(0 <= v <= 1 for v in found["follow_centre"])
     for name, row in report["turn_cards"].items():  # read by the pixel meter and by the probe's rotation head
         assert row["seeds"] == 3 * report["seeds"] and row["rule_seeds"] == report["seeds"]  # the rule: the first 2
         assert (row["followed_shifted"] is None) == (not name.endswith("followed"))

@@ -134,16 +134,17 @@ def test_discover_then_report_card_end_to_end(tmp_path, capsys):
     layered.save(bank, overwrite=True)
     followed = tmp_path / "card-follow"
     spin = [*argv[:4], "spin", *argv[5:-2], str(followed), "--quiet", "--rotation-meter", "auto", "--target",
-            "rotation_angle", "--circular", "6.2832", "--follow", "0.5", "0.5"]
+            "rotation_angle", "--circular", "6.2832", "--follow", "0.1", "0.9"]
     assert cli.main(spin) == 0
     per_seed = pd.read_csv(followed / "per_seed.csv")
     assert {"dy", "dx"} <= set(per_seed.columns) and len(per_seed) == 2
-    # each seed's shift is its unedited object's offset from (0.5, 0.5) in whole cells of the 8x8 grid (the
-    # unedited image is the sweep's strength 0: a turn by 0 changes nothing)
+    # each seed's shift is its unedited object's offset from (x 0.1, y 0.9) in whole cells of the 8x8 grid
+    # (the unedited image is the sweep's strength 0: a turn by 0 changes nothing)
     unedited = pd.read_csv(followed / "readings.csv").query("strength == 0").set_index("seed")
     for _, row in per_seed.iterrows():
         read = unedited.loc[row["seed"]]
-        assert (row["dy"], row["dx"]) == (round((read["y"] - 0.5) * 8), round((read["x"] - 0.5) * 8))
+        assert (row["dy"], row["dx"]) == (round((read["y"] - 0.9) * 8), round((read["x"] - 0.1) * 8))
+    assert (per_seed["dy"] != per_seed["dx"]).any()  # a shift to tell rows from columns
     capsys.readouterr()
     assert cli.main([*argv[:-3], "--out", str(tmp_path / "card-x"), "--quiet", "--follow", "0.5", "0.5"]) == 2
     assert "--follow rolls a turn on its samples' grid; 'x' is a Direction in h, not a Turn" in capsys.readouterr().err
