@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 from collections.abc import Iterable, Mapping
 
 import ipywidgets as widgets
@@ -261,13 +260,10 @@ class Explorer(LiveApp):
                                          guidance=p["guidance"], scheduler=p["scheduler"], interrupt=interrupt,
                                          callback=lambda step: progress(step.index + 1, step.total),
                                          output="pt", progress=False, **start)
+            from latentlib.report import follow_shift
+
             for seed, image in zip(missing, images):
-                shift = self._follow(image.float().cpu())
-                if not (isinstance(shift, (tuple, list)) and len(shift) == 2 and all(
-                        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shift)):
-                    raise ValueError(f"`follow` must return (dy, dx), two whole numbers of cells; got {shift!r} for "
-                                     f"seed {seed}.")
-                self._shifts[(settings, seed)] = (int(shift[0]), int(shift[1]))
+                self._shifts[(settings, seed)] = follow_shift(self._follow, image.float().cpu(), seed)
         return {seed: self._shifts[(settings, seed)] for seed in p["seeds"]}
 
     def _record(self, frame: Frame) -> tuple[dict, str]:

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["ReportCard", "border_region", "follow_object", "report_card"]
+__all__ = ["ReportCard", "border_region", "follow_object", "follow_shift", "report_card"]
 
 CATEGORICAL = ("shape", "color", "background", "present")
 
@@ -83,6 +83,16 @@ def follow_object(probe, *, centre: tuple[float, float], cells):
         return round((float(readings["y"][0]) - cy) * rows), round((float(readings["x"][0]) - cx) * columns)
 
     return follow
+
+
+def follow_shift(follow, image: torch.Tensor, seed) -> tuple[int, int]:
+    """``follow(image)`` checked: ``(dy, dx)``, two whole numbers of cells (``seed`` names the image in the
+    error)."""
+    shift = follow(image)
+    if not (isinstance(shift, (tuple, list)) and len(shift) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shift)):
+        raise ValueError(f"`follow` must return (dy, dx), two whole numbers of cells; got {shift!r} for seed {seed}.")
+    return int(shift[0]), int(shift[1])
 
 
 def _spearman(strengths: np.ndarray, readings: np.ndarray) -> float:
@@ -343,12 +353,7 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
         start = model.generate(prompt, seed=seed, output="pt", **kw) if space == "z0" or follow is not None else None
         moved = direction
         if follow is not None:
-            shift = follow(start[0].float().cpu())
-            if not (isinstance(shift, (tuple, list)) and len(shift) == 2
-                    and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shift)):
-                raise ValueError(f"`follow` must return (dy, dx), two whole numbers of cells; got {shift!r} for seed "
-                                 f"{seed}.")
-            shifts.append((int(shift[0]), int(shift[1])))
+            shifts.append(follow_shift(follow, start[0].float().cpu(), seed))
             moved = direction.rolled(*shifts[-1])
         if space == "z0":
             latents = model.sweep(prompt, moved, strengths, seed=seed, image=start, strength=image_strength,
