@@ -124,13 +124,11 @@ def _turn_shares(c, rule_seeds: int) -> dict:
            "probe_head_monotone_all": share(head)}
     # shape and background changes (the class read at an edited strength differs from strength 0's), over the
     # rule's seeds and over all; the card's own summary is the latter
-    readings = c.readings.sort_values(["seed", "strength"])
-    rule = set(sorted(readings["seed"].unique())[:first])
+    readings = c.readings.sort_values(["seed", "strength"])  # a row per seed (in seed order), a column per strength
     for factor in ("shape", "background"):
         values = readings[factor].to_numpy().reshape(len(meter), len(strengths))
         changed = (values != values[:, zero: zero + 1])[:, np.arange(len(strengths)) != zero]
-        in_rule = np.array([seed in rule for seed in sorted(readings["seed"].unique())])
-        row[f"{factor}_changed_rule"] = float(changed[in_rule].mean())
+        row[f"{factor}_changed_rule"] = float(changed[:first].mean())
         row[f"{factor}_changed_all"] = float(changed.mean())
     # the rule, as for every other card: its 32 seeds' edits; and the same over all the card's seeds
     for scope in ("rule", "all"):

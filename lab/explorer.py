@@ -224,30 +224,28 @@ class Explorer(LiveApp):
         common = {"steps": steps, "guidance": p["guidance"], "scheduler": p["scheduler"], "interrupt": interrupt,
                   "callback": lambda step: progress(step.index + 1, step.total), "progress": False}
         shifts = self._follow_shifts(p, edits, interrupt, progress)
-        if p.get("follow") and any(_follows(d) for d, _ in edits):
+        if shifts is not None:
             p["shifts"] = shifts  # the frame records where each seed's turns were rolled to
-        if all(shift == (0, 0) for shift in shifts.values()):
-            images = self.model.generate(p["embedding"], p["negative_embedding"], seed=p["seeds"], edits=edits,
-                                         decoder="full" if quality == "full" else "preview", **common, **start)
-            return tile(images)
-        # seeds whose objects sit in the same cell share one call with the turns rolled there
+        else:
+            shifts = {seed: (0, 0) for seed in p["seeds"]}
+        # seeds whose objects sit in the same cell share one call with the turns rolled there (one call for all
+        # when nothing follows: a turn rolled by (0, 0) is itself)
         frames = {}
         for shift in dict.fromkeys(shifts.values()):
             seeds = [seed for seed in p["seeds"] if shifts[seed] == shift]
-            rolled = [(d.rolled(*shift) if _follows(d) else d, s) for d, s in edits]
+            rolled = [(d.rolled(*shift) if getattr(d, "rollable", False) else d, s) for d, s in edits]
             group = {k: v[: len(seeds)] if k == "image" else v for k, v in start.items()}
             images = self.model.generate(p["embedding"], p["negative_embedding"], seed=seeds, edits=rolled,
                                          decoder="full" if quality == "full" else "preview", **common, **group)
             frames.update(zip(seeds, images))
         return tile([frames[seed] for seed in p["seeds"]])
 
-    def _follow_shifts(self, p: dict, edits: list, interrupt, progress) -> dict:
-        """Each seed's ``(dy, dx)`` for the turns that follow (all (0, 0) when none does): ``follow`` of the
-        seed's unedited image at the full settings, made once and remembered (the status line shows its
-        steps; a preview waits for it the first time)."""
-        shifts = {seed: (0, 0) for seed in p["seeds"]}
-        if not p.get("follow") or not any(_follows(d) for d, _ in edits):
-            return shifts
+    def _follow_shifts(self, p: dict, edits: list, interrupt, progress) -> dict | None:
+        """Each seed's ``(dy, dx)`` for the turns that follow (None when following is off or no edit is a turn
+        on a grid): ``follow`` of the seed's unedited image at the full settings, made once and remembered
+        (the status line shows its steps; a preview waits for it the first time)."""
+        if not p["follow"] or not any(getattr(d, "rollable", False) for d, _ in edits):
+            return None
         image_key = hashlib.sha256(p["image"].tobytes()).hexdigest() if p["image"] is not None else None
         settings = (p["prompt"], p["negative_prompt"], p["steps"], p["guidance"], p["scheduler"], image_key,
                     p["image_strength"] if p["image"] is not None else None)
@@ -289,12 +287,6 @@ class Explorer(LiveApp):
                                             height=h, model_name=self.model.name,
                                             model_hash=export.weights_sha256(self.model), extra=extra)
         return metadata, parameters
-
-
-def _follows(direction) -> bool:
-    """Whether ``direction`` is rolled to the object when following: a turn on a grid (xT, z0, h)."""
-    vectors = getattr(direction, "vectors", None)
-    return callable(getattr(direction, "rolled", None)) and vectors is not None and vectors.ndim == 4
 
 
 def _iterable(name: str, value) -> list:

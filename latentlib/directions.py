@@ -236,6 +236,11 @@ class Turn:
                        centre=(self.centre[0], -self.centre[1]), name=f"-{self.name}" if self.name else "",
                        provenance={**self.provenance, "negated": True})
 
+    @property
+    def rollable(self) -> bool:
+        """Whether :meth:`rolled` applies: the samples are on a grid, (C, H, W) (xT, z0, h; not prompt)."""
+        return self.vectors.ndim == 4
+
     def rolled(self, dy: int, dx: int) -> Turn:
         """The same turn for an object moved by ``(dy, dx)`` cells of the sample's grid: both vectors rolled
         along their last two (spatial) axes (``torch.roll``, so what leaves one edge comes back at the
@@ -247,7 +252,7 @@ class Turn:
         for arg, value in (("dy", dy), ("dx", dx)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"`{arg}` must be a whole number of cells, got {value!r}.")
-        if self.vectors.ndim != 4:
+        if not self.rollable:
             raise ValueError(f"rolled() needs spatial samples (C, H, W); this {self.space} turn's samples have shape "
                              f"{self.shape}.")
         if (dy, dx) == (0, 0):

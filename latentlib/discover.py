@@ -374,7 +374,7 @@ def run_report_card(model, args) -> int:
     kwargs = {"scheduler": args.scheduler} if args.scheduler != "default" else {}
     if args.negative_prompt is not None:
         kwargs["negative_prompt"] = args.negative_prompt
-    if args.follow is not None and (not hasattr(direction, "rolled") or direction.vectors.ndim != 4):
+    if args.follow is not None and not getattr(direction, "rollable", False):
         raise ValueError(f"--follow rolls a turn on its samples' grid; {args.direction!r} is a "
                          f"{type(direction).__name__} in {direction.space}, not a Turn in xT, z0 or h.")
     probe = _probe(args)

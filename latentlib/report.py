@@ -338,9 +338,9 @@ def report_card(model, direction, probe, *, target: str | None = None, strengths
     if follow is not None:
         if not callable(follow):
             raise TypeError(f"`follow` must be None or a function image -> (dy, dx); got {type(follow).__name__}.")
-        if not callable(getattr(direction, "rolled", None)):
-            raise TypeError(f"`follow` rolls the direction per seed, which needs a `rolled(dy, dx)` method (a Turn); "
-                            f"got a {type(direction).__name__}.")
+        if not getattr(direction, "rollable", False):
+            raise TypeError(f"`follow` rolls the direction per seed, which needs a `rolled(dy, dx)` method (a Turn "
+                            f"in xT, z0 or h); got a {type(direction).__name__} in {getattr(direction, 'space', None)}.")
     target = target or getattr(direction, "name", "")
     space = getattr(direction, "space", None)
     pairs = _pairs(seeds, prompts)

@@ -302,6 +302,7 @@ def test_a_rolled_turn_follows_an_object_moved_on_the_grid():
     with pytest.raises(TypeError, match=r"`dx` must be a whole number of cells, got 0.5"):
         turn.rolled(1, 0.5)
     prompt_turn = Turn.from_vectors(torch.randn(16, generator=rng), torch.randn(16, generator=rng), "prompt")
+    assert turn.rollable and not prompt_turn.rollable
     with pytest.raises(ValueError, match=r"rolled\(\) needs spatial samples \(C, H, W\); this prompt turn's samples "
                                          r"have shape \(16,\)"):
         prompt_turn.rolled(1, 0)
@@ -344,7 +345,7 @@ def test_the_report_card_rolls_a_turn_to_each_seeds_object():
     assert followed.target_row["monotone_share"] == 1.0 and followed.settings["follow"] is True
     assert followed.per_seed["dx"].tolist() == [0, 1, 2] and followed.per_seed["dy"].tolist() == [0, 0, 0]
     with pytest.raises(TypeError, match=r"`follow` rolls the direction per seed, which needs a `rolled\(dy, dx\)` "
-                                        r"method \(a Turn\); got a Direction"):
+                                        r"method \(a Turn in xT, z0 or h\); got a Direction in xT"):
         report_card(Follower(), Direction.from_vector(torch.ones(4, 8, 8), "xT", name="x"), probe, follow=lambda im: (0, 0),
                     **{**kw, "target": "x", "circular": None})
     with pytest.raises(ValueError, match=r"`follow` must return \(dy, dx\), two whole numbers of cells; got 0.5 for seed 0"):
