@@ -207,13 +207,14 @@ def empty_prompt(model, probe, *, n: int = 1000, confidence: float = 0.8) -> dic
             "shapes_seen": {s: int((est["shape"][valid] == s).sum()) for s in shapes.SHAPES}}
 
 
-def reconstruction(model, *, n: int = 1000) -> dict:
-    """VAE PSNR on ``n`` test scenes and ``n // 4`` held-out-pair scenes."""
+def reconstruction(model, *, n: int = 1000, hue_spread: float = 0.0) -> dict:
+    """VAE PSNR on ``n`` test scenes and ``n // 4`` held-out-pair scenes of the world of ``hue_spread``."""
     from .train_shapes import vae_psnr
 
     vae = model.vae.float()
-    test = vae_psnr(vae, "test", n, device=model.device)
-    return {"vae_psnr_db": test["psnr_mean_db"], "test": test, "heldout": vae_psnr(vae, "heldout", n // 4, device=model.device)}
+    test = vae_psnr(vae, "test", n, device=model.device, hue_spread=hue_spread)
+    return {"vae_psnr_db": test["psnr_mean_db"], "test": test,
+            "heldout": vae_psnr(vae, "heldout", n // 4, device=model.device, hue_spread=hue_spread)}
 
 
 def generation_speed(model, *, repeats: int = 15, threads: int | None = 2, fast_model=None,
@@ -297,11 +298,14 @@ def evaluate(model_dir: str | Path = MODEL_DIR, *, probe_dir=None, n_prompts: in
     from .model import load
 
     fast = not quick if fast is None else fast
+    from .shapes_model import world
+
     model = load(model_dir)
     probe = probes.load_probe(probe_dir)
     scale = 0.05 if quick else 1.0
+    spread = world(model_dir)["hue_spread"]  # the world it learned: its images are the reconstruction test
     results = {
-        "reconstruction": reconstruction(model, n=max(int(1000 * scale), 8)),
+        "reconstruction": reconstruction(model, n=max(int(1000 * scale), 8), hue_spread=spread),
         "faithfulness": faithfulness(model, probe, n=max(int(n_prompts * scale), 8)),
         "heldout": heldout_combinations(model, probe, n=max(int(250 * scale), 8)),
         "diversity": diversity(model, probe, seeds=64 if not quick else 16),
@@ -312,7 +316,7 @@ def evaluate(model_dir: str | Path = MODEL_DIR, *, probe_dir=None, n_prompts: in
     results["bars"] = judge_bars(results)
     results["all_pass"] = all(b["pass"] for b in results["bars"].values())
     results["settings"] = {"steps": 20, "guidance": 5.0, "scheduler": type(model.scheduler).__name__,
-                           "quick": quick, "probe": str(probe_dir or probes.PROBE_DIR.name)}
+                           "quick": quick, "probe": str(probe_dir or probes.PROBE_DIR.name), "hue_spread": spread}
     return results
 
 
@@ -359,7 +363,10 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
              "images = model.generate(\"a small red circle in the top left on a black background\", seed=0)", "```", "",
              "## Quality (measured by `python -m latentlib.evaluate_shapes`)", "",
              "Judged by the shapes probe (`latentlib/weights/shapes-probe`, trained on ground-truth labels).",
-             f"Generation at the defaults: {results['settings']['scheduler']}, 20 steps, guidance 5.", "",
+             f"Generation at the defaults: {results['settings']['scheduler']}, 20 steps, guidance 5.",
+             *([f"World: continuous hues, `hue_spread` {results['settings']['hue_spread']:g} (`world.json`; "
+                "reconstruction is measured on that world's images)."] if results["settings"].get("hue_spread") else []),
+             "",
              "| figure | value | bar | pass |", "|---|---|---|---|"]
     for name, bar in results["bars"].items():
         sign = ">=" if bar["kind"] == "min" else "<="

@@ -316,12 +316,14 @@ def _r2(pred: np.ndarray, true: np.ndarray) -> float:
     return float(1 - ((pred - true) ** 2).sum() / ((true - true.mean()) ** 2).sum())
 
 
-def evaluate_probe(probe: Probe, *, n: int = 2000, split: str = "test", start: int = 0) -> dict:
-    """Accuracy and R^2 of the probe on ``n`` fresh scenes of ``split`` (seeds ``start ..``)."""
-    images, labels, _ = shapes.make_dataset(n, split, start=start)
+def evaluate_probe(probe: Probe, *, n: int = 2000, split: str = "test", start: int = 0,
+                   hue_spread: float = 0.0) -> dict:
+    """Accuracy and R^2 of the probe on ``n`` fresh scenes of ``split`` (seeds ``start ..``), in the world of
+    ``hue_spread`` (:func:`latentlib.shapes.sample_scene`)."""
+    images, labels, _ = shapes.make_dataset(n, split, start=start, hue_spread=hue_spread)
     est = probe(images)
     present = np.array([lab["present"] for lab in labels])
-    metrics = {"n": n, "split": split, "present_accuracy": float((est["present"] == present).mean()),
+    metrics = {"n": n, "split": split, "hue_spread": float(hue_spread), "present_accuracy": float((est["present"] == present).mean()),
                "background_accuracy": float((est["background"] == np.array([lab["background"] for lab in labels])).mean())}
     on = present & est["present"]
     for name in ("shape", "color"):

@@ -10,7 +10,15 @@ size               circumradius as a fraction of the image side, in [0.12, 0.30]
 x, y               centre, as fractions of the side (0 = left/top), keeping the object inside
 rotation           radians in [0, 2 pi / symmetry) -- the one factor captions never mention
 present            False for empty scenes
+hue                the object's hue in degrees, when the world draws it (``hue_spread`` > 0); else None
 =================  ==========================================================================
+
+By default every object of one colour name has that name's exact RGB (``COLORS``). With ``hue_spread`` > 0
+(``sample_scene``, ``make_dataset``) the hue is continuous: it is drawn uniformly from the name's own hue
+out to ``hue_spread`` x half the way to each neighbouring name's hue (``hue_range``), keeping the name's
+saturation and value; captions still use the colour name (as they use coarse words for size and position)
+and the labels keep the exact hue. The draw has its own random stream, so every other factor of a seed is
+the same at any spread, and ``hue_spread=0`` is the discrete world, pixel for pixel.
 
 Everything is deterministic in ``(seed, split)``. Captions are drawn from the factors with varied
 templates, word order and synonyms, sometimes leaving attributes out and sometimes empty (for
@@ -30,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import colorsys
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -42,12 +51,14 @@ import PIL.ImageDraw
 __all__ = [
     "SHAPES",
     "COLORS",
+    "HUES",
     "BACKGROUNDS",
     "SYMMETRY",
     "HELDOUT_PAIRS",
     "SPLITS",
     "Scene",
     "sample_scene",
+    "hue_range",
     "render",
     "object_mask",
     "caption",
@@ -74,6 +85,9 @@ BACKGROUNDS = {
     "gray": (120, 120, 120),
     "beige": (215, 200, 160),
 }
+#: Each colour name's HSV (hue in degrees, saturation and value in 0..1), from its RGB.
+_HSV = {name: colorsys.rgb_to_hsv(*(v / 255 for v in rgb)) for name, rgb in COLORS.items()}
+HUES = {name: 360.0 * hsv[0] for name, hsv in _HSV.items()}
 #: Rotational symmetry order of each shape (rotation is only defined modulo 2 pi / order).
 SYMMETRY = {"circle": 0, "square": 4, "triangle": 3, "star": 5, "cross": 4}
 #: (shape, colour) pairs that never appear in the train split.
@@ -109,9 +123,24 @@ class Scene:
     y: float
     rotation: float
     present: bool = True
+    hue: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The factors as a dict; ``hue`` only where the world drew one (the discrete world's labels have none)."""
+        out = asdict(self)
+        if out["hue"] is None:
+            del out["hue"]
+        return out
+
+    @property
+    def fill(self) -> tuple[int, int, int]:
+        """The object's RGB: its colour name's, or at ``hue`` with the name's saturation and value."""
+        if self.hue is None:
+            return COLORS[self.color]
+        if isinstance(self.hue, bool) or not isinstance(self.hue, (int, float)) or not math.isfinite(self.hue):
+            raise ValueError(f"`scene.hue` must be None or a finite number of degrees, got {self.hue!r}.")
+        _, saturation, value = _HSV[self.color]
+        return tuple(round(255 * c) for c in colorsys.hsv_to_rgb((self.hue % 360.0) / 360.0, saturation, value))
 
 
 def _rng(seed: int, split: str) -> np.random.Generator:
@@ -131,8 +160,31 @@ def _pairs(split: str) -> list[tuple[str, str]]:
     return [(s, c) for s in SHAPES for c in COLORS if (s, c) not in heldout]
 
 
-def sample_scene(seed: int, split: str = "train") -> Scene:
-    """The scene of ``seed`` in ``split``: deterministic, and independent across splits."""
+def _check_spread(hue_spread) -> float:
+    if isinstance(hue_spread, bool) or not isinstance(hue_spread, (int, float)) or not 0 <= hue_spread <= 1:
+        raise ValueError(f"`hue_spread` must be a number in [0, 1] (0: each colour name's exact RGB; 1: hues out "
+                         f"to half way to the neighbouring names), got {hue_spread!r}.")
+    return float(hue_spread)
+
+
+def hue_range(color: str, hue_spread: float) -> tuple[float, float]:
+    """The hues (degrees; ``lo`` may be below 0 or ``hi`` above 360, as offsets around the circle) that
+    ``color`` takes at ``hue_spread``: from its own hue out to ``hue_spread`` x half the way to each
+    neighbouring colour name's hue."""
+    if color not in COLORS:
+        raise ValueError(f"`color` must be one of {', '.join(COLORS)}; got {color!r}.")
+    spread = _check_spread(hue_spread)
+    own = HUES[color]
+    below = min((own - h) % 360.0 for name, h in HUES.items() if name != color)
+    above = min((h - own) % 360.0 for name, h in HUES.items() if name != color)
+    return own - spread * below / 2, own + spread * above / 2
+
+
+def sample_scene(seed: int, split: str = "train", *, hue_spread: float = 0.0) -> Scene:
+    """The scene of ``seed`` in ``split``: deterministic, and independent across splits. With ``hue_spread``
+    > 0 the object's hue is drawn within :func:`hue_range` (its own random stream: the other factors are
+    the same at every spread)."""
+    spread = _check_spread(hue_spread)
     rng = _rng(seed, split)
     background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     size = float(rng.uniform(*SIZE_RANGE))
@@ -145,7 +197,11 @@ def sample_scene(seed: int, split: str = "train") -> Scene:
     if empty:
         return Scene(shape=None, color=None, background=background, size=0.0, x=0.5, y=0.5, rotation=0.0,
                      present=False)
-    return Scene(shape=shape, color=color, background=background, size=size, x=x, y=y, rotation=rotation)
+    hue = None
+    if spread > 0:
+        lo, hi = hue_range(color, spread)
+        hue = float(np.random.default_rng([int(seed), _SPLIT_KEY[split], 0x4E0E]).uniform(lo, hi)) % 360.0
+    return Scene(shape=shape, color=color, background=background, size=size, x=x, y=y, rotation=rotation, hue=hue)
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, rotation: float) -> list[tuple[float, float]]:
@@ -185,7 +241,7 @@ def render(scene: Scene, size: int = 64, *, supersample: int = 4) -> PIL.Image.I
             raise ValueError(f"`scene.color` must be one of {', '.join(COLORS)}; got {scene.color!r}.")
         draw = PIL.ImageDraw.Draw(image)
         cx, cy, r = scene.x * big, scene.y * big, scene.size * big
-        fill = COLORS[scene.color]
+        fill = scene.fill
         if scene.shape == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
         else:
@@ -273,8 +329,8 @@ def vocabulary() -> list[str]:
     return sorted(w for w in words if w)
 
 
-def make_dataset(n: int, split: str = "train", *, start: int = 0, size: int = 64):
-    """``n`` scenes of ``split`` from seeds ``start .. start + n - 1``.
+def make_dataset(n: int, split: str = "train", *, start: int = 0, size: int = 64, hue_spread: float = 0.0):
+    """``n`` scenes of ``split`` from seeds ``start .. start + n - 1`` (``hue_spread``: see :func:`sample_scene`).
 
     Returns:
         images uint8 ``(n, size, size, 3)``, list of label dicts (factors plus ``seed``/``split``),
@@ -286,16 +342,16 @@ def make_dataset(n: int, split: str = "train", *, start: int = 0, size: int = 64
     labels, captions = [], []
     for i in range(n):
         seed = start + i
-        scene = sample_scene(seed, split)
+        scene = sample_scene(seed, split, hue_spread=hue_spread)
         images[i] = np.asarray(render(scene, size))
         labels.append({**scene.to_dict(), "seed": seed, "split": split})
         captions.append(caption(scene, seed))
     return images, labels, captions
 
 
-def _write_sample(out: Path, n: int, split: str, start: int) -> None:
+def _write_sample(out: Path, n: int, split: str, start: int, hue_spread: float = 0.0) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    images, labels, captions = make_dataset(n, split, start=start)
+    images, labels, captions = make_dataset(n, split, start=start, hue_spread=hue_spread)
     with open(out / "labels.jsonl", "w") as f:
         for image, label, text in zip(images, labels, captions, strict=True):
             name = f"{split}-{label['seed']:05d}.png"
@@ -309,7 +365,11 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=48, help="scenes per split")
     parser.add_argument("--splits", default="train,heldout", help="comma-separated splits")
     parser.add_argument("--start", type=int, default=0, help="first seed")
+    parser.add_argument("--hue-spread", type=float, default=0.0,
+                        help="0..1: continuous hues within each colour name's share (0: each name's exact RGB)")
     args = parser.parse_args(argv)
+    if not 0 <= args.hue_spread <= 1:
+        parser.error(f"--hue-spread must be in [0, 1]; got {args.hue_spread}")
     out = Path(args.out)
     splits = args.splits.split(",")
     for split in splits:
@@ -318,7 +378,7 @@ def main(argv=None) -> None:
         if (out / split / "labels.jsonl").exists():
             raise SystemExit(f"{out / split / 'labels.jsonl'} exists; remove it first (nothing is overwritten).")
     for split in splits:
-        _write_sample(out / split, args.n, split, args.start)
+        _write_sample(out / split, args.n, split, args.start, args.hue_spread)
     print(f"wrote {args.n} scenes for each of {', '.join(splits)} under {out}")
 
 

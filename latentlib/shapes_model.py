@@ -177,10 +177,29 @@ def center_latents(vae, mean: torch.Tensor) -> None:
         vae.post_quant_conv.bias += weight @ mean
 
 
-def assemble(out: str | Path, *, vae, text_encoder, tokenizer, unet, scheduler=None) -> Path:
-    """Write a diffusers ``StableDiffusionPipeline`` folder (safetensors only, no safety checker)."""
+WORLD_FILE = "world.json"
+
+
+def world(folder: str | Path) -> dict:
+    """The shapes world a model folder was trained on: ``{"hue_spread": ...}`` from its ``world.json``
+    (:func:`latentlib.shapes.sample_scene`); a folder without one learned the discrete world (0)."""
+    path = Path(folder) / WORLD_FILE
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    spread = found.get("hue_spread", 0.0)
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= 1:
+        raise ValueError(f"{path}: `hue_spread` must be a number in [0, 1], got {spread!r}.")
+    return {"hue_spread": float(spread)}
+
+
+def assemble(out: str | Path, *, vae, text_encoder, tokenizer, unet, scheduler=None, world: dict | None = None) -> Path:
+    """Write a diffusers ``StableDiffusionPipeline`` folder (safetensors only, no safety checker); ``world``
+    (``{"hue_spread": ...}``), where given, goes to its ``world.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if world is not None:
+        (out / WORLD_FILE).write_text(json.dumps(world, indent=1) + "\n")
+    elif (out / WORLD_FILE).exists():
+        (out / WORLD_FILE).unlink()  # an earlier model's world, not this one's
     vae.save_pretrained(out / "vae", safe_serialization=True)
     unet.save_pretrained(out / "unet", safe_serialization=True)
     text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)

@@ -98,11 +98,11 @@ PRESETS = {
 UNET_SCENES = {"cpu": 60_000, "gpu": 200_000, "smoke": 64}
 
 
-def _probe_batch(step: int, batch: int, seed: int, *, augment: bool = True):
+def _probe_batch(step: int, batch: int, seed: int, *, augment: bool = True, hue_spread: float = 0.0):
     """Scenes for one step, as pixels (B, 3, 64, 64) in [0, 1] and label dicts; a function of (step, seed)."""
     rng = torch.Generator().manual_seed(seed * 1_000_003 + step)
     # The probe is an instrument: it sees every (shape, colour) pair, held-out ones included.
-    images, labels, _ = shapes.make_dataset(batch, "all", start=step * batch)
+    images, labels, _ = shapes.make_dataset(batch, "all", start=step * batch, hue_spread=hue_spread)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     if augment:  # mild photometric noise so the probe also reads slightly-off generated images
         gain = 1 + 0.06 * (torch.rand(batch, 1, 1, 1, generator=rng) - 0.5)
@@ -206,7 +206,13 @@ def _provenance(args, preset: Preset, seconds: float, device: torch.device) -> d
         "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "workers": _workers(args), "compile": getattr(args, "compile", "auto"),
+        "hue_spread": _spread(args),
     }
+
+
+def _spread(args) -> float:
+    """The world's ``hue_spread`` this run trains on (:func:`latentlib.shapes.sample_scene`)."""
+    return float(getattr(args, "hue_spread", None) or 0.0)
 
 
 def _stage(stage: str, args, final: str) -> tuple[Preset, int, Path]:
@@ -411,12 +417,12 @@ def _reconstruction_loss(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor) ->
     return loss, {"l1": d.abs().mean().detach(), "l2": (d**2).mean().detach()}
 
 
-def vae_psnr(vae, split: str, n: int, *, device="cpu", batch: int = 250) -> dict:
+def vae_psnr(vae, split: str, n: int, *, device="cpu", batch: int = 250, hue_spread: float = 0.0) -> dict:
     """Reconstruction PSNR (dB, images in [0, 1], posterior mean) on ``n`` scenes of ``split``."""
     psnr = []
     with torch.inference_mode():
         for begin in range(0, n, batch):
-            images, _, _ = shapes.make_dataset(min(batch, n - begin), split, start=begin)
+            images, _, _ = shapes.make_dataset(min(batch, n - begin), split, start=begin, hue_spread=hue_spread)
             x = _pixels(images).to(device)
             rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
             mse = (((rec - x) / 2) ** 2).flatten(1).mean(1)
@@ -426,9 +432,10 @@ def vae_psnr(vae, split: str, n: int, *, device="cpu", batch: int = 250) -> dict
             "psnr_median_db": round(float(psnr.median()), 2), "psnr_p05_db": round(float(psnr.quantile(0.05)), 2)}
 
 
-def _image_batch(step: int, *, batch: int, start: int, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _image_batch(step: int, *, batch: int, start: int, weight: float,
+                 hue_spread: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Train scenes ``start + step * batch ...`` as pixels in [-1, 1] and their :func:`object_weights`."""
-    images, labels, _ = shapes.make_dataset(batch, "train", start=start + step * batch)
+    images, labels, _ = shapes.make_dataset(batch, "train", start=start + step * batch, hue_spread=hue_spread)
     x = _pixels(images)
     return x, object_weights(x, labels, weight)
 
@@ -465,12 +472,12 @@ def train_vae(args) -> dict:
     with _compiled([vae.encoder, vae.decoder], _compile_enabled(args)):
         seconds, stopped = _loop("vae", args, preset, steps, vae, opt, step_fn, ["l1", "l2", "kl", "sigma"],
                                  batch_fn=functools.partial(_image_batch, batch=preset.batch, start=0,
-                                                            weight=preset.object_weight))
+                                                            weight=preset.object_weight, hue_spread=_spread(args)))
     if stopped:
         return {"stopped_at": stopped}
     vae.eval()
     with torch.inference_mode():  # latent statistics on training scenes -> centred, unit-variance latents
-        images, _, _ = shapes.make_dataset(2000, "train", start=10_000_000)
+        images, _, _ = shapes.make_dataset(2000, "train", start=10_000_000, hue_spread=_spread(args))
         z = torch.cat([vae.encode(_pixels(images[i:i + 250]).to(device)).latent_dist.mean for i in range(0, 2000, 250)])
     mean = z.mean(dim=(0, 2, 3))
     shapes_model.center_latents(vae, mean)
@@ -479,8 +486,8 @@ def train_vae(args) -> dict:
     vae = vae.cpu()
     vae.save_pretrained(out, safe_serialization=True)
     metrics = {
-        "test": vae_psnr(vae, "test", args.eval_n // 2),
-        "heldout": vae_psnr(vae, "heldout", args.eval_n // 4),
+        "test": vae_psnr(vae, "test", args.eval_n // 2, hue_spread=_spread(args)),
+        "heldout": vae_psnr(vae, "heldout", args.eval_n // 4, hue_spread=_spread(args)),
         "latent_mean_removed": [round(float(m), 4) for m in mean], "latent_std": round(std, 4),
         "provenance": _provenance(args, preset, seconds, device),
     }
@@ -550,16 +557,16 @@ def train_text(args) -> dict:
     return _finish(out, "text", metrics)
 
 
-def _scene_pixels(begin: int, *, n: int, batch: int) -> torch.Tensor:
-    images, _, _ = shapes.make_dataset(min(batch, n - begin), "train", start=begin)
+def _scene_pixels(begin: int, *, n: int, batch: int, hue_spread: float = 0.0) -> torch.Tensor:
+    images, _, _ = shapes.make_dataset(min(batch, n - begin), "train", start=begin, hue_spread=hue_spread)
     return _pixels(images)
 
 
-def _encode_scenes(vae, n: int, device, batch: int = 500, workers: int = 0) -> torch.Tensor:
+def _encode_scenes(vae, n: int, device, batch: int = 500, workers: int = 0, hue_spread: float = 0.0) -> torch.Tensor:
     """Scaled latents of train scenes ``0 .. n - 1`` (posterior mean); scenes rendered in ``workers``."""
     chunks = []
     starts = range(0, n, batch)
-    pixels = _prefetch(functools.partial(_scene_pixels, n=n, batch=batch), starts, workers,
+    pixels = _prefetch(functools.partial(_scene_pixels, n=n, batch=batch, hue_spread=hue_spread), starts, workers,
                        pin=torch.device(device).type == "cuda")
     with torch.inference_mode():
         for x in tqdm(pixels, desc="encoding scenes", total=len(starts)):
@@ -582,11 +589,16 @@ def train_unet(args) -> dict:
     tokenizer = CLIPTokenizer.from_pretrained(Path(args.text) / "tokenizer")
     n_scenes = args.scenes or UNET_SCENES[args.preset]
     cache = out / "latents.safetensors"
-    if cache.exists() and load_file(cache)["latents"].shape[0] == n_scenes:
-        latents = load_file(cache)["latents"]
+    # the cache names its world's hue_spread (a run resumed with another spread encodes its scenes again)
+    spread = torch.tensor([_spread(args)], dtype=torch.float64)
+    cached = load_file(cache) if cache.exists() else {}
+    if "latents" in cached and cached["latents"].shape[0] == n_scenes \
+            and torch.equal(cached.get("hue_spread", torch.zeros(1, dtype=torch.float64)), spread):
+        latents = cached["latents"]
     else:
-        latents = _encode_scenes(vae, n_scenes, device, workers=_workers(args))
-        save_file({"latents": latents.contiguous()}, cache)
+        latents = _encode_scenes(vae, n_scenes, device, workers=_workers(args), hue_spread=_spread(args))
+        save_file({"latents": latents.contiguous(), "hue_spread": spread}, cache)
+    del cached
     latents = latents.to(device)
     torch.manual_seed(args.seed)
     text_time = True
@@ -699,7 +711,7 @@ def train_decoder(args) -> dict:
     with _compiled([vae.decoder], _compile_enabled(args)):
         seconds, stopped = _loop("decoder", args, preset, steps, vae, opt, step_fn, ["l1", "l2"],
                                  batch_fn=functools.partial(_image_batch, batch=preset.batch, start=5_000_000,
-                                                            weight=preset.object_weight))
+                                                            weight=preset.object_weight, hue_spread=_spread(args)))
     if stopped:
         return {"stopped_at": stopped}
     vae = vae.cpu().eval()
@@ -707,8 +719,8 @@ def train_decoder(args) -> dict:
         raise RuntimeError("the decoder stage changed the encoder; this is a bug")
     vae.save_pretrained(out, safe_serialization=True)
     metrics = {
-        "test": vae_psnr(vae, "test", args.eval_n // 2),
-        "heldout": vae_psnr(vae, "heldout", args.eval_n // 4),
+        "test": vae_psnr(vae, "test", args.eval_n // 2, hue_spread=_spread(args)),
+        "heldout": vae_psnr(vae, "heldout", args.eval_n // 4, hue_spread=_spread(args)),
         "vae_encoder": before,
         "provenance": _provenance(args, preset, seconds, device),
     }
@@ -731,9 +743,11 @@ def assemble_model(args) -> dict:
     if unet_metrics.get("vae_encoder") != encoder_fingerprint(vae):
         raise SystemExit(f"{args.vae} does not encode the latents the UNet in {args.unet} was trained on "
                          "(different VAE encoder); pass the vae or decoder stage it was trained with")
+    # the world the UNet learned (a unet stage from before hue_spread existed learned the discrete one)
+    world = {"hue_spread": float(unet_metrics.get("provenance", {}).get("hue_spread", 0.0))}
     shapes_model.assemble(out, vae=vae, unet=UNet2DConditionModel.from_pretrained(Path(args.unet) / "unet"),
                           text_encoder=CLIPTextModel.from_pretrained(Path(args.text) / "text_encoder"),
-                          tokenizer=CLIPTokenizer.from_pretrained(Path(args.text) / "tokenizer"))
+                          tokenizer=CLIPTokenizer.from_pretrained(Path(args.text) / "tokenizer"), world=world)
     print(f"wrote {out}; evaluate it with: python -m latentlib.evaluate_shapes --model {out} --runs {out.parent} --card")
     return {"model": str(out)}
 
@@ -743,11 +757,14 @@ def train_probe(args) -> dict:
     preset, steps, out = _stage("probe", args, "probe.safetensors")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    net = probes.ShapesProbe().to(device)
+    if args.init is not None:  # continue training a finished probe (e.g. on a world with continuous hues)
+        net = probes.load_probe(args.init).net.to(device).train().requires_grad_(True)
+    else:
+        net = probes.ShapesProbe().to(device)
     opt = _adamw(net.parameters(), device, lr=preset.lr, weight_decay=1e-4)
 
     def probe_batch(step):
-        pixels, labels = _probe_batch(step, preset.batch, args.seed)
+        pixels, labels = _probe_batch(step, preset.batch, args.seed, hue_spread=_spread(args))
         return pixels, probes.probe_targets(labels)
 
     def step_fn(step, batch):
@@ -764,8 +781,10 @@ def train_probe(args) -> dict:
     (out / "probe.safetensors.tmp").replace(out / "probe.safetensors")
     _write_text(out / "config.json", json.dumps(net.config, indent=1))
     metrics = {
-        "test": probes.evaluate_probe(probes.Probe(net), n=args.eval_n, split="test"),
-        "heldout": probes.evaluate_probe(probes.Probe(net), n=max(args.eval_n // 4, 1), split="heldout"),
+        "test": probes.evaluate_probe(probes.Probe(net), n=args.eval_n, split="test", hue_spread=_spread(args)),
+        "heldout": probes.evaluate_probe(probes.Probe(net), n=max(args.eval_n // 4, 1), split="heldout",
+                                         hue_spread=_spread(args)),
+        "init": args.init,
         "provenance": _provenance(args, preset, seconds, device),
     }
     return _finish(out, "probe", metrics)
@@ -792,6 +811,7 @@ def train_all(args) -> dict:
         sub.vae = str(root / ("decoder" if stage == "assemble" and args.decoder else "vae"))
         sub.text, sub.unet = str(root / "text"), str(root / "unet")
         sub.steps = {"vae": args.vae_steps, "unet": args.unet_steps}.get(stage)
+        sub.init = args.init if stage == "unet" else None  # all --init: a UNet to continue
         done = Path(sub.out) / ("model_index.json" if stage == "assemble" else "metrics.json")
         if args.resume and done.exists():  # `all --resume`: finished stages stay as they are
             print(f"{stage}: finished earlier ({done}); kept")
@@ -826,7 +846,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--text", default=None, help="unet, assemble: the finished text stage folder")
     parser.add_argument("--unet", default=None, help="assemble: the finished unet stage folder")
     parser.add_argument("--init", default=None,
-                        help="unet stage: start from this UNet (a unet stage folder or a model folder)")
+                        help="unet stage: start from this UNet (a unet stage folder or a model folder); probe stage: "
+                             "from this probe folder")
+    parser.add_argument("--hue-spread", type=float, default=0.0,
+                        help="the world's hue_spread, 0..1: each object's hue drawn within that share of its colour "
+                             "name's part of the hue circle (latentlib.shapes.sample_scene; 0, the default: each "
+                             "name's exact RGB). The model folder records it (world.json)")
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
     parser.add_argument("--caption-dropout", type=float, default=None,
                         help="unet stage (and all): share of captions of scenes with an object replaced by the empty "
@@ -877,6 +902,10 @@ def main(argv=None) -> dict:
         parser.error(f"--amp applies to the vae, decoder and unet stages (or all), not {args.stage!r}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number; got {args.lr}")
+    if not 0 <= args.hue_spread <= 1:
+        parser.error(f"--hue-spread must be in [0, 1]; got {args.hue_spread}")
+    if args.init is not None and args.stage not in ("unet", "probe", "all"):
+        parser.error(f"--init applies to the unet and probe stages (all: the unet stage), not {args.stage!r}")
     if args.workers is not None and args.workers < 0:
         parser.error(f"--workers must be 0 or more; got {args.workers}")
     if torch.device(args.device).type == "cuda":
