@@ -27,8 +27,8 @@ from torch import nn
 from . import shapes
 from .codec import to_pixels
 
-__all__ = ["PROBE_DIR", "Probe", "RotationMeter", "ShapesProbe", "border_contrast", "evaluate_probe", "load_probe",
-           "probe_loss", "probe_targets", "rotation_meter"]
+__all__ = ["PROBE_DIR", "ColourMeter", "Probe", "RotationMeter", "ShapesProbe", "border_contrast", "colour_axis",
+           "evaluate_probe", "load_probe", "probe_loss", "probe_targets", "rotation_meter"]
 
 #: Where the shipped probe lives (package data).
 PROBE_DIR = Path(__file__).parent / "weights" / "shapes-probe"
@@ -309,6 +309,49 @@ class RotationMeter:
                              "`shape=` the shape the images show.")
         shape = self.shape if self.shape is not None else readings["shape"]
         readings["rotation_angle"] = rotation_meter(images, shape, threshold=self.threshold)
+        return readings
+
+
+def colour_axis(colour: str) -> np.ndarray:
+    """The unit RGB axis (0-1 scale) from the mean of the other colour names' RGB to ``colour``'s."""
+    if colour not in shapes.COLORS:
+        raise ValueError(f"`colour` must be one of {', '.join(shapes.COLORS)}; got {colour!r}.")
+    rgb = {name: np.asarray(value, dtype=np.float64) / 255 for name, value in shapes.COLORS.items()}
+    axis = rgb[colour] - np.mean([v for name, v in rgb.items() if name != colour], axis=0)
+    return axis / np.linalg.norm(axis)
+
+
+class ColourMeter:
+    """A probe plus ``toward_<colour>``: how far each image's object has gone toward a colour name, read from
+    the pixels as the object's mean RGB (the pixels unlike the border colour, by more than ``threshold``:
+    :func:`latentlib.report.border_region`) projected on :func:`colour_axis` (0-1 scale; NaN where no pixel
+    differs from the border). A continuous reading for :func:`latentlib.report_card` with
+    ``target=f"toward_{colour}"``: the probe's colour names snap between 8 values, this moves with every
+    shade. Everything the probe reads is passed through.
+    """
+
+    def __init__(self, probe, colour: str, *, threshold: float = 0.15):
+        if not callable(probe):
+            raise TypeError(f"`probe` must be callable (images -> readings), got {type(probe).__name__}.")
+        self.axis = colour_axis(colour)
+        _check_threshold(threshold)
+        self.probe, self.colour, self.threshold = probe, colour, threshold
+        self.key = f"toward_{colour}"
+        if hasattr(probe, "classes"):
+            self.classes = probe.classes
+        from .collect import _probe_id  # what made the readings, for collect's cache key
+
+        self.name = f"ColourMeter({colour}, {threshold:g}):{_probe_id(probe)}"
+
+    def __call__(self, images) -> dict[str, np.ndarray]:
+        readings = dict(self.probe(images))
+        pixels = to_pixels(images, multiple=1, name="images").float()
+        mask = (border_contrast(pixels) > self.threshold).to(pixels.dtype)
+        count = mask.sum(dim=(-2, -1))
+        mean = (pixels * mask[:, None]).sum(dim=(-2, -1)) / count.clamp(min=1)[:, None]
+        toward = mean.double().numpy() @ self.axis
+        toward[count.numpy() == 0] = np.nan
+        readings[self.key] = toward
         return readings
 
 

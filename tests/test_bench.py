@@ -213,3 +213,26 @@ def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
                            ({"VAE_STEPS": "4.5"}, "VAE_STEPS must be a whole number > 0, got '4.5'")):
         refused = _gpu_shapes({**env, "OUT": str(tmp_path / "out3"), **extra})
         assert refused.returncode == 2 and message in refused.stderr, (extra, refused.stderr)
+
+
+def test_bench_colour_quick_writes_json(tmp_path, monkeypatch):
+    """The smoke run of the colour bench: samples labelled by the meter, a penalty chosen, test cards written."""
+    out = tmp_path / "colour.json"
+    monkeypatch.setenv("LATENTLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "argv", ["bench_colour.py", "--quick", "--targets", "cyan", "--out", str(out)])
+    report = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")["main"]()
+    assert json.loads(out.read_text())["targets"].keys() == {"cyan"} and report["world"] == {"hue_spread": 0.0}
+    entry = report["targets"]["cyan"]
+    assert f"{entry['alpha']:g}" in entry["validation"] and entry["ridge"]["target"] == "toward_cyan"
+    assert report["bar_met"]["cyan"] == entry["ridge"]["bar_met"]
+    assert (tmp_path / "colour" / "h_up_blocks.0_cyan_ridge" / "report.md").is_file()
+
+
+def test_bench_colour_refuses_bad_arguments(capsys):
+    ns = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")
+    for argv, message in ((["--targets", "teal"], "--targets: 'teal' is not one of"),
+                          (["--alphas", "1,x"], "--alphas must be numbers"), (["--alphas", "-1"], "--alphas must be numbers > 0"),
+                          (["--seeds", "1"], "--seeds must be 2 or more")):
+        with pytest.raises(SystemExit) as exit_info:
+            ns["main"](argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -137,3 +137,40 @@ def test_rotation_meter_bad_input(probe):
         probes.RotationMeter(probe, 4)
     with pytest.raises(ValueError, match=r"this probe gives no 'shape' reading \(it gives size\); pass `shape=`"):
         probes.RotationMeter(lambda images: {"size": np.zeros(len(images))})([pic])
+
+
+def test_colour_meter_reads_the_objects_colour_toward_a_name(probe):
+    import dataclasses
+
+    base = shapes.Scene("square", "red", "black", 0.28, 0.5, 0.5, 0.0)
+    meter = probes.ColourMeter(probe, "cyan")
+    pics = [np.asarray(shapes.render(dataclasses.replace(base, color=c))) for c in shapes.COLORS]
+    pics.append(np.asarray(shapes.render(shapes.Scene(None, None, "gray", 0.0, 0.5, 0.5, 0.0, present=False))))
+    out = meter(pics)
+    axis = probes.colour_axis("cyan")
+    assert np.allclose(axis @ axis, 1) and np.isnan(out["toward_cyan"][-1])  # no object, no reading
+    for reading, name in zip(out["toward_cyan"], shapes.COLORS):  # the fill's projection (the rim blends a little)
+        assert reading == pytest.approx(np.asarray(shapes.COLORS[name]) / 255 @ axis, abs=0.03)
+    assert max(shapes.COLORS, key=lambda c: out["toward_cyan"][list(shapes.COLORS).index(c)]) == "cyan"
+    # a fill moved step by step from red to cyan reads higher at every step; the probe's readings pass through
+    red, cyan = np.asarray(shapes.COLORS["red"], float), np.asarray(shapes.COLORS["cyan"], float)
+    steps = []
+    for t in np.linspace(0, 1, 6):
+        pic = np.asarray(shapes.render(base)).copy()
+        inside = (pic == shapes.COLORS["red"]).all(-1)
+        pic[inside] = np.rint((1 - t) * red + t * cyan).astype(np.uint8)
+        steps.append(pic)
+    moved = meter(steps)
+    assert np.all(np.diff(moved["toward_cyan"]) > 0.05) and moved["shape"][0] == "square"
+    assert meter.classes == probe.classes and meter.key == "toward_cyan"
+    # the collect cache tells meters for different names (and probes) apart
+    assert meter.name != probes.ColourMeter(probe, "blue").name
+
+
+def test_colour_meter_bad_input(probe):
+    with pytest.raises(ValueError, match=r"`colour` must be one of red, orange, .*; got 'teal'"):
+        probes.ColourMeter(probe, "teal")
+    with pytest.raises(TypeError, match=r"`probe` must be callable"):
+        probes.ColourMeter("probe", "red")
+    with pytest.raises(ValueError, match=r"`threshold` must be in \(0, 1\)"):
+        probes.ColourMeter(probe, "red", threshold=0)

@@ -157,3 +157,56 @@ def test_object_mask_covers_the_disk_and_its_rim_and_nothing_else():
     assert mask[distance < r - 1].all()  # the whole disk
     assert not mask[distance > r + 1.5].any()  # nothing past the anti-aliased rim
     assert not shapes.object_mask(dataclasses.replace(scene, present=False, shape=None, color=None)).any()
+
+
+def test_hue_spread_draws_a_continuous_hue_within_the_names_share_and_keeps_every_other_factor():
+    import colorsys
+    import dataclasses
+
+    assert shapes.sample_scene(7, hue_spread=0.0) == shapes.sample_scene(7)  # the discrete world, unchanged
+    assert "hue" not in shapes.sample_scene(7).to_dict()
+    hues = {}
+    for seed in range(400):
+        plain, spread = shapes.sample_scene(seed, "test"), shapes.sample_scene(seed, "test", hue_spread=0.5)
+        assert dataclasses.replace(spread, hue=None) == plain  # own random stream: the rest is the same scene
+        assert spread == shapes.sample_scene(seed, "test", hue_spread=0.5)  # deterministic
+        if not plain.present:
+            assert spread.hue is None
+            continue
+        lo, hi = shapes.hue_range(plain.color, 0.5)
+        offset = (spread.hue - shapes.HUES[plain.color] + 180) % 360 - 180
+        assert lo - shapes.HUES[plain.color] <= offset <= hi - shapes.HUES[plain.color]
+        # the name is still the nearest named hue, and the pixels carry the hue
+        nearest = min(shapes.HUES, key=lambda c: abs((spread.hue - shapes.HUES[c] + 180) % 360 - 180))
+        assert nearest == plain.color
+        rgb = np.asarray(shapes.render(dataclasses.replace(spread, size=0.3, x=0.5, y=0.5)))[32, 32] / 255
+        assert abs((360 * colorsys.rgb_to_hsv(*rgb)[0] - spread.hue + 180) % 360 - 180) < 1.5
+        hues.setdefault(plain.color, []).append(offset)
+    # spread over the share, not a few values
+    assert all(len(set(np.round(v, 3))) == len(v) and np.ptp(v) > 0.5 * (np.subtract(*shapes.hue_range(c, 0.5)[::-1]))
+               for c, v in hues.items() if len(v) > 10)
+    # at its name's own hue a scene renders the name's exact RGB
+    scene = shapes.sample_scene(0)
+    assert np.array_equal(np.asarray(shapes.render(dataclasses.replace(scene, hue=shapes.HUES[scene.color]))),
+                          np.asarray(shapes.render(scene)))
+    # neighbouring shares do not overlap at any spread up to 1
+    for c in shapes.COLORS:
+        lo, hi = shapes.hue_range(c, 1.0)
+        for other in shapes.COLORS:
+            if other != c:
+                d = (shapes.HUES[other] - shapes.HUES[c] + 180) % 360 - 180
+                assert not (lo - shapes.HUES[c] < d < hi - shapes.HUES[c])
+
+
+def test_hue_spread_and_hue_are_checked():
+    import dataclasses
+
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match=r"`hue_spread` must be a number in \[0, 1\]"):
+            shapes.sample_scene(0, hue_spread=bad)
+    with pytest.raises(ValueError, match=r"`color` must be one of"):
+        shapes.hue_range("teal", 0.5)
+    with pytest.raises(ValueError, match=r"`scene.hue` must be None or a finite number"):
+        shapes.render(dataclasses.replace(shapes.sample_scene(0), hue=float("nan")))
+    _, labels, _ = shapes.make_dataset(4, "test", hue_spread=0.5)
+    assert all(("hue" in lab) == lab["present"] for lab in labels)

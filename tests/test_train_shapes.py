@@ -275,3 +275,42 @@ def test_object_weights_favour_the_object_and_keep_the_loss_scale():
     assert on.sum() > 100 and off.sum() > 2000
     assert torch.allclose(w[0, 0][on].min() / w[0, 0][off].max(), torch.tensor(10.0))
     assert torch.equal(train_shapes.object_weights(x, labels, 0.0), torch.ones(1, 1, 64, 64))
+
+
+def test_hue_spread_reaches_every_stage_and_the_model_records_its_world(tmp_path):
+    from latentlib import shapes_model
+
+    common = ["--preset", "smoke", "--eval-n", "8", "--hue-spread", "0.5"]
+    train_shapes.main(["vae", "--out", str(tmp_path / "vae"), *common])
+    train_shapes.main(["text", "--out", str(tmp_path / "text"), "--preset", "smoke", "--eval-n", "8"])
+    unet = train_shapes.main(["unet", "--out", str(tmp_path / "unet"), *common, "--vae", str(tmp_path / "vae"),
+                              "--text", str(tmp_path / "text")])
+    assert unet["provenance"]["hue_spread"] == 0.5
+    assert load_file(tmp_path / "unet" / "latents.safetensors")["hue_spread"].item() == 0.5
+    # the latents are those of the spread world's scenes (scene 0 is an object: its colour differs)
+    vae = AutoencoderKL.from_pretrained(tmp_path / "vae")
+    discrete = train_shapes._encode_scenes(vae, 2, "cpu")
+    assert torch.allclose(train_shapes._encode_scenes(vae, 2, "cpu", hue_spread=0.5),
+                          load_file(tmp_path / "unet" / "latents.safetensors")["latents"][:2], atol=1e-5)
+    assert not torch.allclose(discrete[0], load_file(tmp_path / "unet" / "latents.safetensors")["latents"][0])
+    train_shapes.main(["assemble", "--out", str(tmp_path / "model"), "--vae", str(tmp_path / "vae"),
+                       "--text", str(tmp_path / "text"), "--unet", str(tmp_path / "unet")])
+    assert shapes_model.world(tmp_path / "model") == {"hue_spread": 0.5}
+    assert shapes_model.world(tmp_path) == {"hue_spread": 0.0}  # no world.json: the discrete world
+    # the probe continues a finished one and is scored on the spread world
+    first = train_shapes.main(["probe", "--out", str(tmp_path / "p1"), "--preset", "smoke", "--eval-n", "8", "--seed", "1"])
+    more = train_shapes.main(["probe", "--out", str(tmp_path / "p2"), *common, "--init", str(tmp_path / "p1")])
+    fresh = train_shapes.main(["probe", "--out", str(tmp_path / "p3"), *common])
+    assert first["test"]["hue_spread"] == 0.0 and more["test"]["hue_spread"] == 0.5
+    assert more["init"] == str(tmp_path / "p1") and fresh["init"] is None
+    a, b, c = (load_file(tmp_path / name / "probe.safetensors") for name in ("p1", "p2", "p3"))
+    gap = lambda x, y: max((x[k] - y[k]).abs().max().item() for k in x)
+    assert 0 < gap(a, b) < gap(a, c)  # it trained, from where the first one ended
+
+
+def test_hue_spread_and_init_flags_are_checked(tmp_path, capsys):
+    for argv, message in ((["vae", "--hue-spread", "1.5"], "--hue-spread must be in [0, 1]"),
+                          (["vae", "--init", "x"], "--init applies to the unet and probe stages")):
+        with pytest.raises(SystemExit) as exit_info:
+            train_shapes.main([*argv, "--out", str(tmp_path / "x"), "--preset", "smoke"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

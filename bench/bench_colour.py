@@ -1,0 +1,132 @@
+"""Object colour as a supervised direction in h, read continuously (issue 4's colour bar).
+
+For each target colour name: ``--n`` h samples at ``--h-layer`` from colour-free prompts ("a {shape} on a
+{background} background", so the seed picks the colour, as on the cards), each labelled by
+``latentlib.probes.ColourMeter``: the object's mean RGB projected on the axis from the other names' mean
+RGB to the target's (a reading from the pixels that moves with every shade, where the probe's colour
+names snap between 8 values). A ridge direction fitted to that reading, its penalty chosen from
+``--alphas`` on validation cards (seeds 60000.., other than the test seeds), is scored once on the test
+cards (seeds 50000.., ``--seeds`` of them, strengths -3..3, the same colour-free prompts). The mean
+difference between the samples the probe names the target and the rest is carded beside it (no
+selection). Bar: Spearman >= 0.9 on >= 90% of seeds, shape and background changed on <= 5% of edits.
+
+``--model`` takes any shapes model folder; its world (``world.json``: discrete, or continuous hues) is
+recorded. The default model draws each colour name as one exact RGB; a model trained with
+``train_shapes --hue-spread`` draws shades within each name (see bench/README.md, session 27).
+
+    python bench/bench_colour.py                                  # the shipped model (~10 min on 2 cores)
+    python bench/bench_colour.py --model runs/model --probe runs/probe --out bench/results/colour_v10.json
+    python bench/bench_colour.py --quick                          # smoke run: 32 samples, 2 seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import latentlib as ll
+from latentlib import shapes
+from latentlib.collect import collect
+from latentlib.probes import ColourMeter, load_probe
+from latentlib.shapes_model import MODEL_DIR, world
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import environment, write_report
+from bench_discovery import TEST_SEEDS, VALIDATION_SEEDS, _best, _card_row, _print_card
+
+FIT_SEEDS = 300_000  # the h samples' seeds (other than every card's)
+FREE_PROMPTS = [f"a {shape} on a {bg} background" for shape in shapes.SHAPES for bg in shapes.BACKGROUNDS]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a shapes model folder (default: the shipped model)")
+    parser.add_argument("--probe", default=None, help="a probe folder (default: the shipped probe)")
+    parser.add_argument("--targets", default="cyan,blue", help=f"colour names, comma-separated ({', '.join(shapes.COLORS)})")
+    parser.add_argument("--n", type=int, default=2000, help="h samples per target")
+    parser.add_argument("--seeds", type=int, default=32, help="seeds per card")
+    parser.add_argument("--alphas", default="8192,27307,81920", help="ridge penalties tried on the validation cards")
+    parser.add_argument("--h-layer", default="up_blocks.0")
+    parser.add_argument("--out", default=None, help="JSON (default bench/results/colour.json)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 32 samples, 2 seeds, one alpha")
+    args = parser.parse_args(argv)
+    targets = args.targets.split(",")
+    for target in targets:
+        if target not in shapes.COLORS:
+            parser.error(f"--targets: {target!r} is not one of {', '.join(shapes.COLORS)}")
+    try:
+        alphas = [float(a) for a in args.alphas.split(",")]
+    except ValueError:
+        parser.error(f"--alphas must be numbers separated by commas; got {args.alphas!r}")
+    if not alphas or any(not np.isfinite(a) or a <= 0 for a in alphas):
+        parser.error(f"--alphas must be numbers > 0; got {args.alphas!r}")
+    if args.quick:
+        args.n, args.seeds, alphas = 32, 2, alphas[:1]
+    for name in ("n", "seeds"):
+        if getattr(args, name) < 2:
+            parser.error(f"--{name} must be 2 or more; got {getattr(args, name)}")
+    out = Path(args.out or Path(__file__).parent / "results" / ("colour_quick.json" if args.quick else "colour.json"))
+    cards_dir = out.with_suffix("")
+    torch.set_num_threads(2)
+
+    model = ll.load(args.model) if args.model else ll.load()
+    folder = Path(args.model) if args.model else MODEL_DIR
+    plain = load_probe(args.probe)
+    strengths = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))
+    test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
+    report = {"bench": "colour", **environment(), "model": str(folder), "world": world(folder),
+              "probe": str(args.probe or "shipped"), "h_layer": args.h_layer, "samples": args.n,
+              "seeds": args.seeds, "strengths": strengths, "alphas": alphas, "prompts": FREE_PROMPTS,
+              "quick": args.quick, "targets": {}}
+    print(f"model {folder} (world: hue_spread {report['world']['hue_spread']:g}), h@{args.h_layer}, "
+          f"{args.n} samples per target, cards on {args.seeds} seeds", flush=True)
+
+    def card(name, direction, meter, seeds, *, save=True):
+        c = ll.report_card(model, direction, meter, target=meter.key, strengths=strengths, seeds=seeds,
+                           prompts=FREE_PROMPTS, progress=False)
+        if save:
+            c.save(cards_dir / name.replace(" ", "_").replace("@", "_").replace(":", ""), overwrite=True)
+        row = _card_row(c)
+        _print_card(name, row)
+        return row
+
+    for target in targets:
+        meter = ColourMeter(plain, target)
+        began = time.perf_counter()
+        s = collect(model, "h", h_layer=args.h_layer, prompts=[FREE_PROMPTS[i % len(FREE_PROMPTS)] for i in range(args.n)],
+                    seeds=list(range(FIT_SEEDS, FIT_SEEDS + args.n)), probe=meter, progress=True)
+        collect_s = time.perf_counter() - began
+        reading = np.asarray(s.labels[meter.key], dtype=np.float64)
+        keep = np.asarray(s.labels["present"], dtype=bool) & np.isfinite(reading)
+        X, y = s.X[torch.from_numpy(keep)], reading[keep]
+        named = np.asarray(s.labels["color"])[keep] == target
+        print(f"\n{target}: {int(keep.sum())} samples with an object ({int(named.sum())} named {target}), "
+              f"{meter.key} from {y.min():+.2f} to {y.max():+.2f}; collected in {collect_s:.0f} s "
+              f"({'cache' if s.from_cache else 'fresh'})", flush=True)
+        tried = []
+        for alpha in alphas:
+            d = ll.RidgeDirection(alpha=alpha).fit(X, y).direction("h", name=f"toward {target}", X=X, layer=args.h_layer)
+            tried.append((alpha, d, card(f"validation {target} ridge a={alpha:g}", d, meter, val_seeds, save=False)))
+        alpha, d, _ = _best(tried)
+        entry = {"samples_with_object": int(keep.sum()), "named_target": int(named.sum()),
+                 "collect_seconds": round(collect_s, 1), "from_cache": s.from_cache, "alpha": alpha,
+                 "validation": {f"{a:g}": row for a, _, row in tried},
+                 "ridge": card(f"h@{args.h_layer} {target} ridge", d, meter, test_seeds)}
+        if named.any() and not named.all():
+            md = ll.MeanDifference().fit(X, named).direction("h", name=target, X=X, layer=args.h_layer)
+            entry["mean_difference"] = card(f"h@{args.h_layer} {target} mean difference", md, meter, test_seeds)
+        report["targets"][target] = entry
+    report["bar_met"] = {t: e["ridge"]["bar_met"] for t, e in report["targets"].items()}
+    print("\nbar (ridge, test cards):", {t: "MET" if met else "not met" for t, met in report["bar_met"].items()})
+    write_report(out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
