@@ -43,6 +43,20 @@ FIT_SEEDS = 300_000  # the h samples' seeds (other than every card's)
 FREE_PROMPTS = [f"a {shape} on a {bg} background" for shape in shapes.SHAPES for bg in shapes.BACKGROUNDS]
 
 
+class _Meters:
+    """Several meters' readings of the same images, merged (the probe's own readings once)."""
+
+    def __init__(self, meters):
+        self.meters, self.classes = meters, meters[0].classes
+        self.name = " + ".join(m.name for m in meters)
+
+    def __call__(self, images):
+        readings = {}
+        for m in self.meters:
+            readings.update(m(images))
+        return readings
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a shapes model folder (default: the shipped model)")
@@ -96,12 +110,13 @@ def main(argv=None) -> dict:
         _print_card(name, row)
         return row
 
-    for target in targets:
-        meter = ColourMeter(plain, target)
-        began = time.perf_counter()
-        s = collect(model, "h", h_layer=args.h_layer, prompts=[FREE_PROMPTS[i % len(FREE_PROMPTS)] for i in range(args.n)],
-                    seeds=list(range(FIT_SEEDS, FIT_SEEDS + args.n)), probe=meter, progress=True)
-        collect_s = time.perf_counter() - began
+    # one set of samples, labelled toward every target (the cards read one target each)
+    meters = {target: ColourMeter(plain, target) for target in targets}
+    began = time.perf_counter()
+    s = collect(model, "h", h_layer=args.h_layer, prompts=[FREE_PROMPTS[i % len(FREE_PROMPTS)] for i in range(args.n)],
+                seeds=list(range(FIT_SEEDS, FIT_SEEDS + args.n)), probe=_Meters(list(meters.values())), progress=True)
+    collect_s = time.perf_counter() - began
+    for target, meter in meters.items():
         reading = np.asarray(s.labels[meter.key], dtype=np.float64)
         keep = np.asarray(s.labels["present"], dtype=bool) & np.isfinite(reading)
         X, y = s.X[torch.from_numpy(keep)], reading[keep]

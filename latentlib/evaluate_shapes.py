@@ -352,8 +352,11 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
     """Write ``MODEL_CARD.md`` into ``model_dir`` from evaluation ``results`` and training provenance."""
     model_dir = Path(model_dir)
     training = dict(training or {})
-    if "probe" not in training and (probes.PROBE_DIR / "metrics.json").is_file():  # the shipped probe's own record
-        training["probe"] = json.loads((probes.PROBE_DIR / "metrics.json").read_text())
+    # the judging probe's own record: the shipped one, or the folder evaluate() was given
+    probe_name = results.get("settings", {}).get("probe", probes.PROBE_DIR.name)
+    probe_dir = probes.PROBE_DIR if probe_name == probes.PROBE_DIR.name else Path(probe_name)
+    if "probe" not in training and (probe_dir / "metrics.json").is_file():
+        training["probe"] = json.loads((probe_dir / "metrics.json").read_text())
     lines = ["# shapes: latentlib's embedded default model", "",
              "A small latent diffusion model in diffusers format (StableDiffusionPipeline layout), trained by",
              "`latentlib.train_shapes` on the procedural shapes world (`datasets/shapes/README.md`). It is built",
@@ -362,7 +365,8 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
              "```python", "import latentlib as ll", "model = ll.load()          # or ll.load(\"shapes\")",
              "images = model.generate(\"a small red circle in the top left on a black background\", seed=0)", "```", "",
              "## Quality (measured by `python -m latentlib.evaluate_shapes`)", "",
-             "Judged by the shapes probe (`latentlib/weights/shapes-probe`, trained on ground-truth labels).",
+             f"Judged by the shapes probe (`{'latentlib/weights/shapes-probe' if probe_dir == probes.PROBE_DIR else probe_name}`"
+             ", trained on ground-truth labels).",
              f"Generation at the defaults: {results['settings']['scheduler']}, 20 steps, guidance 5.",
              *([f"World: continuous hues, `hue_spread` {results['settings']['hue_spread']:g} (`world.json`; "
                 "reconstruction is measured on that world's images)."] if results["settings"].get("hue_spread") else []),
@@ -399,7 +403,8 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
                   f"({prov.get('device')}, torch {prov.get('torch')})"),
                   (f"- loss curve: `training/{stage}-loss.png`, log `training/{stage}-loss.csv`"
                    if (model_dir / "training" / f"{stage}-loss.csv").is_file() else
-                   "- loss curve and log: `latentlib/weights/shapes-probe/`"), ""]
+                   f"- loss curve and log: `{'latentlib/weights/shapes-probe' if probe_dir == probes.PROBE_DIR else probe_dir}/`"
+                   if stage == "probe" else "- loss curve and log: not copied here (`--runs` copies them)"), ""]
         rest = {k: v for k, v in metrics.items() if k != "provenance"}
         if rest:
             lines += ["```json", json.dumps(rest, indent=1), "```", ""]

@@ -308,3 +308,21 @@ def test_card_training_records_follow_a_unet_fine_tune_to_the_run_it_started_fro
     assert [training[k]["provenance"]["command"] for k in ("unet-init2", "unet-init1", "unet")] == ["base", "middle", "unet"]
     assert (model_dir / "training" / "unet-init2-loss.csv").is_file()
     assert recorded_training(model_dir) == training  # read back in the same order
+
+
+def test_card_names_the_judging_probe_and_the_world(tmp_path):
+    import shutil
+
+    from latentlib.evaluate_shapes import write_card
+
+    results = json.loads((MODEL_DIR / "metrics.json").read_text())
+    model_dir, probe_dir = tmp_path / "model", tmp_path / "probe"
+    shutil.copytree(MODEL_DIR, model_dir)
+    probe_dir.mkdir()
+    (probe_dir / "metrics.json").write_text(json.dumps({"test": {"color_accuracy": 0.123}}))
+    card = write_card(model_dir, {**results, "settings": {**results["settings"], "probe": str(probe_dir),
+                                                           "hue_spread": 0.5}}).read_text()
+    assert f"Judged by the shapes probe (`{probe_dir}`" in card and "World: continuous hues, `hue_spread` 0.5" in card
+    assert '"color_accuracy": 0.123' in card and f"- loss curve and log: `{probe_dir}/`" in card  # that probe's record
+    card = write_card(model_dir, results).read_text()  # the shipped probe, the discrete world
+    assert "Judged by the shapes probe (`latentlib/weights/shapes-probe`" in card and "World:" not in card
