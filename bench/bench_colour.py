@@ -1,7 +1,7 @@
 """Object colour as a supervised direction in h, read continuously (issue 4's colour bar).
 
 For each target colour name: ``--n`` h samples at ``--h-layer`` from colour-free prompts ("a {shape} on a
-{background} background", so the seed picks the colour, as on the cards), each labelled by
+black background", or the ``--backgrounds`` given; the seed picks the colour, as on the cards), each labelled by
 ``latentlib.probes.ColourMeter``: the object's mean RGB projected on the axis from the other names' mean
 RGB to the target's (a reading from the pixels that moves with every shade, where the probe's colour
 names snap between 8 values). A ridge direction fitted to that reading, its penalty chosen from
@@ -40,7 +40,11 @@ from bench_core import environment, write_report
 from bench_discovery import TEST_SEEDS, VALIDATION_SEEDS, _best, _card_row, _print_card
 
 FIT_SEEDS = 300_000  # the h samples' seeds (other than every card's)
-FREE_PROMPTS = [f"a {shape} on a {bg} background" for shape in shapes.SHAPES for bg in shapes.BACKGROUNDS]
+
+
+def free_prompts(backgrounds) -> list[str]:
+    """Colour-free prompts: every shape on each background (the seed picks the colour)."""
+    return [f"a {shape} on a {bg} background" for shape in shapes.SHAPES for bg in backgrounds]
 
 
 class _Meters:
@@ -64,12 +68,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--targets", default="cyan,blue", help=f"colour names, comma-separated ({', '.join(shapes.COLORS)})")
     parser.add_argument("--n", type=int, default=2000, help="h samples per target")
     parser.add_argument("--seeds", type=int, default=32, help="seeds per card")
-    parser.add_argument("--alphas", default="8192,27307,81920", help="ridge penalties tried on the validation cards")
+    parser.add_argument("--alphas", default="2048,8192,27307", help="ridge penalties tried on the validation cards")
+    parser.add_argument("--backgrounds", default="black",
+                        help="backgrounds the prompts name, comma-separated, or 'all' (default black, as the x, y and "
+                             "size cards of bench_discovery.py)")
     parser.add_argument("--h-layer", default="up_blocks.0")
     parser.add_argument("--out", default=None, help="JSON (default bench/results/colour.json)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 32 samples, 2 seeds, one alpha")
     args = parser.parse_args(argv)
     targets = args.targets.split(",")
+    backgrounds = list(shapes.BACKGROUNDS) if args.backgrounds == "all" else args.backgrounds.split(",")
+    for bg in backgrounds:
+        if bg not in shapes.BACKGROUNDS:
+            parser.error(f"--backgrounds: {bg!r} is not one of {', '.join(shapes.BACKGROUNDS)} (or 'all')")
+    prompts = free_prompts(backgrounds)
     for target in targets:
         if target not in shapes.COLORS:
             parser.error(f"--targets: {target!r} is not one of {', '.join(shapes.COLORS)}")
@@ -96,14 +108,14 @@ def main(argv=None) -> dict:
     test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
     report = {"bench": "colour", **environment(), "model": str(folder), "world": world(folder),
               "probe": str(args.probe or "shipped"), "h_layer": args.h_layer, "samples": args.n,
-              "seeds": args.seeds, "strengths": strengths, "alphas": alphas, "prompts": FREE_PROMPTS,
+              "seeds": args.seeds, "strengths": strengths, "alphas": alphas, "backgrounds": backgrounds, "prompts": prompts,
               "quick": args.quick, "targets": {}}
     print(f"model {folder} (world: hue_spread {report['world']['hue_spread']:g}), h@{args.h_layer}, "
           f"{args.n} samples per target, cards on {args.seeds} seeds", flush=True)
 
     def card(name, direction, meter, seeds, *, save=True):
         c = ll.report_card(model, direction, meter, target=meter.key, strengths=strengths, seeds=seeds,
-                           prompts=FREE_PROMPTS, progress=False)
+                           prompts=prompts, progress=False)
         if save:
             c.save(cards_dir / name.replace(" ", "_").replace("@", "_").replace(":", ""), overwrite=True)
         row = _card_row(c)
@@ -113,7 +125,7 @@ def main(argv=None) -> dict:
     # one set of samples, labelled toward every target (the cards read one target each)
     meters = {target: ColourMeter(plain, target) for target in targets}
     began = time.perf_counter()
-    s = collect(model, "h", h_layer=args.h_layer, prompts=[FREE_PROMPTS[i % len(FREE_PROMPTS)] for i in range(args.n)],
+    s = collect(model, "h", h_layer=args.h_layer, prompts=[prompts[i % len(prompts)] for i in range(args.n)],
                 seeds=list(range(FIT_SEEDS, FIT_SEEDS + args.n)), probe=_Meters(list(meters.values())), progress=True)
     collect_s = time.perf_counter() - began
     for target, meter in meters.items():

@@ -222,6 +222,7 @@ def test_bench_colour_quick_writes_json(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bench_colour.py", "--quick", "--targets", "cyan", "--out", str(out)])
     report = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")["main"]()
     assert json.loads(out.read_text())["targets"].keys() == {"cyan"} and report["world"] == {"hue_spread": 0.0}
+    assert report["backgrounds"] == ["black"] and len(report["prompts"]) == len(shapes.SHAPES)
     entry = report["targets"]["cyan"]
     assert f"{entry['alpha']:g}" in entry["validation"] and entry["ridge"]["target"] == "toward_cyan"
     assert report["bar_met"]["cyan"] == entry["ridge"]["bar_met"]
@@ -232,7 +233,8 @@ def test_bench_colour_refuses_bad_arguments(capsys):
     ns = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")
     for argv, message in ((["--targets", "teal"], "--targets: 'teal' is not one of"),
                           (["--alphas", "1,x"], "--alphas must be numbers"), (["--alphas", "-1"], "--alphas must be numbers > 0"),
-                          (["--seeds", "1"], "--seeds must be 2 or more")):
+                          (["--seeds", "1"], "--seeds must be 2 or more"),
+                          (["--backgrounds", "black,red"], "--backgrounds: 'red' is not one of")):
         with pytest.raises(SystemExit) as exit_info:
             ns["main"](argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
