@@ -16,7 +16,8 @@
 # DECODER=0 leaves the decoder stage out (the model takes the vae stage's VAE); PROBE=0 leaves the probe out
 # (its stage ran at about 65 steps/s on an H200, about 2 min; the shipped probe judges the card). A call with
 # RESUME=1 must give the same knobs as the call it continues (it refuses others). EVAL_N: test scenes of each
-# stage's final evaluation (train_shapes --eval-n; default 2000).
+# stage's final evaluation (train_shapes --eval-n; default 2000). HUE_SPREAD (0..1, train_shapes --hue-spread):
+# train every stage, probe included, on the world with continuous hues (the model records it in world.json).
 # On the project's lent GPU machines diffusers is not installed: carry its wheel and set WHEELS=.whl.
 set -uo pipefail
 OUT=${OUT:-bench/results/gpu-shapes}
@@ -35,9 +36,13 @@ for knob in VAE_STEPS UNET_STEPS EVAL_N; do
   value=${!knob:-}
   if [ -n "$value" ] && ! [[ $value =~ ^[1-9][0-9]*$ ]]; then echo "$knob must be a whole number > 0, got '$value'" >&2; exit 2; fi
 done
+if [ -n "${HUE_SPREAD:-}" ] && ! [[ $HUE_SPREAD =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]]; then
+  echo "HUE_SPREAD must be a number in [0, 1], got '$HUE_SPREAD'" >&2; exit 2
+fi
 mkdir -p "$OUT" "$RUNS"
 # the knobs a resumed run must keep (a stage continued with other steps or data would be neither run)
 knobs="PRESET=$PRESET DECODER=$DECODER VAE_STEPS=${VAE_STEPS:-} UNET_STEPS=${UNET_STEPS:-} CAPTION_DROPOUT=${CAPTION_DROPOUT:-}"
+if [ -n "${HUE_SPREAD:-}" ]; then knobs="$knobs HUE_SPREAD=$HUE_SPREAD"; fi
 if [ -f "$RUNS/knobs.txt" ]; then
   if [ "$RESUME" != 1 ]; then
     echo "$RUNS holds an earlier run ($(cat "$RUNS/knobs.txt")): RESUME=1 continues it; or set RUNS to a new folder" >&2; exit 2
@@ -65,6 +70,7 @@ if [ -n "${VAE_STEPS:-}" ]; then flags+=(--vae-steps "$VAE_STEPS"); fi
 if [ -n "${UNET_STEPS:-}" ]; then flags+=(--unet-steps "$UNET_STEPS"); fi
 if [ -n "${CAPTION_DROPOUT:-}" ]; then flags+=(--caption-dropout "$CAPTION_DROPOUT"); fi
 if [ -n "${EVAL_N:-}" ]; then flags+=(--eval-n "$EVAL_N"); fi
+if [ -n "${HUE_SPREAD:-}" ]; then flags+=(--hue-spread "$HUE_SPREAD"); fi
 resumed=false
 if [ "$RESUME" = 1 ]; then resumed=true; fi
 start=$(date +%s)
@@ -79,7 +85,7 @@ finished=false
 if [ -f "$RUNS/model/model_index.json" ] && { [ "$PROBE" != 1 ] || [ -f "$RUNS/probe/metrics.json" ]; }; then
   finished=true
 fi
-echo "{$times\"wall_seconds\": $wall, \"exit_status\": $status, \"finished\": $finished, \"resumed\": $resumed, \"with_decoder\": $DECODER, \"with_probe\": $PROBE, \"vae_steps\": \"${VAE_STEPS:-}\", \"unet_steps\": \"${UNET_STEPS:-}\", \"caption_dropout\": \"${CAPTION_DROPOUT:-}\"}" \
+echo "{$times\"wall_seconds\": $wall, \"exit_status\": $status, \"finished\": $finished, \"resumed\": $resumed, \"with_decoder\": $DECODER, \"with_probe\": $PROBE, \"vae_steps\": \"${VAE_STEPS:-}\", \"unet_steps\": \"${UNET_STEPS:-}\", \"caption_dropout\": \"${CAPTION_DROPOUT:-}\", \"hue_spread\": \"${HUE_SPREAD:-}\"}" \
   > "$OUT/timing.json"
 grep -E "^==|s wall|resuming|finished earlier|kept|Error|error" "$OUT/train.log" | tail -20
 gzip -f "$OUT/train.log"

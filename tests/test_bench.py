@@ -185,16 +185,18 @@ def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
     """bench/gpu_shapes.sh with PRESET=smoke DEVICE=cpu: every stage in order with its knobs, timing.json, a cut
     stage continued by RESUME=1, and refusals of bad knobs and of a resume with other knobs."""
     knobs = ("RESUME", "WHEELS", "VAE_STEPS", "UNET_STEPS", "CAPTION_DROPOUT", "DECODER", "PROBE", "BUDGET_S",
-             "EVAL_N", "OUT", "RUNS", "PRESET", "DEVICE", "PY")
+             "EVAL_N", "OUT", "RUNS", "PRESET", "DEVICE", "PY", "HUE_SPREAD")
     env = {**{k: v for k, v in os.environ.items() if k not in knobs}, "OUT": str(tmp_path / "out"),
            "RUNS": str(tmp_path / "runs"), "PRESET": "smoke", "DEVICE": "cpu", "PY": sys.executable, "PROBE": "0",
-           "UNET_STEPS": "2", "CAPTION_DROPOUT": "0.5", "EVAL_N": "8"}
+           "UNET_STEPS": "2", "CAPTION_DROPOUT": "0.5", "EVAL_N": "8", "HUE_SPREAD": "0.5"}
     done = _gpu_shapes(env)
     timing = json.loads((tmp_path / "out" / "timing.json").read_text())
     assert list(timing)[:5] == ["vae", "decoder", "text", "unet", "assemble"], done.stdout + done.stderr
     assert timing["finished"] is True and timing["exit_status"] == 0 and timing["with_decoder"] == 1
     log = gzip.decompress((tmp_path / "out" / "train.log.gz").read_bytes()).decode()
-    assert "--decoder --no-probe --unet-steps 2 --caption-dropout 0.5 --eval-n 8" in log.splitlines()[0]
+    assert "--decoder --no-probe --unet-steps 2 --caption-dropout 0.5 --eval-n 8 --hue-spread 0.5" in log.splitlines()[0]
+    assert json.loads((tmp_path / "runs" / "model" / "world.json").read_text()) == {"hue_spread": 0.5}
+    assert timing["hue_spread"] == "0.5"
     unet = json.loads((tmp_path / "runs" / "unet" / "metrics.json").read_text())
     assert unet["caption_dropout"] == 0.5 and unet["provenance"]["settings"]["steps"] == 2
     assert (tmp_path / "runs" / "model" / "model_index.json").is_file() and not (tmp_path / "runs" / "probe").exists()
@@ -210,7 +212,8 @@ def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
     # refused before anything runs
     for extra, message in (({"RESUME": "1", "UNET_STEPS": "3"}, "RESUME=1 with other knobs"),
                            ({}, "holds an earlier run"), ({"DECODER": "yes"}, "DECODER must be 0 or 1, got 'yes'"),
-                           ({"VAE_STEPS": "4.5"}, "VAE_STEPS must be a whole number > 0, got '4.5'")):
+                           ({"VAE_STEPS": "4.5"}, "VAE_STEPS must be a whole number > 0, got '4.5'"),
+                           ({"HUE_SPREAD": "2"}, "HUE_SPREAD must be a number in [0, 1], got '2'")):
         refused = _gpu_shapes({**env, "OUT": str(tmp_path / "out3"), **extra})
         assert refused.returncode == 2 and message in refused.stderr, (extra, refused.stderr)
 
