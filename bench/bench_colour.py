@@ -14,7 +14,7 @@ selection). Bar: Spearman >= 0.9 on >= 90% of seeds, shape and background change
 recorded. The default model draws each colour name as one exact RGB; a model trained with
 ``train_shapes --hue-spread`` draws shades within each name (see bench/README.md, session 27).
 
-    python bench/bench_colour.py                                  # the shipped model (~10 min on 2 cores)
+    python bench/bench_colour.py                                  # the shipped model (~11 min on 2 cores)
     python bench/bench_colour.py --model runs/model --probe runs/probe --out bench/results/colour_v10.json
     python bench/bench_colour.py --quick                          # smoke run: 32 samples, 2 seeds
 """
@@ -48,7 +48,8 @@ def free_prompts(backgrounds) -> list[str]:
 
 
 class _Meters:
-    """Several meters' readings of the same images, merged (the probe's own readings once)."""
+    """Several meters' readings of the same images, merged (each meter runs its probe: cheap beside the
+    generation)."""
 
     def __init__(self, meters):
         self.meters, self.classes = meters, meters[0].classes
@@ -101,7 +102,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(2)
 
     model = ll.load(args.model) if args.model else ll.load()
-    folder = Path(args.model) if args.model else MODEL_DIR
+    folder = Path(args.model).expanduser() if args.model else MODEL_DIR
     plain = load_probe(args.probe)
     strengths = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
     val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))

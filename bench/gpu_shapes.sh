@@ -9,6 +9,7 @@
 # and the model, without checkpoints or cached latents; split into runs.tgz.part-* when over 15 MiB).
 # Evaluate what came back on the CPU (the speed bars are CPU figures):
 #   mkdir runs && tar -xzf runs.tgz -C runs && python -m latentlib.evaluate_shapes --model runs/model --runs runs --card
+#   (the run's probe stage judges, where it ran; else the shipped probe)
 #   OUT=/some/dir BUDGET_S=520 bash bench/gpu_shapes.sh           # first call
 #   OUT=/some/dir BUDGET_S=200 RESUME=1 bash bench/gpu_shapes.sh  # the next, when the first ran out of time
 # A shorter run to try (each knob is an option of `train_shapes all`; empty = the preset's):

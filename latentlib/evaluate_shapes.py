@@ -303,7 +303,7 @@ def evaluate(model_dir: str | Path = MODEL_DIR, *, probe_dir=None, n_prompts: in
     model = load(model_dir)
     probe = probes.load_probe(probe_dir)
     scale = 0.05 if quick else 1.0
-    spread = world(model_dir)["hue_spread"]  # the world it learned: its images are the reconstruction test
+    spread = world(Path(model_dir).expanduser())["hue_spread"]  # the world it learned: its images are the reconstruction test
     results = {
         "reconstruction": reconstruction(model, n=max(int(1000 * scale), 8), hue_spread=spread),
         "faithfulness": faithfulness(model, probe, n=max(int(n_prompts * scale), 8)),
@@ -355,6 +355,7 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
     # the judging probe's own record: the shipped one, or the folder evaluate() was given
     probe_name = results.get("settings", {}).get("probe", probes.PROBE_DIR.name)
     probe_dir = probes.PROBE_DIR if probe_name == probes.PROBE_DIR.name else Path(probe_name)
+    probe_label = "latentlib/weights/shapes-probe" if probe_dir == probes.PROBE_DIR else str(probe_dir)
     if "probe" not in training and (probe_dir / "metrics.json").is_file():
         training["probe"] = json.loads((probe_dir / "metrics.json").read_text())
     lines = ["# shapes: latentlib's embedded default model", "",
@@ -365,8 +366,7 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
              "```python", "import latentlib as ll", "model = ll.load()          # or ll.load(\"shapes\")",
              "images = model.generate(\"a small red circle in the top left on a black background\", seed=0)", "```", "",
              "## Quality (measured by `python -m latentlib.evaluate_shapes`)", "",
-             f"Judged by the shapes probe (`{'latentlib/weights/shapes-probe' if probe_dir == probes.PROBE_DIR else probe_name}`"
-             ", trained on ground-truth labels).",
+             f"Judged by the shapes probe (`{probe_label}`, trained on ground-truth labels).",
              f"Generation at the defaults: {results['settings']['scheduler']}, 20 steps, guidance 5.",
              *([f"World: continuous hues, `hue_spread` {results['settings']['hue_spread']:g} (`world.json`; "
                 "reconstruction is measured on that world's images)."] if results["settings"].get("hue_spread") else []),
@@ -403,7 +403,7 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
                   f"({prov.get('device')}, torch {prov.get('torch')})"),
                   (f"- loss curve: `training/{stage}-loss.png`, log `training/{stage}-loss.csv`"
                    if (model_dir / "training" / f"{stage}-loss.csv").is_file() else
-                   f"- loss curve and log: `{'latentlib/weights/shapes-probe' if probe_dir == probes.PROBE_DIR else probe_dir}/`"
+                   f"- loss curve and log: `{probe_label}/`"
                    if stage == "probe" else "- loss curve and log: not copied here (`--runs` copies them)"), ""]
         rest = {k: v for k, v in metrics.items() if k != "provenance"}
         if rest:
@@ -470,7 +470,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m latentlib.evaluate_shapes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(MODEL_DIR), help="diffusers folder (default: the shipped model)")
-    parser.add_argument("--probe", default=None, help="probe folder (default: the shipped probe)")
+    parser.add_argument("--probe", default=None,
+                        help="probe folder (default: --runs' probe stage where it has one, else the shipped probe)")
     parser.add_argument("--runs", default=None, help="a `train_shapes all` folder: copy its logs and provenance in")
     parser.add_argument("--card", action="store_true", help="write MODEL_CARD.md and metrics.json into --model")
     parser.add_argument("--quick", action="store_true", help="small samples (a smoke test, not the bars)")
@@ -481,6 +482,10 @@ def main(argv=None) -> dict:
                              "figure from --model's metrics.json (speed depends on the machine, not the weights)")
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
+    if args.runs and args.probe is None and not args.speed_only and (Path(args.runs) / "probe" / "probe.safetensors").is_file():
+        # the run's own probe judges its model (the card lists that probe stage's record)
+        args.probe = str(Path(args.runs) / "probe")
+        print(f"judging with the run's probe, {args.probe} (--probe chooses another)")
     if args.speed_only:
         results = remeasure_speed(args.model)
         args.note = args.note if args.note is not None else results.get("note")

@@ -41,6 +41,7 @@ import argparse
 import colorsys
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -137,7 +138,7 @@ class Scene:
         """The object's RGB: its colour name's, or at ``hue`` with the name's saturation and value."""
         if self.hue is None:
             return COLORS[self.color]
-        if isinstance(self.hue, bool) or not isinstance(self.hue, (int, float)) or not math.isfinite(self.hue):
+        if isinstance(self.hue, bool) or not isinstance(self.hue, numbers.Real) or not math.isfinite(self.hue):
             raise ValueError(f"`scene.hue` must be None or a finite number of degrees, got {self.hue!r}.")
         _, saturation, value = _HSV[self.color]
         return tuple(round(255 * c) for c in colorsys.hsv_to_rgb((self.hue % 360.0) / 360.0, saturation, value))
@@ -161,7 +162,7 @@ def _pairs(split: str) -> list[tuple[str, str]]:
 
 
 def _check_spread(hue_spread) -> float:
-    if isinstance(hue_spread, bool) or not isinstance(hue_spread, (int, float)) or not 0 <= hue_spread <= 1:
+    if isinstance(hue_spread, bool) or not isinstance(hue_spread, numbers.Real) or not 0 <= hue_spread <= 1:
         raise ValueError(f"`hue_spread` must be a number in [0, 1] (0: each colour name's exact RGB; 1: hues out "
                          f"to half way to the neighbouring names), got {hue_spread!r}.")
     return float(hue_spread)
@@ -368,7 +369,9 @@ def main(argv=None) -> None:
     parser.add_argument("--hue-spread", type=float, default=0.0,
                         help="0..1: continuous hues within each colour name's share (0: each name's exact RGB)")
     args = parser.parse_args(argv)
-    if not 0 <= args.hue_spread <= 1:
+    try:
+        _check_spread(args.hue_spread)
+    except ValueError:
         parser.error(f"--hue-spread must be in [0, 1]; got {args.hue_spread}")
     out = Path(args.out)
     splits = args.splits.split(",")

@@ -183,12 +183,17 @@ WORLD_FILE = "world.json"
 def world(folder: str | Path) -> dict:
     """The shapes world a model folder was trained on: ``{"hue_spread": ...}`` from its ``world.json``
     (:func:`latentlib.shapes.sample_scene`); a folder without one learned the discrete world (0)."""
-    path = Path(folder) / WORLD_FILE
-    found = json.loads(path.read_text()) if path.is_file() else {}
-    spread = found.get("hue_spread", 0.0)
-    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= 1:
-        raise ValueError(f"{path}: `hue_spread` must be a number in [0, 1], got {spread!r}.")
-    return {"hue_spread": float(spread)}
+    path = Path(folder).expanduser() / WORLD_FILE
+    try:
+        found = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it should hold {{\"hue_spread\": 0..1}}.") from None
+    if not isinstance(found, dict):
+        raise ValueError(f"{path} should hold {{\"hue_spread\": 0..1}}, got {found!r}.")
+    try:
+        return {"hue_spread": shapes._check_spread(found.get("hue_spread", 0.0))}
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def assemble(out: str | Path, *, vae, text_encoder, tokenizer, unet, scheduler=None, world: dict | None = None) -> Path:

@@ -324,6 +324,10 @@ def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, op
     out = Path(args.out)
     start, elapsed = 0, 0.0
     if args.resume and (out / "checkpoint.json").exists():
+        recorded = json.loads((out / "checkpoint.json").read_text()).get("hue_spread", 0.0)
+        if recorded != _spread(args):  # a run goes on in the world it began in
+            raise SystemExit(f"{out} was trained with --hue-spread {recorded:g}; resume it with the same, not "
+                             f"{_spread(args):g}")
         meta = _load_checkpoint(out, net, opt)
         start, elapsed = meta["step"], meta.get("seconds", 0.0)
         _truncate_log(out / "loss.csv", start)  # rows logged after the checkpoint are trained again
@@ -370,7 +374,8 @@ def _loop(stage: str, args, preset: Preset, steps: int, net: torch.nn.Module, op
                 log.flush()
                 bar.set_postfix(loss=f"{value:.4f}")
             if saving:
-                _save_checkpoint(out, step + 1, net, opt, {"seconds": elapsed + time.perf_counter() - began})
+                _save_checkpoint(out, step + 1, net, opt, {"seconds": elapsed + time.perf_counter() - began,
+                                                           "hue_spread": _spread(args)})
             if stopping:
                 bar.close()
                 print(f"{stage}: stopped after step {step + 1} as asked; continue with --resume")
@@ -589,7 +594,7 @@ def train_unet(args) -> dict:
     tokenizer = CLIPTokenizer.from_pretrained(Path(args.text) / "tokenizer")
     n_scenes = args.scenes or UNET_SCENES[args.preset]
     cache = out / "latents.safetensors"
-    # the cache names its world's hue_spread (a run resumed with another spread encodes its scenes again)
+    # the cache names its world's hue_spread (a cache from another spread is encoded again)
     spread = torch.tensor([_spread(args)], dtype=torch.float64)
     cached = load_file(cache) if cache.exists() else {}
     if "latents" in cached and cached["latents"].shape[0] == n_scenes \
@@ -626,6 +631,7 @@ def train_unet(args) -> dict:
     def unet_batch(step):  # everything drawn on the CPU, in this order: scenes, dropout, timesteps, noise
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         index = torch.randint(0, n_scenes, (preset.batch,), generator=gen)
+        # captions only: they do not depend on the hue, so the spread's scenes (the latents) need not be drawn
         scenes = [shapes.sample_scene(int(i), "train") for i in index]
         texts = [shapes.caption(scene, 10_000_000 + step * preset.batch + j) for j, scene in enumerate(scenes)]
         if preset.caption_dropout:  # drawn only when asked, so runs without it keep their random stream
@@ -814,6 +820,11 @@ def train_all(args) -> dict:
         sub.init = args.init if stage == "unet" else None  # all --init: a UNet to continue
         done = Path(sub.out) / ("model_index.json" if stage == "assemble" else "metrics.json")
         if args.resume and done.exists():  # `all --resume`: finished stages stay as they are
+            if stage != "assemble":  # ... if they learned the same world
+                recorded = json.loads(done.read_text()).get("provenance", {}).get("hue_spread", 0.0)
+                if recorded != _spread(args):
+                    raise SystemExit(f"{done.parent} was trained with --hue-spread {recorded:g}; `all --resume` "
+                                     f"continues with the same, not {_spread(args):g}")
             print(f"{stage}: finished earlier ({done}); kept")
             results[stage] = {"kept": str(done)}
             continue
@@ -846,8 +857,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--text", default=None, help="unet, assemble: the finished text stage folder")
     parser.add_argument("--unet", default=None, help="assemble: the finished unet stage folder")
     parser.add_argument("--init", default=None,
-                        help="unet stage: start from this UNet (a unet stage folder or a model folder); probe stage: "
-                             "from this probe folder")
+                        help="unet stage (and all): start from this UNet (a unet stage folder or a model folder); "
+                             "probe stage: from this probe folder")
     parser.add_argument("--hue-spread", type=float, default=0.0,
                         help="the world's hue_spread, 0..1: each object's hue drawn within that share of its colour "
                              "name's part of the hue circle (latentlib.shapes.sample_scene; 0, the default: each "
@@ -904,6 +915,10 @@ def main(argv=None) -> dict:
         parser.error(f"--lr must be a positive number; got {args.lr}")
     if not 0 <= args.hue_spread <= 1:
         parser.error(f"--hue-spread must be in [0, 1]; got {args.hue_spread}")
+    if args.stage == "probe" and args.init is not None and not all(
+            (Path(args.init) / name).is_file() for name in ("probe.safetensors", "config.json")):
+        parser.error(f"--init {args.init!r}: the probe stage continues a probe folder (probe.safetensors + "
+                     "config.json), e.g. latentlib/weights/shapes-probe")
     if args.init is not None and args.stage not in ("unet", "probe", "all"):
         parser.error(f"--init applies to the unet and probe stages (all: the unet stage), not {args.stage!r}")
     if args.workers is not None and args.workers < 0:

@@ -163,8 +163,11 @@ def test_colour_meter_reads_the_objects_colour_toward_a_name(probe):
     moved = meter(steps)
     assert np.all(np.diff(moved["toward_cyan"]) > 0.05) and moved["shape"][0] == "square"
     assert meter.classes == probe.classes and meter.key == "toward_cyan"
-    # the collect cache tells meters for different names (and probes) apart
-    assert meter.name != probes.ColourMeter(probe, "blue").name
+    # the collect cache tells meters for different names, thresholds and probes apart
+    other = probes.Probe(probes.ShapesProbe())  # untrained weights
+    names = {m.name for m in (meter, probes.ColourMeter(probe, "blue"), probes.ColourMeter(probe, "cyan", threshold=0.2),
+                              probes.ColourMeter(other, "cyan"))}
+    assert len(names) == 4
 
 
 def test_colour_meter_bad_input(probe):

@@ -185,17 +185,17 @@ def test_hue_spread_draws_a_continuous_hue_within_the_names_share_and_keeps_ever
     # spread over the share, not a few values
     assert all(len(set(np.round(v, 3))) == len(v) and np.ptp(v) > 0.5 * (np.subtract(*shapes.hue_range(c, 0.5)[::-1]))
                for c, v in hues.items() if len(v) > 10)
-    # at its name's own hue a scene renders the name's exact RGB
-    scene = shapes.sample_scene(0)
-    assert np.array_equal(np.asarray(shapes.render(dataclasses.replace(scene, hue=shapes.HUES[scene.color]))),
-                          np.asarray(shapes.render(scene)))
-    # neighbouring shares do not overlap at any spread up to 1
-    for c in shapes.COLORS:
-        lo, hi = shapes.hue_range(c, 1.0)
-        for other in shapes.COLORS:
-            if other != c:
-                d = (shapes.HUES[other] - shapes.HUES[c] + 180) % 360 - 180
-                assert not (lo - shapes.HUES[c] < d < hi - shapes.HUES[c])
+    # at its name's own hue a scene renders the name's exact RGB, for every name
+    for name in shapes.COLORS:
+        scene = dataclasses.replace(shapes.sample_scene(0), color=name)
+        assert np.array_equal(np.asarray(shapes.render(dataclasses.replace(scene, hue=shapes.HUES[name]))),
+                              np.asarray(shapes.render(scene)))
+    # going round the circle, each share ends where the next begins at spread 1, and before it below 1
+    ordered = sorted(shapes.COLORS, key=shapes.HUES.get)
+    for spread in (0.5, 1.0):
+        for name, following in zip(ordered, ordered[1:] + ordered[:1]):
+            gap = (shapes.hue_range(following, spread)[0] - shapes.hue_range(name, spread)[1] + 180) % 360 - 180
+            assert gap == pytest.approx(0, abs=1e-9) if spread == 1.0 else gap > 5
 
 
 def test_hue_spread_and_hue_are_checked():

@@ -326,3 +326,37 @@ def test_card_names_the_judging_probe_and_the_world(tmp_path):
     assert '"color_accuracy": 0.123' in card and f"- loss curve and log: `{probe_dir}/`" in card  # that probe's record
     card = write_card(model_dir, results).read_text()  # the shipped probe, the discrete world
     assert "Judged by the shapes probe (`latentlib/weights/shapes-probe`" in card and "World:" not in card
+
+
+def test_world_file_is_read_and_checked(tmp_path):
+    from latentlib.shapes_model import world
+
+    assert world(tmp_path) == {"hue_spread": 0.0}  # no world.json: the discrete world
+    for text, message in (('{"hue_spread": 0.25}', None), ("{oops", "is not valid JSON"), ("[0.5]", "should hold"),
+                          ('{"hue_spread": 2}', r"`hue_spread` must be a number in \[0, 1\]")):
+        (tmp_path / "world.json").write_text(text)
+        if message is None:
+            assert world(tmp_path) == {"hue_spread": 0.25}
+        else:
+            with pytest.raises(ValueError, match=message):
+                world(tmp_path)
+
+
+def test_evaluate_judges_with_the_runs_own_probe(tmp_path, monkeypatch):
+    from latentlib import evaluate_shapes
+
+    seen = {}
+
+    def fake(model_dir, *, probe_dir=None, quick=False, **kwargs):
+        seen["probe"] = probe_dir
+        return {"bars": {}}
+
+    monkeypatch.setattr(evaluate_shapes, "evaluate", fake)
+    evaluate_shapes.main(["--model", str(tmp_path), "--runs", str(tmp_path)])
+    assert seen["probe"] is None  # no probe stage there: the shipped probe
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "probe.safetensors").write_bytes(b"")
+    evaluate_shapes.main(["--model", str(tmp_path), "--runs", str(tmp_path)])
+    assert seen["probe"] == str(tmp_path / "probe")
+    evaluate_shapes.main(["--model", str(tmp_path), "--runs", str(tmp_path), "--probe", "elsewhere"])
+    assert seen["probe"] == "elsewhere"

@@ -308,9 +308,24 @@ def test_hue_spread_reaches_every_stage_and_the_model_records_its_world(tmp_path
     assert 0 < gap(a, b) < gap(a, c)  # it trained, from where the first one ended
 
 
+def test_a_run_goes_on_in_the_world_it_began_in(tmp_path):
+    common = ["--preset", "smoke", "--eval-n", "8"]
+    train_shapes.main(["vae", "--out", str(tmp_path / "vae"), *common, "--stop-after", "3"])
+    with pytest.raises(SystemExit, match=r"was trained with --hue-spread 0; resume it with the same, not 0.5"):
+        train_shapes.main(["vae", "--out", str(tmp_path / "vae"), *common, "--resume", "--hue-spread", "0.5"])
+    train_shapes.main(["all", "--out", str(tmp_path / "all"), *common, "--no-probe", "--stop-after", "3"])  # vae cut
+    train_shapes.main(["all", "--out", str(tmp_path / "all"), *common, "--no-probe", "--resume"])  # every stage
+    (tmp_path / "all" / "model" / "model_index.json").unlink()
+    with pytest.raises(SystemExit, match=r"all.vae was trained with --hue-spread 0; `all --resume` continues with "
+                                         r"the same, not 0.5"):
+        train_shapes.main(["all", "--out", str(tmp_path / "all"), *common, "--no-probe", "--resume",
+                           "--hue-spread", "0.5"])
+
+
 def test_hue_spread_and_init_flags_are_checked(tmp_path, capsys):
     for argv, message in ((["vae", "--hue-spread", "1.5"], "--hue-spread must be in [0, 1]"),
-                          (["vae", "--init", "x"], "--init applies to the unet and probe stages")):
+                          (["vae", "--init", "x"], "--init applies to the unet and probe stages"),
+                          (["probe", "--init", str(tmp_path)], f"--init {str(tmp_path)!r}: the probe stage continues")):
         with pytest.raises(SystemExit) as exit_info:
             train_shapes.main([*argv, "--out", str(tmp_path / "x"), "--preset", "smoke"])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
