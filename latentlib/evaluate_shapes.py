@@ -296,14 +296,13 @@ def evaluate(model_dir: str | Path = MODEL_DIR, *, probe_dir=None, n_prompts: in
     ``fast`` (default: not ``quick``) also times the CPU fast path, ``model.accelerate(compile=True)``,
     on a second copy of the model (about half a minute of compiling first)."""
     from .model import load
-
-    fast = not quick if fast is None else fast
     from .shapes_model import world
 
+    fast = not quick if fast is None else fast
     model = load(model_dir)
     probe = probes.load_probe(probe_dir)
     scale = 0.05 if quick else 1.0
-    spread = world(Path(model_dir).expanduser())["hue_spread"]  # the world it learned: its images are the reconstruction test
+    spread = world(model_dir)["hue_spread"]  # the world it learned: its images are the reconstruction test
     results = {
         "reconstruction": reconstruction(model, n=max(int(1000 * scale), 8), hue_spread=spread),
         "faithfulness": faithfulness(model, probe, n=max(int(n_prompts * scale), 8)),
