@@ -1,6 +1,7 @@
-"""Object colour as a supervised direction in h, read continuously (issue 4's colour bar).
+"""Object colour as a supervised direction in h or z0, read continuously (issue 4's colour bar).
 
-For each target colour name: ``--n`` h samples at ``--h-layer`` from colour-free prompts ("a {shape} on a
+For each target colour name: ``--n`` samples of ``--space`` (h at ``--h-layer``, or z0: the VAE latents of the
+generated images, edited and decoded with ``--image-strength`` of re-noising, 0 = decoded directly) from colour-free prompts ("a {shape} on a
 black background", or the ``--backgrounds`` given; the seed picks the colour, as on the cards), each labelled by
 ``latentlib.probes.ColourMeter``: the object's mean RGB projected on the axis from the other names' mean
 RGB to the target's (a reading from the pixels that moves with every shade, where the probe's colour
@@ -16,6 +17,7 @@ recorded. The default model draws each colour name as one exact RGB; a model tra
 
     python bench/bench_colour.py                                  # the shipped model (~11 min on 2 cores)
     python bench/bench_colour.py --model runs/model --probe runs/probe --out bench/results/colour_v10.json
+    python bench/bench_colour.py --space z0                       # z0, edits decoded directly
     python bench/bench_colour.py --quick                          # smoke run: 32 samples, 2 seeds
 """
 
@@ -73,7 +75,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--backgrounds", default="black",
                         help="backgrounds the prompts name, comma-separated, or 'all' (default black, as the x, y and "
                              "size cards of bench_discovery.py)")
-    parser.add_argument("--h-layer", default="up_blocks.0")
+    parser.add_argument("--space", choices=("h", "z0"), default="h", help="where the directions live (default h)")
+    parser.add_argument("--h-layer", default="up_blocks.0", help="h: the UNet module whose output is edited")
+    parser.add_argument("--image-strength", type=float, default=0.0,
+                        help="z0: how far each edited latent is re-noised and denoised (0 = decoded directly)")
     parser.add_argument("--out", default=None, help="JSON (default bench/results/colour.json)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 32 samples, 2 seeds, one alpha")
     args = parser.parse_args(argv)
@@ -92,6 +97,8 @@ def main(argv=None) -> dict:
         parser.error(f"--alphas must be numbers separated by commas; got {args.alphas!r}")
     if not alphas or any(not np.isfinite(a) or a <= 0 for a in alphas):
         parser.error(f"--alphas must be numbers > 0; got {args.alphas!r}")
+    if not 0 <= args.image_strength < 1:
+        parser.error(f"--image-strength must be in [0, 1); got {args.image_strength:g}")
     if args.quick:
         args.n, args.seeds, alphas = 32, 2, alphas[:1]
     for name in ("n", "seeds"):
@@ -108,15 +115,18 @@ def main(argv=None) -> dict:
     val_seeds = list(range(VALIDATION_SEEDS, VALIDATION_SEEDS + args.seeds))
     test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
     report = {"bench": "colour", **environment(), "model": str(folder), "world": world(folder),
-              "probe": str(args.probe or "shipped"), "h_layer": args.h_layer, "samples": args.n,
+              "probe": str(args.probe or "shipped"), "space": args.space,
+              "h_layer": args.h_layer if args.space == "h" else None,
+              "image_strength": args.image_strength if args.space == "z0" else None, "samples": args.n,
               "seeds": args.seeds, "strengths": strengths, "alphas": alphas, "backgrounds": backgrounds, "prompts": prompts,
               "quick": args.quick, "targets": {}}
-    print(f"model {folder} (world: hue_spread {report['world']['hue_spread']:g}), h@{args.h_layer}, "
+    where = f"h@{args.h_layer}" if args.space == "h" else f"z0 (image strength {args.image_strength:g})"
+    print(f"model {folder} (world: hue_spread {report['world']['hue_spread']:g}), {where}, "
           f"{args.n} samples per target, cards on {args.seeds} seeds", flush=True)
 
     def card(name, direction, meter, seeds, *, save=True):
         c = ll.report_card(model, direction, meter, target=meter.key, strengths=strengths, seeds=seeds,
-                           prompts=prompts, progress=False)
+                           prompts=prompts, image_strength=args.image_strength, progress=False)
         if save:
             c.save(cards_dir / name.replace(" ", "_").replace("@", "_").replace(":", ""), overwrite=True)
         row = _card_row(c)
@@ -126,7 +136,8 @@ def main(argv=None) -> dict:
     # one set of samples, labelled toward every target (the cards read one target each)
     meters = {target: ColourMeter(plain, target) for target in targets}
     began = time.perf_counter()
-    s = collect(model, "h", h_layer=args.h_layer, prompts=[prompts[i % len(prompts)] for i in range(args.n)],
+    layer = args.h_layer if args.space == "h" else None
+    s = collect(model, args.space, h_layer=layer, prompts=[prompts[i % len(prompts)] for i in range(args.n)],
                 seeds=list(range(FIT_SEEDS, FIT_SEEDS + args.n)), probe=_Meters(list(meters.values())), progress=True)
     collect_s = time.perf_counter() - began
     for target, meter in meters.items():
@@ -139,16 +150,16 @@ def main(argv=None) -> dict:
               f"({'cache' if s.from_cache else 'fresh'})", flush=True)
         tried = []
         for alpha in alphas:
-            d = ll.RidgeDirection(alpha=alpha).fit(X, y).direction("h", name=f"toward {target}", X=X, layer=args.h_layer)
+            d = ll.RidgeDirection(alpha=alpha).fit(X, y).direction(args.space, name=f"toward {target}", X=X, layer=layer)
             tried.append((alpha, d, card(f"validation {target} ridge a={alpha:g}", d, meter, val_seeds, save=False)))
         alpha, d, _ = _best(tried)
         entry = {"samples_with_object": int(keep.sum()), "named_target": int(named.sum()),
                  "collect_seconds": round(collect_s, 1), "from_cache": s.from_cache, "alpha": alpha,
                  "validation": {f"{a:g}": row for a, _, row in tried},
-                 "ridge": card(f"h@{args.h_layer} {target} ridge", d, meter, test_seeds)}
+                 "ridge": card(f"{where.split(' ')[0]} {target} ridge", d, meter, test_seeds)}
         if named.any() and not named.all():
-            md = ll.MeanDifference().fit(X, named).direction("h", name=target, X=X, layer=args.h_layer)
-            entry["mean_difference"] = card(f"h@{args.h_layer} {target} mean difference", md, meter, test_seeds)
+            md = ll.MeanDifference().fit(X, named).direction(args.space, name=target, X=X, layer=layer)
+            entry["mean_difference"] = card(f"{where.split(' ')[0]} {target} mean difference", md, meter, test_seeds)
         report["targets"][target] = entry
     report["bar_met"] = {t: e["ridge"]["bar_met"] for t, e in report["targets"].items()}
     print("\nbar (ridge, test cards):", {t: "MET" if met else "not met" for t, met in report["bar_met"].items()})

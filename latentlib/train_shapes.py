@@ -27,10 +27,13 @@ cpu preset took 29 min (vae: 4,500 steps) + 3 (text) + 87 (unet: 15,000 steps wi
 both networks' forward pass in bfloat16, for the model (sessions 23-24; the decoder stage would add about 10),
 then about 26 min for the probe; that model met every bar, the empty prompt by 0.3 points (90.3%; 90.0%
 on 2,000 other seeds) (``docs/cpu-preset-run/MODEL_CARD.md``).
-On one H200 the gpu preset took 207 s (vae) + 94 (decoder) + 22 (text) + about 380 (unet)
-of wall time (the shipped model, version 9); its probe stage ran at about 65 steps/s (about 2 min). Beside
-a GPU, worker processes render the scenes and captions ahead of each step (``--workers``) and the vae,
-decoder and unet networks run compiled (``--compile``); neither changes what is trained on.
+On one H200 the gpu preset (vae: 4,500 steps, unet: 9,000) took 220 s (vae) + 17 (text) + 331 (unet,
+over the two calls a device budget split it into) of wall time for the model, 9.5 min, and 165 s for the
+probe: about 12 min in all (session 28, ``docs/gpu-preset-run/``). The shipped model (version 9) was made
+before the preset was shortened, with ``--decoder --vae-steps 6000 --unet-steps 12000`` (207 s + 94
+(decoder) + 22 + about 380 s). Beside a GPU, worker processes render the scenes and captions ahead of
+each step (``--workers``) and the vae, decoder and unet networks run compiled (``--compile``); neither
+changes what is trained on.
 The model's quality bars are measured by ``python -m latentlib.evaluate_shapes``.
 """
 
@@ -76,10 +79,10 @@ class Preset:
 
 _SMOKE = Preset(steps=6, batch=8, lr=1e-3, log_every=2, checkpoint_every=3)
 #: stage -> preset name -> settings. "cpu" fits a 2-core machine (two hours for vae + text + unet, measured);
-#: "gpu" one GPU (about 14 minutes on an H200, probe included); "smoke" seconds, for tests.
+#: "gpu" one GPU (about 12 minutes on an H200, probe included: 9.5 for the model); "smoke" seconds, for tests.
 PRESETS = {
     "vae": {"cpu": Preset(steps=4500, batch=32, lr=2e-3, warmup=100, clip=1.0, object_weight=9.0, amp="bf16"),
-            "gpu": Preset(steps=6000, batch=128, lr=1e-3, warmup=100, clip=1.0, object_weight=9.0),
+            "gpu": Preset(steps=4500, batch=128, lr=1e-3, warmup=100, clip=1.0, object_weight=9.0),
             "smoke": replace(_SMOKE, warmup=100, clip=1.0, object_weight=9.0)},
     "decoder": {"cpu": Preset(steps=1500, batch=32, lr=5e-4, warmup=50, clip=1.0, object_weight=9.0),
                 "gpu": Preset(steps=3000, batch=128, lr=5e-4, warmup=50, clip=1.0, object_weight=9.0),
@@ -89,7 +92,7 @@ PRESETS = {
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
     "unet": {"cpu": Preset(steps=15_000, batch=128, lr=1e-3, checkpoint_every=500, warmup=100, clip=1.0, amp="bf16",
                            caption_dropout=0.1),
-             "gpu": Preset(steps=12000, batch=512, lr=1e-3, checkpoint_every=1000, warmup=100, clip=1.0),
+             "gpu": Preset(steps=9000, batch=512, lr=1e-3, checkpoint_every=1000, warmup=100, clip=1.0),
              "smoke": replace(_SMOKE, warmup=100, clip=1.0)},
     "probe": {"cpu": Preset(steps=6000, batch=96, lr=1e-3), "gpu": Preset(steps=8000, batch=256, lr=1e-3),
               "smoke": _SMOKE},

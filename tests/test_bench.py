@@ -183,12 +183,13 @@ def _gpu_shapes(env: dict) -> subprocess.CompletedProcess:
 
 def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
     """bench/gpu_shapes.sh with PRESET=smoke DEVICE=cpu: every stage in order with its knobs, timing.json, a cut
-    stage continued by RESUME=1, and refusals of bad knobs and of a resume with other knobs."""
+    stage continued by RESUME=1, and refusals of bad knobs and of a resume with other knobs (the decoder stage is
+    asked for here; without DECODER the script leaves it out, as the gpu preset does)."""
     knobs = ("RESUME", "WHEELS", "VAE_STEPS", "UNET_STEPS", "CAPTION_DROPOUT", "DECODER", "PROBE", "BUDGET_S",
              "EVAL_N", "OUT", "RUNS", "PRESET", "DEVICE", "PY", "HUE_SPREAD")
     env = {**{k: v for k, v in os.environ.items() if k not in knobs}, "OUT": str(tmp_path / "out"),
            "RUNS": str(tmp_path / "runs"), "PRESET": "smoke", "DEVICE": "cpu", "PY": sys.executable, "PROBE": "0",
-           "UNET_STEPS": "2", "CAPTION_DROPOUT": "0.5", "EVAL_N": "8", "HUE_SPREAD": "0.5"}
+           "UNET_STEPS": "2", "CAPTION_DROPOUT": "0.5", "EVAL_N": "8", "HUE_SPREAD": "0.5", "DECODER": "1"}
     done = _gpu_shapes(env)
     timing = json.loads((tmp_path / "out" / "timing.json").read_text())
     assert list(timing)[:5] == ["vae", "decoder", "text", "unet", "assemble"], done.stdout + done.stderr
@@ -216,6 +217,11 @@ def test_gpu_shapes_script_dry_run_on_the_cpu(tmp_path):
                            ({"HUE_SPREAD": "2"}, "HUE_SPREAD must be a number in [0, 1], got '2'")):
         refused = _gpu_shapes({**env, "OUT": str(tmp_path / "out3"), **extra})
         assert refused.returncode == 2 and message in refused.stderr, (extra, refused.stderr)
+    # DECODER left unset is 0: the knobs a resume must match say so
+    no_decoder = {k: v for k, v in env.items() if k != "DECODER"}
+    refused = _gpu_shapes({**no_decoder, "OUT": str(tmp_path / "out3"), "RESUME": "1"})
+    assert refused.returncode == 2 and "RESUME=1 with other knobs than the run it continues: PRESET=smoke DECODER=0 " \
+        in refused.stderr, refused.stderr
 
 
 def test_bench_colour_quick_writes_json(tmp_path, monkeypatch):
@@ -232,12 +238,25 @@ def test_bench_colour_quick_writes_json(tmp_path, monkeypatch):
     assert (tmp_path / "colour" / "h_up_blocks.0_cyan_ridge" / "report.md").is_file()
 
 
+def test_bench_colour_quick_in_z0(tmp_path, monkeypatch):
+    """--space z0: samples are the generated images' VAE latents, the cards edit z0 and decode directly."""
+    out = tmp_path / "colour.json"
+    monkeypatch.setenv("LATENTLIB_CACHE", str(tmp_path / "cache"))
+    report = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")["main"](
+        ["--quick", "--space", "z0", "--targets", "cyan", "--out", str(out)])
+    assert report["space"] == "z0" and report["h_layer"] is None and report["image_strength"] == 0.0
+    card = (tmp_path / "colour" / "z0_cyan_ridge" / "report.md").read_text()
+    assert '"space": "z0"' in card and '"image_strength": 0.0' in card
+
+
 def test_bench_colour_refuses_bad_arguments(capsys):
     ns = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")
     for argv, message in ((["--targets", "teal"], "--targets: 'teal' is not one of"),
                           (["--alphas", "1,x"], "--alphas must be numbers"), (["--alphas", "-1"], "--alphas must be numbers > 0"),
                           (["--seeds", "1"], "--seeds must be 2 or more"),
-                          (["--backgrounds", "black,red"], "--backgrounds: 'red' is not one of")):
+                          (["--backgrounds", "black,red"], "--backgrounds: 'red' is not one of"),
+                          (["--space", "xT"], "argument --space: invalid choice: 'xT'"),
+                          (["--space", "z0", "--image-strength", "1"], "--image-strength must be in [0, 1); got 1")):
         with pytest.raises(SystemExit) as exit_info:
             ns["main"](argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
