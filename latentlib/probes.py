@@ -300,6 +300,9 @@ class RotationMeter:
         self.probe, self.shape, self.threshold = probe, shape, threshold
         if hasattr(probe, "classes"):
             self.classes = probe.classes
+        from .collect import _probe_id  # what made the readings, for collect's cache key
+
+        self.name = f"RotationMeter({shape}, {threshold:g}):{_probe_id(probe)}"
 
     def __call__(self, images) -> dict[str, np.ndarray]:
         readings = dict(self.probe(images))

@@ -112,6 +112,11 @@ def test_rotation_meter_has_no_angle_for_circles_and_empty_scenes(probe):
     assert metered["rotation_angle"][0] == pytest.approx(_wrap(4 * 0.3), abs=0.05) and np.isnan(metered["rotation_angle"][1])
     assert "rotation" in metered and metered["shape"][0] == "square"  # the probe's readings pass through
     assert probes.RotationMeter(probe).classes == probe.classes
+    # the collect cache tells meters for different shapes, thresholds and probes apart
+    other = probes.Probe(probes.ShapesProbe())  # untrained weights
+    names = {m.name for m in (probes.RotationMeter(probe), probes.RotationMeter(probe, "square"),
+                              probes.RotationMeter(probe, "square", threshold=0.2), probes.RotationMeter(other))}
+    assert len(names) == 4
 
 
 def _wrap(a):
