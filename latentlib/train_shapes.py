@@ -754,6 +754,13 @@ def assemble_model(args) -> dict:
                          "(different VAE encoder); pass the vae or decoder stage it was trained with")
     # the world the UNet learned (a unet stage from before hue_spread existed learned the discrete one)
     world = {"hue_spread": float(unet_metrics.get("provenance", {}).get("hue_spread", 0.0))}
+    vae_metrics = Path(args.vae) / "metrics.json"
+    if vae_metrics.is_file():  # a VAE from another world still encodes the UNet's latents: allowed, but said
+        vae_spread = float(json.loads(vae_metrics.read_text()).get("provenance", {}).get("hue_spread", 0.0))
+        if vae_spread != world["hue_spread"]:
+            print(f"note: the VAE in {args.vae} was trained on hue_spread {vae_spread:g}, the UNet in {args.unet} on "
+                  f"{world['hue_spread']:g}; the model records the UNet's world ({world['hue_spread']:g})",
+                  file=sys.stderr)
     shapes_model.assemble(out, vae=vae, unet=UNet2DConditionModel.from_pretrained(Path(args.unet) / "unet"),
                           text_encoder=CLIPTextModel.from_pretrained(Path(args.text) / "text_encoder"),
                           tokenizer=CLIPTokenizer.from_pretrained(Path(args.text) / "tokenizer"), world=world)

@@ -277,7 +277,7 @@ def test_object_weights_favour_the_object_and_keep_the_loss_scale():
     assert torch.equal(train_shapes.object_weights(x, labels, 0.0), torch.ones(1, 1, 64, 64))
 
 
-def test_hue_spread_reaches_every_stage_and_the_model_records_its_world(tmp_path):
+def test_hue_spread_reaches_every_stage_and_the_model_records_its_world(tmp_path, capsys):
     from latentlib import shapes_model
 
     common = ["--preset", "smoke", "--eval-n", "8", "--hue-spread", "0.5"]
@@ -297,6 +297,14 @@ def test_hue_spread_reaches_every_stage_and_the_model_records_its_world(tmp_path
                        "--text", str(tmp_path / "text"), "--unet", str(tmp_path / "unet")])
     assert shapes_model.world(tmp_path / "model") == {"hue_spread": 0.5}
     assert shapes_model.world(tmp_path) == {"hue_spread": 0.0}  # no world.json: the discrete world
+    assert "note: the VAE" not in capsys.readouterr().err
+    # a UNet of the discrete world on this VAE: assembled (the VAE encodes its latents), the mix said aloud
+    train_shapes.main(["unet", "--out", str(tmp_path / "unet0"), "--preset", "smoke", "--eval-n", "8",
+                       "--vae", str(tmp_path / "vae"), "--text", str(tmp_path / "text")])
+    train_shapes.main(["assemble", "--out", str(tmp_path / "model0"), "--vae", str(tmp_path / "vae"),
+                       "--text", str(tmp_path / "text"), "--unet", str(tmp_path / "unet0")])
+    assert shapes_model.world(tmp_path / "model0") == {"hue_spread": 0.0}
+    assert "was trained on hue_spread 0.5, the UNet in" in capsys.readouterr().err
     # the probe continues a finished one and is scored on the spread world
     first = train_shapes.main(["probe", "--out", str(tmp_path / "p1"), "--preset", "smoke", "--eval-n", "8", "--seed", "1"])
     more = train_shapes.main(["probe", "--out", str(tmp_path / "p2"), *common, "--init", str(tmp_path / "p1")])
