@@ -315,9 +315,17 @@ def main(argv=None) -> dict:
         parser.error(f"--turn-variants must be plain, followed or both (comma-separated), got {args.turn_variants!r}")
     if args.out is None:
         args.out = str(Path(__file__).parent / "results" / ("discovery_turn.json" if args.turn_only else "discovery.json"))
-    alphas = [float(a) for a in args.alphas.split(",")]
-    window_starts = [int(k) for k in args.window_starts.split(",") if k.strip()]
-    if any(not 0 < k < 20 for k in window_starts):
+    try:
+        alphas = [float(a) for a in args.alphas.split(",")]
+    except ValueError:
+        alphas = []
+    if not alphas or not all(np.isfinite(a) and a > 0 for a in alphas):
+        parser.error(f"--alphas must be numbers > 0 separated by commas, got {args.alphas!r}")
+    try:
+        window_starts = [int(k) for k in args.window_starts.split(",") if k.strip()]
+    except ValueError:
+        window_starts = [0]
+    if not window_starts or any(not 0 < k < 20 for k in window_starts):
         parser.error(f"--window-starts must be steps in 1..19, got {args.window_starts!r}")
     if args.quick:
         args.n, args.supervised_n, args.seeds, alphas, window_starts = 32, 48, 2, alphas[:1], window_starts[:1]

@@ -238,6 +238,22 @@ def test_bench_colour_quick_writes_json(tmp_path, monkeypatch):
     assert (tmp_path / "colour" / "h_up_blocks.0_cyan_ridge" / "report.md").is_file()
 
 
+def test_bench_discovery_refuses_bad_arguments(capsys):
+    """Refused with exit code 2 and a message naming the option, before any model loads."""
+    ns = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")
+    for argv, message in ((["--turn-variants", "plain,spun"], "--turn-variants must be plain, followed or both"),
+                          (["--turn-variants", "plain,plain"], "--turn-variants must be plain, followed or both"),
+                          (["--turn-variants", ","], "got ','"),
+                          (["--turn-degrees", "10,x"], "--turn-degrees must be numbers > 0"),
+                          (["--turn-degrees", "-5"], "--turn-degrees must be numbers > 0"),
+                          (["--alphas", "1,x"], "--alphas must be numbers > 0"), (["--alphas", "0"], "got '0'"),
+                          (["--window-starts", "0"], "--window-starts must be steps in 1..19, got '0'"),
+                          (["--window-starts", "a"], "--window-starts must be steps in 1..19, got 'a'")):
+        with pytest.raises(SystemExit) as exit_info:
+            ns["main"](argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err, argv
+
+
 def test_bench_colour_quick_in_z0(tmp_path, monkeypatch):
     """--space z0: samples are the generated images' VAE latents, the cards edit z0 and decode directly."""
     out = tmp_path / "colour.json"
