@@ -299,6 +299,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--turn-variants", default="plain,followed",
                         help="part 4: which turn cards to run, plain (the turn as fitted) and/or followed (rolled "
                              "per seed to its object); comma-separated")
+    parser.add_argument("--model", default=None, help="a shapes model folder (default: the shipped model)")
+    parser.add_argument("--probe", default=None, help="a probe folder (default: the shipped probe)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None,
@@ -333,15 +335,16 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     cards_dir = out.parent / (out.stem if not args.quick else out.stem + "_quick")
-    model = ll.load()
-    plain = load_probe()
+    model = ll.load(args.model) if args.model else ll.load()
+    plain = load_probe(args.probe)
     probe = plain
     strengths = [-3, -2, -1, 0, 1, 2, 3]
     layer = args.h_layer
     report = {"benchmark": "discovery", "n": args.n, "supervised_n": args.supervised_n, "seeds": args.seeds,
               "window_starts": window_starts,
               "strengths": strengths, "h_layer": layer, "alphas": alphas,
-              "threads": args.threads, **environment()}
+              "threads": args.threads, "model": args.model or "shipped", "probe": args.probe or "shipped",
+              **environment()}
     report["turn_degrees"], report["turn_variants"] = turn_degrees, list(turn_variants)
     cards = {}
 

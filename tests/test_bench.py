@@ -92,8 +92,13 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     """The smoke run: every space, finder and report card on 64 samples and 2 seeds (numbers not judged)."""
     out = tmp_path / "discovery.json"
     monkeypatch.setenv("LATENTLIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sys, "argv", ["bench_discovery.py", "--quick", "--out", str(out)])
+    from latentlib.shapes_model import MODEL_DIR
+
+    model, probe = str(MODEL_DIR), str(MODEL_DIR.parent / "shapes-probe")  # the shipped ones, named as any folder
+    monkeypatch.setattr(sys, "argv", ["bench_discovery.py", "--quick", "--out", str(out), "--model", model,
+                                      "--probe", probe])
     report = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")["main"]()
+    assert report["model"] == model and report["probe"] == probe
     assert set(report["unsupervised"]["best"]) == {"size", "x", "y", "rotation"}
     layer = report["h_layer"]
     rotation = {f"{w}: rotation{r}" for w in (f"h@{layer}", f"h@{layer} centred", "z0") for r in ("", " +-1.5")}
