@@ -1,7 +1,8 @@
 """Object colour as a supervised direction in h or z0, read continuously (issue 4's colour bar).
 
-For each target colour name: ``--n`` samples of ``--space`` (h at ``--h-layer``, or z0: the VAE latents of the
-generated images, edited and decoded with ``--image-strength`` of re-noising, 0 = decoded directly) from colour-free prompts ("a {shape} on a
+For each target colour name: ``--n`` samples of ``--space`` (h at ``--h-layer``; or z0: the final latents of the
+generations, and on the cards each unedited image's VAE encoding, edited and decoded with ``--image-strength`` of
+re-noising, 0 = decoded directly) from colour-free prompts ("a {shape} on a
 black background", or the ``--backgrounds`` given; the seed picks the colour, as on the cards), each labelled by
 ``latentlib.probes.ColourMeter``: the object's mean RGB projected on the axis from the other names' mean
 RGB to the target's (a reading from the pixels that moves with every shade, where the probe's colour
@@ -17,7 +18,7 @@ recorded. The default model draws each colour name as one exact RGB; a model tra
 
     python bench/bench_colour.py                                  # the shipped model (~11 min on 2 cores)
     python bench/bench_colour.py --model runs/model --probe runs/probe --out bench/results/colour_v10.json
-    python bench/bench_colour.py --space z0                       # z0, edits decoded directly
+    python bench/bench_colour.py --space z0                       # z0 (penalties 30,100,300), edits decoded directly
     python bench/bench_colour.py --quick                          # smoke run: 32 samples, 2 seeds
 """
 
@@ -41,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import environment, write_report
 from bench_discovery import TEST_SEEDS, VALIDATION_SEEDS, _best, _card_row, _print_card
 
-FIT_SEEDS = 300_000  # the h samples' seeds (other than every card's)
+FIT_SEEDS = 300_000  # the samples' seeds (other than every card's)
+#: ridge penalties tried by default: h has tens of thousands of dimensions, z0 256 (chosen in session 28)
+DEFAULT_ALPHAS = {"h": "2048,8192,27307", "z0": "30,100,300"}
 
 
 def free_prompts(backgrounds) -> list[str]:
@@ -69,16 +72,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", default=None, help="a shapes model folder (default: the shipped model)")
     parser.add_argument("--probe", default=None, help="a probe folder (default: the shipped probe)")
     parser.add_argument("--targets", default="cyan,blue", help=f"colour names, comma-separated ({', '.join(shapes.COLORS)})")
-    parser.add_argument("--n", type=int, default=2000, help="h samples per target")
+    parser.add_argument("--n", type=int, default=2000, help="samples per target")
     parser.add_argument("--seeds", type=int, default=32, help="seeds per card")
-    parser.add_argument("--alphas", default="2048,8192,27307", help="ridge penalties tried on the validation cards")
+    parser.add_argument("--alphas", default=None,
+                        help=f"ridge penalties tried on the validation cards (default {DEFAULT_ALPHAS['h']} in h, "
+                             f"{DEFAULT_ALPHAS['z0']} in z0)")
     parser.add_argument("--backgrounds", default="black",
                         help="backgrounds the prompts name, comma-separated, or 'all' (default black, as the x, y and "
                              "size cards of bench_discovery.py)")
     parser.add_argument("--space", choices=("h", "z0"), default="h", help="where the directions live (default h)")
-    parser.add_argument("--h-layer", default="up_blocks.0", help="h: the UNet module whose output is edited")
-    parser.add_argument("--image-strength", type=float, default=0.0,
-                        help="z0: how far each edited latent is re-noised and denoised (0 = decoded directly)")
+    parser.add_argument("--h-layer", default=None, help="h: the UNet module whose output is edited (default up_blocks.0)")
+    parser.add_argument("--image-strength", type=float, default=None,
+                        help="z0: how far each edited latent is re-noised and denoised (default 0: decoded directly)")
     parser.add_argument("--out", default=None, help="JSON (default bench/results/colour.json)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 32 samples, 2 seeds, one alpha")
     args = parser.parse_args(argv)
@@ -91,6 +96,13 @@ def main(argv=None) -> dict:
     for target in targets:
         if target not in shapes.COLORS:
             parser.error(f"--targets: {target!r} is not one of {', '.join(shapes.COLORS)}")
+    if args.space == "h" and args.image_strength is not None:
+        parser.error(f"--image-strength applies to --space z0, not h; got {args.image_strength:g}")
+    if args.space == "z0" and args.h_layer is not None:
+        parser.error(f"--h-layer applies to --space h, not z0; got {args.h_layer!r}")
+    args.h_layer = args.h_layer or "up_blocks.0"
+    args.image_strength = args.image_strength or 0.0
+    args.alphas = args.alphas or DEFAULT_ALPHAS[args.space]
     try:
         alphas = [float(a) for a in args.alphas.split(",")]
     except ValueError:
@@ -120,7 +132,8 @@ def main(argv=None) -> dict:
               "image_strength": args.image_strength if args.space == "z0" else None, "samples": args.n,
               "seeds": args.seeds, "strengths": strengths, "alphas": alphas, "backgrounds": backgrounds, "prompts": prompts,
               "quick": args.quick, "targets": {}}
-    where = f"h@{args.h_layer}" if args.space == "h" else f"z0 (image strength {args.image_strength:g})"
+    tag = f"h@{args.h_layer}" if args.space == "h" else "z0"  # names the cards
+    where = tag if args.space == "h" else f"z0 (image strength {args.image_strength:g})"
     print(f"model {folder} (world: hue_spread {report['world']['hue_spread']:g}), {where}, "
           f"{args.n} samples per target, cards on {args.seeds} seeds", flush=True)
 
@@ -156,10 +169,10 @@ def main(argv=None) -> dict:
         entry = {"samples_with_object": int(keep.sum()), "named_target": int(named.sum()),
                  "collect_seconds": round(collect_s, 1), "from_cache": s.from_cache, "alpha": alpha,
                  "validation": {f"{a:g}": row for a, _, row in tried},
-                 "ridge": card(f"{where.split(' ')[0]} {target} ridge", d, meter, test_seeds)}
+                 "ridge": card(f"{tag} {target} ridge", d, meter, test_seeds)}
         if named.any() and not named.all():
             md = ll.MeanDifference().fit(X, named).direction(args.space, name=target, X=X, layer=layer)
-            entry["mean_difference"] = card(f"{where.split(' ')[0]} {target} mean difference", md, meter, test_seeds)
+            entry["mean_difference"] = card(f"{tag} {target} mean difference", md, meter, test_seeds)
         report["targets"][target] = entry
     report["bar_met"] = {t: e["ridge"]["bar_met"] for t, e in report["targets"].items()}
     print("\nbar (ridge, test cards):", {t: "MET" if met else "not met" for t, met in report["bar_met"].items()})

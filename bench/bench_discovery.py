@@ -51,6 +51,7 @@ only re-scores.
 
     python bench/bench_discovery.py            # the full measurement (about an hour on 2 cores, uncached)
     python bench/bench_discovery.py --quick    # smoke run: 32 samples, 2 seeds, one alpha
+    python bench/bench_discovery.py --model runs/model --probe runs/probe --out bench/results/discovery_other.json
 """
 
 from __future__ import annotations
@@ -318,7 +319,7 @@ def main(argv=None) -> dict:
     if args.out is None:
         args.out = str(Path(__file__).parent / "results" / ("discovery_turn.json" if args.turn_only else "discovery.json"))
     try:
-        alphas = [float(a) for a in args.alphas.split(",")]
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
     except ValueError:
         alphas = []
     if not alphas or not all(np.isfinite(a) and a > 0 for a in alphas):

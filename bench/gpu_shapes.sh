@@ -11,8 +11,9 @@
 # Evaluate what came back on the CPU (the speed bars are CPU figures):
 #   mkdir runs && tar -xzf runs.tgz -C runs && python -m latentlib.evaluate_shapes --model runs/model --runs runs --card
 #   (the run's probe stage judges, where it ran; else the shipped probe)
-#   OUT=/some/dir BUDGET_S=540 bash bench/gpu_shapes.sh           # first call
-#   OUT=/some/dir BUDGET_S=200 RESUME=1 bash bench/gpu_shapes.sh  # the next, when the first ran out of time
+#   OUT=/some/dir PROBE=0 BUDGET_S=535 bash bench/gpu_shapes.sh           # first call (as in session 28)
+#   OUT=/some/dir PROBE=0 BUDGET_S=255 RESUME=1 bash bench/gpu_shapes.sh  # the next, when the first ran out of time
+#   (with the probe stage, about 12 minutes in all, give the calls about 165 s more between them)
 # Knobs (each an option of `train_shapes all`; empty = the preset's): VAE_STEPS, UNET_STEPS, CAPTION_DROPOUT;
 # DECODER=1 adds the decoder stage (as version 9 was made: DECODER=1 VAE_STEPS=6000 UNET_STEPS=12000, about
 # 14 min with the probe); PROBE=0 leaves the probe out (165 s on an H200; the shipped probe judges). A call with

@@ -813,7 +813,7 @@ def train_all(args) -> dict:
     continues from its checkpoint.
 
     With ``--decoder`` the decoder stage runs after vae and the model takes its VAE from it, as the shipped
-    model (version 3.1) was made: 37.9 dB against the vae stage's 36.6, the same latents.
+    model (version 9) was made: 44.5 dB against the vae stage's 43.3, the same latents.
     """
     root = Path(args.out)
     order = ("vae", "decoder", "text", "unet", "assemble", "probe") if args.decoder else (

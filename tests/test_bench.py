@@ -92,12 +92,19 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     """The smoke run: every space, finder and report card on 64 samples and 2 seeds (numbers not judged)."""
     out = tmp_path / "discovery.json"
     monkeypatch.setenv("LATENTLIB_CACHE", str(tmp_path / "cache"))
+    import latentlib
+    import latentlib.probes
     from latentlib.shapes_model import MODEL_DIR
 
     model, probe = str(MODEL_DIR), str(MODEL_DIR.parent / "shapes-probe")  # the shipped ones, named as any folder
+    asked = []  # what the bench loads: the folders given, not the defaults
+    load, load_probe = latentlib.load, latentlib.probes.load_probe
+    monkeypatch.setattr(latentlib, "load", lambda *a, **k: asked.append(("model", a)) or load(*a, **k))
+    monkeypatch.setattr(latentlib.probes, "load_probe", lambda *a, **k: asked.append(("probe", a)) or load_probe(*a, **k))
     monkeypatch.setattr(sys, "argv", ["bench_discovery.py", "--quick", "--out", str(out), "--model", model,
                                       "--probe", probe])
     report = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")["main"]()
+    assert asked == [("model", (model,)), ("probe", (probe,))]
     assert report["model"] == model and report["probe"] == probe
     assert set(report["unsupervised"]["best"]) == {"size", "x", "y", "rotation"}
     layer = report["h_layer"]
@@ -243,8 +250,15 @@ def test_bench_colour_quick_writes_json(tmp_path, monkeypatch):
     assert (tmp_path / "colour" / "h_up_blocks.0_cyan_ridge" / "report.md").is_file()
 
 
-def test_bench_discovery_refuses_bad_arguments(capsys):
+def _no_model(*args, **kwargs):
+    raise AssertionError("a refused argument must be refused before any model loads")
+
+
+def test_bench_discovery_refuses_bad_arguments(capsys, monkeypatch):
     """Refused with exit code 2 and a message naming the option, before any model loads."""
+    import latentlib
+
+    monkeypatch.setattr(latentlib, "load", _no_model)
     ns = runpy.run_path(str(BENCH.parent / "bench_discovery.py"), run_name="bench")
     for argv, message in ((["--turn-variants", "plain,spun"], "--turn-variants must be plain, followed or both"),
                           (["--turn-variants", "plain,plain"], "--turn-variants must be plain, followed or both"),
@@ -259,25 +273,33 @@ def test_bench_discovery_refuses_bad_arguments(capsys):
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, argv
 
 
-def test_bench_colour_quick_in_z0(tmp_path, monkeypatch):
-    """--space z0: samples are the generated images' VAE latents, the cards edit z0 and decode directly."""
+@pytest.mark.parametrize(("extra", "strength"), [([], 0.0), (["--image-strength", "0.3"], 0.3)])
+def test_bench_colour_quick_in_z0(tmp_path, monkeypatch, extra, strength):
+    """--space z0: ridge on z0 with z0's own penalties; the cards edit z0 and decode directly (default) or
+    re-noise each edit by --image-strength."""
     out = tmp_path / "colour.json"
     monkeypatch.setenv("LATENTLIB_CACHE", str(tmp_path / "cache"))
     report = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")["main"](
-        ["--quick", "--space", "z0", "--targets", "cyan", "--out", str(out)])
-    assert report["space"] == "z0" and report["h_layer"] is None and report["image_strength"] == 0.0
+        ["--quick", "--space", "z0", "--targets", "cyan", "--out", str(out), *extra])
+    assert report["space"] == "z0" and report["h_layer"] is None and report["image_strength"] == strength
+    assert report["alphas"] == [30.0]  # --quick keeps the first of z0's penalties
     card = (tmp_path / "colour" / "z0_cyan_ridge" / "report.md").read_text()
-    assert '"space": "z0"' in card and '"image_strength": 0.0' in card
+    assert '"space": "z0"' in card and f'"image_strength": {strength}' in card
 
 
-def test_bench_colour_refuses_bad_arguments(capsys):
+def test_bench_colour_refuses_bad_arguments(capsys, monkeypatch):
+    import latentlib
+
+    monkeypatch.setattr(latentlib, "load", _no_model)
     ns = runpy.run_path(str(BENCH.parent / "bench_colour.py"), run_name="bench")
     for argv, message in ((["--targets", "teal"], "--targets: 'teal' is not one of"),
                           (["--alphas", "1,x"], "--alphas must be numbers"), (["--alphas", "-1"], "--alphas must be numbers > 0"),
                           (["--seeds", "1"], "--seeds must be 2 or more"),
                           (["--backgrounds", "black,red"], "--backgrounds: 'red' is not one of"),
                           (["--space", "xT"], "argument --space: invalid choice: 'xT'"),
-                          (["--space", "z0", "--image-strength", "1"], "--image-strength must be in [0, 1); got 1")):
+                          (["--space", "z0", "--image-strength", "1"], "--image-strength must be in [0, 1); got 1"),
+                          (["--image-strength", "0.3"], "--image-strength applies to --space z0, not h; got 0.3"),
+                          (["--space", "z0", "--h-layer", "mid_block"], "--h-layer applies to --space h, not z0")):
         with pytest.raises(SystemExit) as exit_info:
             ns["main"](argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err

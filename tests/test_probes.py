@@ -117,6 +117,10 @@ def test_rotation_meter_has_no_angle_for_circles_and_empty_scenes(probe):
     names = {m.name for m in (probes.RotationMeter(probe), probes.RotationMeter(probe, "square"),
                               probes.RotationMeter(probe, "square", threshold=0.2), probes.RotationMeter(other))}
     assert len(names) == 4
+    from latentlib.collect import _probe_id
+
+    meter = probes.RotationMeter(probe, "square")  # the cache key is that name, the same for the same meter
+    assert _probe_id(meter) == meter.name == probes.RotationMeter(probe, "square").name
 
 
 def _wrap(a):
