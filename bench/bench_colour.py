@@ -39,7 +39,7 @@ from latentlib.probes import ColourMeter, load_probe
 from latentlib.shapes_model import MODEL_DIR, world
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import environment, write_report
+from bench_core import environment, positive_numbers, write_report
 from bench_discovery import TEST_SEEDS, VALIDATION_SEEDS, _best, _card_row, _print_card
 
 FIT_SEEDS = 300_000  # the samples' seeds (other than every card's)
@@ -100,15 +100,9 @@ def main(argv=None) -> dict:
         parser.error(f"--image-strength applies to --space z0, not h; got {args.image_strength:g}")
     if args.space == "z0" and args.h_layer is not None:
         parser.error(f"--h-layer applies to --space h, not z0; got {args.h_layer!r}")
-    args.h_layer = args.h_layer or "up_blocks.0"
+    layer = (args.h_layer or "up_blocks.0") if args.space == "h" else None  # the h layer; None in z0
     args.image_strength = args.image_strength or 0.0
-    args.alphas = args.alphas or DEFAULT_ALPHAS[args.space]
-    try:
-        alphas = [float(a) for a in args.alphas.split(",")]
-    except ValueError:
-        parser.error(f"--alphas must be numbers separated by commas; got {args.alphas!r}")
-    if not alphas or any(not np.isfinite(a) or a <= 0 for a in alphas):
-        parser.error(f"--alphas must be numbers > 0; got {args.alphas!r}")
+    alphas = positive_numbers(parser, "--alphas", args.alphas or DEFAULT_ALPHAS[args.space])
     if not 0 <= args.image_strength < 1:
         parser.error(f"--image-strength must be in [0, 1); got {args.image_strength:g}")
     if args.quick:
@@ -128,11 +122,11 @@ def main(argv=None) -> dict:
     test_seeds = list(range(TEST_SEEDS, TEST_SEEDS + args.seeds))
     report = {"bench": "colour", **environment(), "model": str(folder), "world": world(folder),
               "probe": str(args.probe or "shipped"), "space": args.space,
-              "h_layer": args.h_layer if args.space == "h" else None,
+              "h_layer": layer,
               "image_strength": args.image_strength if args.space == "z0" else None, "samples": args.n,
               "seeds": args.seeds, "strengths": strengths, "alphas": alphas, "backgrounds": backgrounds, "prompts": prompts,
               "quick": args.quick, "targets": {}}
-    tag = f"h@{args.h_layer}" if args.space == "h" else "z0"  # names the cards
+    tag = f"h@{layer}" if args.space == "h" else "z0"  # names the cards
     where = tag if args.space == "h" else f"z0 (image strength {args.image_strength:g})"
     print(f"model {folder} (world: hue_spread {report['world']['hue_spread']:g}), {where}, "
           f"{args.n} samples per target, cards on {args.seeds} seeds", flush=True)
@@ -149,7 +143,6 @@ def main(argv=None) -> dict:
     # one set of samples, labelled toward every target (the cards read one target each)
     meters = {target: ColourMeter(plain, target) for target in targets}
     began = time.perf_counter()
-    layer = args.h_layer if args.space == "h" else None
     s = collect(model, args.space, h_layer=layer, prompts=[prompts[i % len(prompts)] for i in range(args.n)],
                 seeds=list(range(FIT_SEEDS, FIT_SEEDS + args.n)), probe=_Meters(list(meters.values())), progress=True)
     collect_s = time.perf_counter() - began

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -38,6 +39,18 @@ def environment() -> dict:
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "diffusers": diffusers.__version__,
                      "latentlib": ll.__version__},
     }
+
+
+def positive_numbers(parser: argparse.ArgumentParser, option: str, text: str) -> list[float]:
+    """A comma-separated option's numbers (empty items skipped), each finite and > 0, or ``parser.error``
+    (exit code 2) naming the option and what it was given."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        parser.error(f"{option} must be numbers > 0 separated by commas, got {text!r}")
+    return values
 
 
 def write_report(out, report: dict, *, announce: bool = True) -> Path:

@@ -74,7 +74,7 @@ from latentlib.probes import RotationMeter, load_probe
 from latentlib.report import _spearman, _unwrap_rows, border_region, follow_object
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import environment, write_report
+from bench_core import environment, positive_numbers, write_report
 
 ONE_PROMPT = "a red square on a black background"  # seeds alone vary x, y, size and rotation
 CENTRED_PROMPT = "a large red square in the center on a black background"  # size and position named
@@ -307,23 +307,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None,
                         help="the JSON report (default bench/results/discovery.json; discovery_turn.json with --turn-only)")
     args = parser.parse_args(argv)
-    try:
-        turn_degrees = [float(d) for d in args.turn_degrees.split(",") if d.strip()]
-    except ValueError:
-        turn_degrees = []
-    if not turn_degrees or not all(np.isfinite(d) and d > 0 for d in turn_degrees):
-        parser.error(f"--turn-degrees must be numbers > 0 separated by commas, got {args.turn_degrees!r}")
+    turn_degrees = positive_numbers(parser, "--turn-degrees", args.turn_degrees)
     turn_variants = tuple(v.strip() for v in args.turn_variants.split(",") if v.strip())
     if not turn_variants or not set(turn_variants) <= {"plain", "followed"} or len(set(turn_variants)) < len(turn_variants):
         parser.error(f"--turn-variants must be plain, followed or both (comma-separated), got {args.turn_variants!r}")
     if args.out is None:
         args.out = str(Path(__file__).parent / "results" / ("discovery_turn.json" if args.turn_only else "discovery.json"))
-    try:
-        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
-    except ValueError:
-        alphas = []
-    if not alphas or not all(np.isfinite(a) and a > 0 for a in alphas):
-        parser.error(f"--alphas must be numbers > 0 separated by commas, got {args.alphas!r}")
+    alphas = positive_numbers(parser, "--alphas", args.alphas)
     try:
         window_starts = [int(k) for k in args.window_starts.split(",") if k.strip()]
     except ValueError:
