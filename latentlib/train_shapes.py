@@ -876,7 +876,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
     parser.add_argument("--caption-dropout", type=float, default=None,
                         help="unet stage (and all): share of captions of scenes with an object replaced by the empty "
-                             f"caption, on top of the data's own {shapes._EMPTY_CAPTION:.0%} (more training of the "
+                             f"caption, on top of the data's own {shapes._EMPTY_CAPTION * 100:.0f}%% (more training of the "
                              "unconditional model; default: the preset's)")
     parser.add_argument("--amp", choices=("off", "bf16"), default=None,
                         help="vae, decoder and unet stages (and all): run the network's forward pass under bfloat16 "
