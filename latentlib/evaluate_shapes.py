@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -422,35 +421,49 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
 _STAGES = ("vae", "decoder", "text", "unet", "probe")
 
 
+def _unet_record(init: str | Path) -> tuple[Path, str] | None:
+    """Where the training record of the UNet a unet stage started from (``--init``) lies, as (folder, file
+    prefix): a unet stage folder's ``metrics.json``, ``loss.csv`` and ``loss.png``, or, for a model folder,
+    the ``training/unet-*`` files its card copied in; None where there is none."""
+    init = Path(init)
+    if (init / "model_index.json").is_file():  # a model folder: its metrics.json is its card's, not a run's
+        return (init / "training", "unet-") if (init / "training" / "unet-metrics.json").is_file() else None
+    return (init, "") if (init / "metrics.json").is_file() else None
+
+
 def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
     """Copy each stage's metrics and loss log/curve from a ``train_shapes all`` folder into ``model_dir/training``.
 
-    A unet stage that started from another UNet (``--init``, a unet stage folder) brings that run's record
-    too, as ``unet-init1`` (and its own init as ``unet-init2``, ...), listed before the stage it started."""
+    A unet stage that started from another UNet (``--init``: a unet stage folder, or a model folder whose
+    card holds its UNet's record) brings that run's record too, as ``unet-init1`` (and its own init as
+    ``unet-init2``, ...), listed before the stage it started. Every record is read before any is written,
+    so ``model_dir`` may be the model the UNet started from."""
     runs, dest = Path(runs), Path(model_dir) / "training"
-    dest.mkdir(parents=True, exist_ok=True)
 
-    def copy(folder: Path, name: str) -> dict:
-        shutil.copyfile(folder / "metrics.json", dest / f"{name}-metrics.json")
-        for file in ("loss.csv", "loss.png"):
-            if (folder / file).is_file():
-                shutil.copyfile(folder / file, dest / f"{name}-{file}")
-        return json.loads((folder / "metrics.json").read_text())
+    def read(folder: Path, prefix: str) -> tuple[dict, dict]:
+        files = {file: (folder / f"{prefix}{file}").read_bytes() for file in ("metrics.json", "loss.csv", "loss.png")
+                 if (folder / f"{prefix}{file}").is_file()}
+        return json.loads(files["metrics.json"]), files
 
-    training = {}
+    training, files = {}, {}
     for stage in _STAGES:
-        folder = runs / stage
-        if not (folder / "metrics.json").is_file():
+        if not (runs / stage / "metrics.json").is_file():
             continue
-        metrics = copy(folder, stage)
+        training[stage], files[stage] = read(runs / stage, "")
         if stage == "unet":
-            chain, init = [], metrics.get("init")
-            while init and (Path(init) / "metrics.json").is_file() and len(chain) < 10:
-                chain.append(copy(Path(init), f"unet-init{len(chain) + 1}"))
-                init = chain[-1].get("init")
+            chain, init, seen = [], training[stage].get("init"), {(runs / stage).resolve()}
+            while init and (found := _unet_record(init)) is not None and found[0].resolve() not in seen:
+                seen.add(found[0].resolve())  # a folder already read ends the chain (a model collected twice)
+                chain.append(read(*found))
+                init = chain[-1][0].get("init")
+            unet = training.pop(stage)
             for depth in range(len(chain), 0, -1):  # the earliest run first
-                training[f"unet-init{depth}"] = chain[depth - 1]
-        training[stage] = metrics
+                training[f"unet-init{depth}"], files[f"unet-init{depth}"] = chain[depth - 1]
+            training[stage] = unet
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in training:
+        for file, data in files[name].items():
+            (dest / f"{name}-{file}").write_bytes(data)
     return training
 
 

@@ -310,6 +310,33 @@ def test_card_training_records_follow_a_unet_fine_tune_to_the_run_it_started_fro
     assert recorded_training(model_dir) == training  # read back in the same order
 
 
+def test_card_training_records_follow_a_unet_started_from_a_model_folder(tmp_path):
+    """A unet stage continued from a shipped model (``unet --init latentlib/weights/shapes``) brings that
+    model's UNet record (its card's ``training/unet-*``), not the model's card metrics; collecting into that
+    same model folder (shipping the fine-tune over it) reads every record before writing any."""
+    from latentlib.evaluate_shapes import collect_training
+
+    shipped = tmp_path / "shipped"
+    (shipped / "training").mkdir(parents=True)
+    (shipped / "model_index.json").write_text("{}")
+    (shipped / "metrics.json").write_text(json.dumps({"bars": {}}))  # the card's figures, not a training record
+    (shipped / "training" / "unet-metrics.json").write_text(json.dumps({"provenance": {"command": "first"}}))
+    (shipped / "training" / "unet-loss.csv").write_text("step,loss\n0,2.0\n")
+    runs = tmp_path / "runs"
+    (runs / "unet").mkdir(parents=True)
+    (runs / "unet" / "metrics.json").write_text(json.dumps({"provenance": {"command": "fine-tune"}, "init": str(shipped)}))
+    (runs / "unet" / "loss.csv").write_text("step,loss\n0,1.0\n")
+    for model_dir in (tmp_path / "new", shipped):
+        training = collect_training(runs, model_dir)
+        assert list(training) == ["unet-init1", "unet"]
+        assert [training[k]["provenance"]["command"] for k in training] == ["first", "fine-tune"]
+        assert (model_dir / "training" / "unet-init1-loss.csv").read_text() == "step,loss\n0,2.0\n"
+        assert (model_dir / "training" / "unet-loss.csv").read_text() == "step,loss\n0,1.0\n"
+    # collected again into the shipped folder, whose unet record is now the fine-tune's, pointing at the
+    # folder itself: the chain reads that folder once and stops (it looped to any depth before)
+    assert list(collect_training(runs, shipped)) == ["unet-init1", "unet"]
+
+
 def test_card_names_the_judging_probe_and_the_world(tmp_path):
     import shutil
 
