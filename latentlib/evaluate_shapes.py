@@ -354,7 +354,8 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
     probe_name = results.get("settings", {}).get("probe", probes.PROBE_DIR.name)
     probe_dir = probes.PROBE_DIR if probe_name == probes.PROBE_DIR.name else Path(probe_name)
     probe_label = "latentlib/weights/shapes-probe" if probe_dir == probes.PROBE_DIR else str(probe_dir)
-    if "probe" not in training and (probe_dir / "metrics.json").is_file():
+    probe_from_dir = "probe" not in training and (probe_dir / "metrics.json").is_file()
+    if probe_from_dir:  # its loss log lives beside it, not in model_dir/training (which may hold another's)
         training["probe"] = json.loads((probe_dir / "metrics.json").read_text())
     lines = ["# shapes: latentlib's embedded default model", "",
              "A small latent diffusion model in diffusers format (StableDiffusionPipeline layout), trained by",
@@ -399,7 +400,8 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
                   f"- data seed: {prov.get('seed')}; preset: {prov.get('preset')}; settings: {prov.get('settings')}",
                   (f"- training time: {prov.get('seconds', 0) / 60:.1f} min on {prov.get('hardware')} "
                   f"({prov.get('device')}, torch {prov.get('torch')})"),
-                  (f"- loss curve: `training/{stage}-loss.png`, log `training/{stage}-loss.csv`"
+                  (f"- loss curve and log: `{probe_label}/`" if stage == "probe" and probe_from_dir else
+                   f"- loss curve: `training/{stage}-loss.png`, log `training/{stage}-loss.csv`"
                    if (model_dir / "training" / f"{stage}-loss.csv").is_file() else
                    f"- loss curve and log: `{probe_label}/`"
                    if stage == "probe" else "- loss curve and log: not copied here (`--runs` copies them)"), ""]
