@@ -29,9 +29,9 @@ then about 26 min for the probe; that model met every bar, the empty prompt by 0
 on 2,000 other seeds) (``docs/cpu-preset-run/MODEL_CARD.md``).
 On one H200 the gpu preset (vae: 4,500 steps, unet: 9,000) took 220 s (vae) + 17 (text) + 331 (unet,
 over the two calls a device budget split it into) of wall time for the model, 9.5 min, and 165 s for the
-probe: about 12 min in all (session 28, ``docs/gpu-preset-run/``). The shipped model (version 9) was made
-before the preset was shortened, with ``--decoder --vae-steps 6000 --unet-steps 12000`` (207 s + 94
-(decoder) + 22 + about 380 s). Beside a GPU, worker processes render the scenes and captions ahead of
+probe: about 12 min in all (session 28, ``docs/gpu-preset-run/``). Version 9, whose VAE, text encoder and
+UNet the shipped model (version 10) continues, was made before the preset was shortened, with
+``--decoder --vae-steps 6000 --unet-steps 12000`` (207 s + 94 (decoder) + 22 + about 380 s). Beside a GPU, worker processes render the scenes and captions ahead of
 each step (``--workers``) and the vae, decoder and unet networks run compiled (``--compile``); neither
 changes what is trained on.
 The model's quality bars are measured by ``python -m latentlib.evaluate_shapes``.
@@ -812,8 +812,8 @@ def train_all(args) -> dict:
     With ``--resume`` a finished stage (its ``metrics.json`` written) is kept and the first unfinished one
     continues from its checkpoint.
 
-    With ``--decoder`` the decoder stage runs after vae and the model takes its VAE from it, as the shipped
-    model (version 9) was made: 44.5 dB against the vae stage's 43.3, the same latents.
+    With ``--decoder`` the decoder stage runs after vae and the model takes its VAE from it, as version 9
+    (whose VAE the shipped model keeps) was made: 44.5 dB against the vae stage's 43.3, the same latents.
     """
     root = Path(args.out)
     order = ("vae", "decoder", "text", "unet", "assemble", "probe") if args.decoder else (
