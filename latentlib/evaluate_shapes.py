@@ -23,6 +23,7 @@ import argparse
 import functools
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -354,9 +355,14 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
     probe_name = results.get("settings", {}).get("probe", probes.PROBE_DIR.name)
     probe_dir = probes.PROBE_DIR if probe_name == probes.PROBE_DIR.name else Path(probe_name)
     probe_label = "latentlib/weights/shapes-probe" if probe_dir == probes.PROBE_DIR else str(probe_dir)
-    probe_from_dir = "probe" not in training and (probe_dir / "metrics.json").is_file()
-    if probe_from_dir:  # its loss log lives beside it, not in model_dir/training (which may hold another's)
-        training["probe"] = json.loads((probe_dir / "metrics.json").read_text())
+    # the probe record listed is the judging probe's: a record of another probe (the model's training/ from
+    # an earlier card) gives way to it, and its loss log is named beside it
+    judged = json.loads((probe_dir / "metrics.json").read_text()) if (probe_dir / "metrics.json").is_file() else None
+    probe_from_dir = judged is not None and training.get("probe") != judged
+    if probe_from_dir:
+        training["probe"] = judged
+    elif judged is None:
+        training.pop("probe", None)
     lines = ["# shapes: latentlib's embedded default model", "",
              "A small latent diffusion model in diffusers format (StableDiffusionPipeline layout), trained by",
              "`latentlib.train_shapes` on the procedural shapes world (`datasets/shapes/README.md`). It is built",
@@ -423,23 +429,16 @@ def write_card(model_dir: str | Path, results: dict, *, training: dict | None = 
 _STAGES = ("vae", "decoder", "text", "unet", "probe")
 
 
-def _unet_record(init: str | Path) -> tuple[Path, str] | None:
-    """Where the training record of the UNet a unet stage started from (``--init``) lies, as (folder, file
-    prefix): a unet stage folder's ``metrics.json``, ``loss.csv`` and ``loss.png``, or, for a model folder,
-    the ``training/unet-*`` files its card copied in; None where there is none."""
-    init = Path(init)
-    if (init / "model_index.json").is_file():  # a model folder: its metrics.json is its card's, not a run's
-        return (init / "training", "unet-") if (init / "training" / "unet-metrics.json").is_file() else None
-    return (init, "") if (init / "metrics.json").is_file() else None
-
-
 def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
     """Copy each stage's metrics and loss log/curve from a ``train_shapes all`` folder into ``model_dir/training``.
 
-    A unet stage that started from another UNet (``--init``: a unet stage folder, or a model folder whose
-    card holds its UNet's record) brings that run's record too, as ``unet-init1`` (and its own init as
-    ``unet-init2``, ...), listed before the stage it started. Every record is read before any is written,
-    so ``model_dir`` may be the model the UNet started from."""
+    A unet stage that started from another UNet (``--init``) brings that UNet's history too, as
+    ``unet-init1`` (the run it started from), ``unet-init2`` (that run's start), ..., listed earliest first:
+    from a unet stage folder, its record and then its own ``init``'s; from a model folder, the records its
+    card holds (``training/unet-*``, its whole history), never its card's figures. A relative ``init`` is
+    read from the current directory, as ``train_shapes`` took it; one that is not found ends the history with
+    a warning. Every record is read before any is written, so ``model_dir`` may be the model the UNet
+    started from; ``unet-init*`` files left from a longer history are removed."""
     runs, dest = Path(runs), Path(model_dir) / "training"
 
     def read(folder: Path, prefix: str) -> tuple[dict, dict]:
@@ -454,15 +453,39 @@ def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
         training[stage], files[stage] = read(runs / stage, "")
         if stage == "unet":
             chain, init, seen = [], training[stage].get("init"), {(runs / stage).resolve()}
-            while init and (found := _unet_record(init)) is not None and found[0].resolve() not in seen:
-                seen.add(found[0].resolve())  # a folder already read ends the chain (a model collected twice)
-                chain.append(read(*found))
+            while init:
+                folder = Path(init)
+                if folder.resolve() in seen:  # a run that names itself, or a loop of runs
+                    break
+                seen.add(folder.resolve())
+                if (folder / "model_index.json").is_file():  # a model folder: its card's records, then stop
+                    records, depth = folder / "training", 1
+                    if (records / "unet-metrics.json").is_file():
+                        chain.append(read(records, "unet-"))
+                        if chain[-1][0] == training[stage]:  # this very run, collected into that folder before
+                            chain.pop()
+                        while (records / f"unet-init{depth}-metrics.json").is_file():
+                            chain.append(read(records, f"unet-init{depth}-"))
+                            depth += 1
+                    else:
+                        warnings.warn(f"the UNet's --init {init} is a model folder without a UNet training record "
+                                      f"(training/unet-metrics.json); its history is not collected", stacklevel=2)
+                    break
+                if not (folder / "metrics.json").is_file():
+                    warnings.warn(f"the UNet's --init {init} has no metrics.json here (a relative path is read from "
+                                  f"{Path.cwd()}); its training record is not collected", stacklevel=2)
+                    break
+                chain.append(read(folder, ""))
                 init = chain[-1][0].get("init")
             unet = training.pop(stage)
             for depth in range(len(chain), 0, -1):  # the earliest run first
                 training[f"unet-init{depth}"], files[f"unet-init{depth}"] = chain[depth - 1]
             training[stage] = unet
     dest.mkdir(parents=True, exist_ok=True)
+    kept = tuple(f"{name}-" for name in training if name.startswith("unet-init"))
+    for stale in dest.glob("unet-init*-*"):  # copies of a longer history collected here before
+        if not stale.name.startswith(kept):
+            stale.unlink()
     for name in training:
         for file, data in files[name].items():
             (dest / f"{name}-{file}").write_bytes(data)

@@ -314,45 +314,65 @@ def test_card_training_records_follow_a_unet_fine_tune_to_the_run_it_started_fro
 
 def test_card_training_records_follow_a_unet_started_from_a_model_folder(tmp_path):
     """A unet stage continued from a shipped model (``unet --init latentlib/weights/shapes``) brings that
-    model's UNet record (its card's ``training/unet-*``), not the model's card metrics; collecting into that
-    same model folder (shipping the fine-tune over it) reads every record before writing any."""
+    model's UNet history (its card's ``training/unet-*``), not the model's card metrics; collecting into that
+    same model folder (shipping the fine-tune over it) reads every record before writing any, and doing it
+    again gives the same records."""
     from latentlib.evaluate_shapes import collect_training
+
+    def record(path, command, loss):
+        path.write_text(json.dumps({"provenance": {"command": command}}))
+        path.with_name(path.name.replace("metrics.json", "loss.csv")).write_text(f"step,loss\n0,{loss}\n")
 
     shipped = tmp_path / "shipped"
     (shipped / "training").mkdir(parents=True)
     (shipped / "model_index.json").write_text("{}")
     (shipped / "metrics.json").write_text(json.dumps({"bars": {}}))  # the card's figures, not a training record
-    (shipped / "training" / "unet-metrics.json").write_text(json.dumps({"provenance": {"command": "first"}}))
-    (shipped / "training" / "unet-loss.csv").write_text("step,loss\n0,2.0\n")
+    record(shipped / "training" / "unet-metrics.json", "first", 2.0)
+    record(shipped / "training" / "unet-init1-metrics.json", "zeroth", 3.0)
     runs = tmp_path / "runs"
     (runs / "unet").mkdir(parents=True)
     (runs / "unet" / "metrics.json").write_text(json.dumps({"provenance": {"command": "fine-tune"}, "init": str(shipped)}))
     (runs / "unet" / "loss.csv").write_text("step,loss\n0,1.0\n")
-    for model_dir in (tmp_path / "new", shipped):
+    stale = tmp_path / "new" / "training" / "unet-init3-metrics.json"  # from a longer history collected before
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    for model_dir in (tmp_path / "new", shipped, shipped):  # shipped twice: its unet record is then this run's
         training = collect_training(runs, model_dir)
-        assert list(training) == ["unet-init1", "unet"]
-        assert [training[k]["provenance"]["command"] for k in training] == ["first", "fine-tune"]
-        assert (model_dir / "training" / "unet-init1-loss.csv").read_text() == "step,loss\n0,2.0\n"
-        assert (model_dir / "training" / "unet-loss.csv").read_text() == "step,loss\n0,1.0\n"
-    # collected again into the shipped folder, whose unet record is now the fine-tune's, pointing at the
-    # folder itself: the chain reads that folder once and stops (it looped to any depth before)
-    assert list(collect_training(runs, shipped)) == ["unet-init1", "unet"]
+        assert list(training) == ["unet-init2", "unet-init1", "unet"]
+        assert [training[k]["provenance"]["command"] for k in training] == ["zeroth", "first", "fine-tune"]
+        losses = {k: (model_dir / "training" / f"{k}-loss.csv").read_text() for k in training}
+        assert losses == {"unet-init2": "step,loss\n0,3.0\n", "unet-init1": "step,loss\n0,2.0\n",
+                          "unet": "step,loss\n0,1.0\n"}
+    assert not stale.exists()
+
+
+def test_card_training_records_warn_where_the_init_is_not_found(tmp_path):
+    from latentlib.evaluate_shapes import collect_training
+
+    runs = tmp_path / "runs"
+    (runs / "unet").mkdir(parents=True)
+    (runs / "unet" / "metrics.json").write_text(json.dumps({"init": str(tmp_path / "gone")}))
+    with pytest.warns(UserWarning, match="has no metrics.json here"):
+        assert list(collect_training(runs, tmp_path / "model")) == ["unet"]
 
 
 def test_card_names_the_judging_probe_and_the_world(tmp_path):
     import shutil
 
-    from latentlib.evaluate_shapes import write_card
+    from latentlib.evaluate_shapes import recorded_training, write_card
 
     results = json.loads((MODEL_DIR / "metrics.json").read_text())
     model_dir, probe_dir = tmp_path / "model", tmp_path / "probe"
     shutil.copytree(MODEL_DIR, model_dir)
     probe_dir.mkdir()
     (probe_dir / "metrics.json").write_text(json.dumps({"test": {"color_accuracy": 0.123}}))
-    card = write_card(model_dir, {**results, "settings": {**results["settings"], "probe": str(probe_dir),
-                                                           "hue_spread": 0.5}}).read_text()
-    assert f"Judged by the shapes probe (`{probe_dir}`" in card and "World: continuous hues, `hue_spread` 0.5" in card
-    assert '"color_accuracy": 0.123' in card and f"- loss curve and log: `{probe_dir}/`" in card  # that probe's record
+    judged_by_other = {**results, "settings": {**results["settings"], "probe": str(probe_dir), "hue_spread": 0.5}}
+    # with and without the shipped model's training records, which hold the shipped probe's record
+    for training in (None, recorded_training(model_dir)):
+        card = write_card(model_dir, judged_by_other, training=training).read_text()
+        assert f"Judged by the shapes probe (`{probe_dir}`" in card and "World: continuous hues, `hue_spread` 0.5" in card
+        assert '"color_accuracy": 0.123' in card and f"- loss curve and log: `{probe_dir}/`" in card  # that probe's record
+        assert "probe-loss" not in card
     # the shipped probe, the discrete world
     card = write_card(model_dir, {**results, "settings": {**results["settings"], "hue_spread": 0.0}}).read_text()
     assert "Judged by the shapes probe (`latentlib/weights/shapes-probe`" in card and "World:" not in card
