@@ -2,6 +2,7 @@
 in one breaks --help alone) and exits 0, listing each of its options."""
 
 import argparse
+import re
 import runpy
 from pathlib import Path
 
@@ -20,6 +21,11 @@ def _help(main, argv, capsys) -> str:
         main(argv)
     assert stop.value.code == 0
     return capsys.readouterr().out
+
+
+def _listed(option: str, out: str) -> bool:
+    """The option appears whole in the help (``--seed`` is not found inside ``--seeds``)."""
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", out) is not None
 
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:
@@ -45,7 +51,7 @@ def test_module_help(name, capsys, monkeypatch):
     out = _help(MODULES[name], ["--help"], capsys)
     assert parsers and len(_options(parsers[0])) > 1
     for option in _options(parsers[0]):
-        assert option in out, (name, option)
+        assert _listed(option, out), (name, option)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -55,7 +61,7 @@ def test_bench_help(script, capsys, monkeypatch):
     out = _help(main, ["--help"], capsys)
     assert parsers and len(_options(parsers[0])) > 1
     for option in _options(parsers[0]):
-        assert option in out, (script, option)
+        assert _listed(option, out), (script, option)
 
 
 def _commands(parser: argparse.ArgumentParser, prefix=()):
@@ -71,7 +77,8 @@ def _commands(parser: argparse.ArgumentParser, prefix=()):
 def test_cli_help_for_every_command(capsys):
     commands = list(_commands(cli._parser()))
     assert len(commands) >= 6  # figure grid/strip/sweep/map, discover, report-card
+    assert _listed("--seed", "--seed N") and not _listed("--seed", "--seeds N --seed-start S")
     for argv, parser in commands:
         out = _help(cli.main, [*argv, "--help"], capsys)
         for option in _options(parser):
-            assert option in out, (argv, option)
+            assert _listed(option, out), (argv, option)
