@@ -13,11 +13,12 @@ difference between the samples the probe names the target and the rest is carded
 selection). Bar: Spearman >= 0.9 on >= 90% of seeds, shape and background changed on <= 5% of edits.
 
 ``--model`` takes any shapes model folder; its world (``world.json``: discrete, or continuous hues) is
-recorded. The default model draws each colour name as one exact RGB; a model trained with
-``train_shapes --hue-spread`` draws shades within each name (see bench/README.md, session 27).
+recorded. The default model (version 10) was continued on the world with ``hue_spread`` 0.5 and draws
+shades within each colour name; version 9, trained on the discrete world, drew each name as one exact RGB
+(see bench/README.md, sessions 27 and 29).
 
     python bench/bench_colour.py                                  # the shipped model (~11 min on 2 cores)
-    python bench/bench_colour.py --model runs/model --probe runs/probe --out bench/results/colour_v10.json
+    python bench/bench_colour.py --model runs/model --probe runs/probe --out bench/results/colour_other.json
     python bench/bench_colour.py --space z0                       # z0 (penalties 30,100,300), edits decoded directly
     python bench/bench_colour.py --quick                          # smoke run: 32 samples, 2 seeds
 """
