@@ -143,13 +143,13 @@ def _pixels_close(a: torch.Tensor, b: torch.Tensor) -> dict:
 
 
 def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, repeats, device, *,
-                compile_flag, graphs_flag) -> dict:
+                compile_flag, graphs_flag, autotune="off") -> dict:
     """Turn on ``model.accelerate()``, warm every shape up, time each figure into ``ours_ms`` and return
     the fast path's images (compared with the eager ones by the caller)."""
     began = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag)
+        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune)
         fast_images = {"live": ours(1, 0.0), "image": ours(image_steps, 7.5), "sweep": ours_sweep()}
         with torch.no_grad():
             for batch in (1, 2, 8):  # compile and capture every shape the timings below use
@@ -182,7 +182,7 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
 
 
 def bench_model(label: str, components: dict, *, device, dtype, full: bool, repeats: int, image_steps: int,
-                sweep_frames: int, compile_flag, graphs_flag, progress=lambda out: None) -> dict:
+                sweep_frames: int, compile_flag, graphs_flag, autotune="off", progress=lambda out: None) -> dict:
     from diffusers import DPMSolverMultistepScheduler
 
     torch.backends.cudnn.benchmark = False  # diffusers' default: a previous model's fast path may have set it
@@ -269,7 +269,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
             torch.cuda.reset_peak_memory_stats()
         try:
             fast_images = _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, repeats,
-                                      device, compile_flag=compile_flag, graphs_flag=graphs)
+                                      device, compile_flag=compile_flag, graphs_flag=graphs, autotune=autotune)
             break
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
             out.setdefault("errors", []).append(
@@ -344,6 +344,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per figure (default: 20)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip a model that would start after this")
     parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile (auto: CUDA)")
+    parser.add_argument("--autotune", default="off", choices=("off", "coordinate-descent", "max-autotune"),
+                        help="how Inductor tunes the compiled kernels (latentlib.fast.accelerate's autotune; default off)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fast.json"), help="JSON to write")
     args = parser.parse_args(argv)
@@ -368,7 +370,7 @@ def main(argv=None) -> dict:
         print(f"building {label} ...", flush=True)
         runs.append(bench_model(label, builders[name](device, full), device=device, dtype=dtype, full=full,
                                 repeats=repeats, image_steps=image_steps, sweep_frames=frames,
-                                compile_flag=compile_flag, graphs_flag="auto",
+                                compile_flag=compile_flag, graphs_flag="auto", autotune=args.autotune,
                                 progress=lambda part: _write(args, device, [*runs, part], skipped, began)))
         _print(runs[-1])
         _write(args, device, runs, skipped, began)  # after every model: a run stopped later keeps this one
@@ -380,7 +382,7 @@ def _write(args, device, runs, skipped, began, final: bool = False) -> dict:
         "benchmark": "fast",
         **_environment(),
         "threads": torch.get_num_threads(), "device": str(device), "quick": args.quick, "skipped": skipped,
-        "complete": final, "compile": args.compile,
+        "complete": final, "compile": args.compile, "autotune": args.autotune,
         "targets_sd15": TARGETS, "runs": runs, "seconds": round(time.perf_counter() - began, 1),
     }
     sd = next((r for r in runs if r["model"] == "sd15-full"), None)

@@ -3,6 +3,8 @@
 # models with random weights, diffusers against latentlib's fast path, in about 8 minutes on one H100/H200.
 # Writes fast.json, the log and nvidia-smi's view under ${OUT:-bench/results/gpu-fast}.
 #   OUT=/some/dir bash bench/gpu_fast.sh
+# AUTOTUNE=coordinate-descent (or max-autotune) tunes SD 1.5's compiled kernels (latentlib.fast's autotune);
+# the cold compile takes longer, so raise SD15_S and lower SDXL_S (or skip SDXL: SDXL_S=1) to stay in the slot.
 # On the project's lent GPU machines diffusers is not installed: carry its wheel (see bench/README.md) and
 # set WHEELS=.whl to install it into /tmp/site first.
 set -uo pipefail
@@ -22,7 +24,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 # SD 1.5 with everything on (compile included), then SDXL with CUDA graphs but without compile (two
 # 2.6B-parameter compiles from a cold cache would not fit the slot). Each writes its JSON after its model.
 status=0
-timeout "${SD15_S:-360}" $PY bench/bench_fast.py --device cuda --models sd15 --out "$OUT/fast-sd15.json" 2>&1 \
+timeout "${SD15_S:-360}" $PY bench/bench_fast.py --device cuda --models sd15 --autotune "${AUTOTUNE:-off}" \
+  --out "$OUT/fast-sd15.json" 2>&1 \
   | tee "$OUT/bench-sd15.log" || status=1
 timeout "${SDXL_S:-170}" $PY bench/bench_fast.py --device cuda --models sdxl --compile off --out "$OUT/fast-sdxl.json" 2>&1 \
   | tee "$OUT/bench-sdxl.log" || status=1

@@ -15,7 +15,15 @@ flag               what it does                                           ``"aut
 ``fuse_qkv``       one matmul for attention's q, k, v (diffusers' fusion) on                   off
 ``cudnn_benchmark`` let cuDNN time its convolution algorithms once        on                   off (CUDA only)
 ``cache``          reuse prompt embeddings and seed noise across frames   on                   on
+``autotune``       tune the compiled kernels (see below)                  "off"                "off"
 =================  =====================================================  ===================  ===========
+
+``autotune`` applies with ``compile``: "coordinate-descent" lets Inductor search each generated kernel's
+launch configuration (its ``coordinate_descent_tuning``), "max-autotune" also times matrix-product and
+convolution templates against the library kernels (``torch.compile(mode="max-autotune-no-cudagraphs")``;
+CUDA graphs stay latentlib's own). Both lengthen the first, cold compile ("max-autotune" far more, as it
+benchmarks candidate kernels); the compile cache keeps the result for later sessions. Off by default: the
+gain on a GPU is not measured yet (``bench/bench_fast.py --autotune``).
 
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
@@ -55,6 +63,9 @@ __all__ = ["FastPath", "accelerate", "load_preview_decoder"]
 _AUTO = "auto"
 _FUSED_LAYERS = ("to_qkv", "to_kv", "to_added_qkv")  # what diffusers' fuse_qkv_projections adds
 _FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "fuse_qkv", "cudnn_benchmark", "cache")
+# torch.compile's arguments per ``autotune`` value
+_AUTOTUNE = {"off": {}, "coordinate-descent": {"options": {"coordinate_descent_tuning": True}},
+             "max-autotune": {"mode": "max-autotune-no-cudagraphs"}}
 
 
 @dataclass
@@ -65,6 +76,7 @@ class FastPath:
         dtype: the networks' dtype after acceleration ("float16", "bfloat16" or "float32").
         sdpa, channels_last, compile, cuda_graphs, fuse_qkv, cudnn_benchmark, cache: whether each lever is on.
         compile_cache: folder of the on-disk compile cache (None when not compiling).
+        autotune: how the compiled kernels are tuned ("off", "coordinate-descent", "max-autotune").
         notes: one line per flag that was asked for but is off, and why.
     """
 
@@ -77,6 +89,7 @@ class FastPath:
     fuse_qkv: bool = False
     cudnn_benchmark: bool = False
     compile_cache: str | None = None
+    autotune: str = "off"
     notes: list[str] = field(default_factory=list)
     # runtime state, not part of the report
     _unet: object = field(default=None, repr=False)
@@ -101,7 +114,7 @@ class FastPath:
                 compiled = False
                 notes.append(f"compile: the {what} runs eagerly ({runner.error})")
         return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS}, "compile": compiled,
-                "compile_cache": self.compile_cache, "notes": notes}
+                "compile_cache": self.compile_cache, "autotune": self.autotune, "notes": notes}
 
     def _runners(self) -> list:
         """Every UNet (one per set of extra inputs) and decoder runner."""
@@ -182,9 +195,9 @@ class _Compiled:
     so every network, in every model, shares the recompile limit; :func:`accelerate` raises it.
     """
 
-    def __init__(self, fn, what: str):
+    def __init__(self, fn, what: str, autotune: str = "off"):
         self.eager, self.what = fn, what
-        self.compiled = torch.compile(fn)
+        self.compiled = torch.compile(fn, **_AUTOTUNE[autotune])
         self.error: str | None = None
 
     def __call__(self, *args):
@@ -258,8 +271,8 @@ def _unet_fn(unet, keys: tuple[str, ...]):
 class _UNetRunner:
     """What the denoising loop calls instead of ``model.unet`` when the fast path is on."""
 
-    def __init__(self, unet, *, compile: bool, cuda_graphs: bool):
-        self.unet, self.compile, self.cuda_graphs = unet, compile, cuda_graphs
+    def __init__(self, unet, *, compile: bool, cuda_graphs: bool, autotune: str = "off"):
+        self.unet, self.compile, self.cuda_graphs, self.autotune = unet, compile, cuda_graphs, autotune
         self.runners: dict = {}
 
     def __call__(self, sample, t, text, timestep_cond=None, added=None):
@@ -273,7 +286,7 @@ class _UNetRunner:
         if runner is None:
             runner = _unet_fn(self.unet, keys)
             if self.compile:
-                runner = _Compiled(runner, "UNet")
+                runner = _Compiled(runner, "UNet", self.autotune)
             if self.cuda_graphs:
                 runner = _Graphed(runner)
             self.runners[keys] = runner
@@ -282,20 +295,20 @@ class _UNetRunner:
         return runner(sample, t.to(sample.device), text, *extras.values())
 
 
-def _decode_runner(vae, *, compile: bool, cuda_graphs: bool):
+def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, autotune: str = "off"):
     def call(z):
         return vae.decode(z, return_dict=False)[0]
 
     runner = call
     if compile:
-        runner = _Compiled(runner, "decoder")
+        runner = _Compiled(runner, "decoder", autotune)
     if cuda_graphs:
         runner = _Graphed(runner)
     return runner
 
 
 def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_AUTO, cuda_graphs=_AUTO,
-               fuse_qkv=_AUTO, cudnn_benchmark=_AUTO, cache=True, compile_cache=None) -> FastPath:
+               fuse_qkv=_AUTO, cudnn_benchmark=_AUTO, cache=True, compile_cache=None, autotune="off") -> FastPath:
     """Turn on the fast path for ``model`` (in place) and return what is on; see the module docstring.
 
     Args:
@@ -303,6 +316,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         sdpa, channels_last, compile, cuda_graphs, fuse_qkv, cudnn_benchmark: True, False or "auto".
         cache: keep the last 64 prompt embeddings and seed noises (cheap; on by default).
         compile_cache: folder for compiled kernels kept between sessions.
+        autotune: "off" (default), "coordinate-descent" or "max-autotune": how Inductor tunes the compiled
+            kernels (module docstring); applies only with ``compile``.
 
     Returns:
         :class:`FastPath`, also stored as ``model.fast``. ``model.accelerate(...)`` is the same call;
@@ -326,6 +341,11 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     cudnn_benchmark = _resolve("cudnn_benchmark", cudnn_benchmark, cuda)
     if not isinstance(cache, bool):
         raise TypeError(f"`cache` must be True or False, got {cache!r}.")
+    if not isinstance(autotune, str) or autotune not in _AUTOTUNE:
+        raise ValueError(f"`autotune` must be one of {', '.join(map(repr, _AUTOTUNE))}, got {autotune!r}.")
+    if autotune != "off" and not want_compile:
+        notes.append(f"autotune: off ({autotune!r} tunes compiled kernels, and compile is off)")
+        autotune = "off"
     if want_graphs and not cuda:
         warnings.warn(f"cuda_graphs=True needs a CUDA device; this model is on {model.device}, so steps run "
                       f"without graphs.", RuntimeWarning, stacklevel=2)
@@ -371,12 +391,14 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         _raise_recompile_limit(64)
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
                     compile=want_compile, cuda_graphs=want_graphs, cache=cache, fuse_qkv=fuse_qkv,
-                    cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, notes=notes, _cudnn_before=cudnn_before)
+                    cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, autotune=autotune, notes=notes,
+                    _cudnn_before=cudnn_before)
     if want_compile or want_graphs:
-        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs)
+        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, autotune=autotune)
         for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):
             if module is not None:
-                fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs)
+                fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs,
+                                                     autotune=autotune)
     model.fast = fast
     return fast
 

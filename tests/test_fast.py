@@ -318,3 +318,32 @@ def test_clear_empties_every_runners_graphs(model):
     decoder_graphs.graphs["key"] = "captured"
     fast.clear()
     assert graphed.graphs == {} and decoder_graphs.graphs == {}
+
+
+@pytest.mark.parametrize("autotune, arguments", [("off", {}),
+                                                 ("coordinate-descent", {"options": {"coordinate_descent_tuning": True}}),
+                                                 ("max-autotune", {"mode": "max-autotune-no-cudagraphs"})])
+def test_autotune_reaches_torch_compile_and_changes_no_pixel(model, monkeypatch, autotune, arguments):
+    """Each ``autotune`` value becomes torch.compile's arguments for the UNet and the decoder (recorded here
+    rather than compiled: max-autotune on CPU would take minutes); the images are the eager ones."""
+    calls = []
+
+    def recording_compile(fn, **kwargs):
+        calls.append(kwargs)
+        return fn
+
+    before = _gen(model, steps=2)
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    fast = model.accelerate(compile=True, autotune=autotune)
+    after = _gen(model, steps=2)
+    assert calls and all(call == arguments for call in calls) and len(calls) >= 2  # UNet and decoder
+    assert fast.report()["autotune"] == autotune and torch.equal(after, before)
+
+
+def test_autotune_needs_compile_and_is_checked(model):
+    fast = model.accelerate(compile=False, autotune="max-autotune")
+    assert fast.autotune == "off" and any(note.startswith("autotune: off ('max-autotune' tunes compiled kernels")
+                                          for note in fast.notes)
+    with pytest.raises(ValueError, match=r"`autotune` must be one of 'off', 'coordinate-descent', 'max-autotune', "
+                                         r"got 'fast'"):
+        model.accelerate(autotune="fast")
