@@ -438,7 +438,7 @@ def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
     card holds (``training/unet-*``, its whole history), never its card's figures. A relative ``init`` is
     read from the current directory, as ``train_shapes`` took it; one that is not found ends the history with
     a warning. Every record is read before any is written, so ``model_dir`` may be the model the UNet
-    started from; ``unet-init*`` files left from a longer history are removed."""
+    started from; with a unet stage, ``unet-init*`` files left from a longer history are removed."""
     runs, dest = Path(runs), Path(model_dir) / "training"
 
     def read(folder: Path, prefix: str) -> tuple[dict, dict]:
@@ -483,7 +483,7 @@ def collect_training(runs: str | Path, model_dir: str | Path) -> dict:
             training[stage] = unet
     dest.mkdir(parents=True, exist_ok=True)
     kept = tuple(f"{name}-" for name in training if name.startswith("unet-init"))
-    for stale in dest.glob("unet-init*-*"):  # copies of a longer history collected here before
+    for stale in dest.glob("unet-init*-*") if "unet" in training else ():  # a longer history collected before
         if not stale.name.startswith(kept):
             stale.unlink()
     for name in training:

@@ -344,6 +344,11 @@ def test_card_training_records_follow_a_unet_started_from_a_model_folder(tmp_pat
         assert losses == {"unet-init2": "step,loss\n0,3.0\n", "unet-init1": "step,loss\n0,2.0\n",
                           "unet": "step,loss\n0,1.0\n"}
     assert not stale.exists()
+    # a runs folder without a unet stage leaves the model's UNet history as it is
+    (tmp_path / "vae-only" / "vae").mkdir(parents=True)
+    (tmp_path / "vae-only" / "vae" / "metrics.json").write_text(json.dumps({"provenance": {"command": "vae"}}))
+    assert list(collect_training(tmp_path / "vae-only", shipped)) == ["vae"]
+    assert (shipped / "training" / "unet-init2-metrics.json").is_file()
 
 
 def test_card_training_records_warn_where_the_init_is_not_found(tmp_path):
