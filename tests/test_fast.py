@@ -26,7 +26,7 @@ def test_auto_on_cpu_is_eager_with_caches_and_changes_no_pixel(model):
     assert isinstance(fast, FastPath) and model.fast is fast
     assert fast.report() == {"dtype": "float32", "sdpa": True, "channels_last": False, "compile": False,
                              "cuda_graphs": False, "fuse_qkv": False, "cudnn_benchmark": False, "cache": True,
-                             "compile_cache": None, "notes": []}
+                             "compile_cache": None, "autotune": "off", "notes": []}
     assert torch.equal(_gen(model), before)
     assert torch.equal(_gen(model), before)  # from the caches this time
     model.decelerate()
