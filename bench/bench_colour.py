@@ -82,7 +82,8 @@ def main(argv=None) -> dict:
                         help="backgrounds the prompts name, comma-separated, or 'all' (default black, as the x, y and "
                              "size cards of bench_discovery.py)")
     parser.add_argument("--space", choices=("h", "z0"), default="h", help="where the directions live (default h)")
-    parser.add_argument("--h-layer", default=None, help="h: the UNet module whose output is edited (default up_blocks.0)")
+    parser.add_argument("--h-layer", default=None,
+                        help="h: the UNet module whose output is edited (default up_blocks.0)")
     parser.add_argument("--image-strength", type=float, default=None,
                         help="z0: how far each edited latent is re-noised and denoised (default 0: decoded directly)")
     parser.add_argument("--out", default=None, help="JSON (default bench/results/colour.json)")

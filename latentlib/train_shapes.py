@@ -31,9 +31,9 @@ On one H200 the gpu preset (vae: 4,500 steps, unet: 9,000) took 220 s (vae) + 17
 over the two calls a device budget split it into) of wall time for the model, 9.5 min, and 165 s for the
 probe: about 12 min in all (session 28, ``docs/gpu-preset-run/``). Version 9, whose VAE, text encoder and
 UNet the shipped model (version 10) continues, was made before the preset was shortened, with
-``--decoder --vae-steps 6000 --unet-steps 12000`` (207 s + 94 (decoder) + 22 + about 380 s). Beside a GPU, worker processes render the scenes and captions ahead of
-each step (``--workers``) and the vae, decoder and unet networks run compiled (``--compile``); neither
-changes what is trained on.
+``--decoder --vae-steps 6000 --unet-steps 12000`` (207 s + 94 (decoder) + 22 + about 380 s). Beside a GPU,
+worker processes render the scenes and captions ahead of each step (``--workers``) and the vae, decoder and
+unet networks run compiled (``--compile``); neither changes what is trained on.
 The model's quality bars are measured by ``python -m latentlib.evaluate_shapes``.
 """
 
@@ -876,8 +876,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--scenes", type=int, default=None, help="unet stage: scenes to pre-encode (preset default)")
     parser.add_argument("--caption-dropout", type=float, default=None,
                         help="unet stage (and all): share of captions of scenes with an object replaced by the empty "
-                             f"caption, on top of the data's own {shapes._EMPTY_CAPTION * 100:.0f}%% (more training of the "
-                             "unconditional model; default: the preset's)")
+                             f"caption, on top of the data's own {shapes._EMPTY_CAPTION * 100:.0f}%% (more training of "
+                             "the unconditional model; default: the preset's)")
     parser.add_argument("--amp", choices=("off", "bf16"), default=None,
                         help="vae, decoder and unet stages (and all): run the network's forward pass under bfloat16 "
                              "autocast (weights, optimiser and loss stay float32; default: the preset's, bf16 for "
