@@ -9,6 +9,7 @@ buttons, latent edits and inpainting hang on hooks instead of on copies of it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 import threading
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_finite, check_int, check_number
@@ -171,8 +173,13 @@ def _check_generators(generators, batch: int) -> list[torch.Generator]:
     return list(generators)
 
 
+@functools.lru_cache(maxsize=64)
+def _step_parameters(cls) -> frozenset:
+    return frozenset(inspect.signature(cls.step).parameters)
+
+
 def _step_kwargs(scheduler, generators, eta: float) -> dict:
-    params = set(inspect.signature(scheduler.step).parameters)
+    params = _step_parameters(type(scheduler))
     kwargs = {}
     if "eta" in params:
         kwargs["eta"] = eta
@@ -419,8 +426,25 @@ def generate(
 
 
 def _has_hooks(module: torch.nn.Module) -> bool:
-    """Whether any submodule has forward (pre-)hooks, which a compiled or graphed UNet would not run."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    """Whether any submodule has forward (pre-)hooks, or global module hooks are set: a compiled or graphed
+    UNet would not run them.
+
+    Walking SD 1.5's 709 UNet modules takes about 0.6 ms of Python, which a live frame notices. Every
+    hook that torch registers takes a new id from ``RemovableHandle.next_id``, so while that counter has not
+    moved since a walk that found no hooks, there are still none and the walk is skipped. A walk that found
+    hooks is not remembered (they may be removed, which leaves the counter as it is).
+    """
+    from torch.nn.modules import module as nn_module
+
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return True
+    counter = getattr(RemovableHandle, "next_id", None)
+    if counter is not None and module.__dict__.get("_latentlib_no_hooks_at") == counter:
+        return False
+    found = any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    if not found and counter is not None:
+        module.__dict__["_latentlib_no_hooks_at"] = counter
+    return found
 
 
 def _replacement(model, replaced, x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -98,6 +98,26 @@ def test_the_fast_unet_serves_plain_runs_only(model):
     assert seen == []
 
 
+def test_global_module_hooks_send_the_unet_eager(model):
+    """Hooks registered for every module (torch.nn.modules.module.register_module_forward_hook) count too."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    model.accelerate()
+    seen = []
+    model.fast._unet = lambda sample, *a, **k: seen.append(1) or torch.zeros_like(sample)
+    _gen(model, steps=1)
+    assert seen == [1]
+    calls = []
+    handle = register_module_forward_hook(lambda *a: calls.append(1))
+    try:
+        _gen(model, steps=1)
+    finally:
+        handle.remove()
+    assert seen == [1] and calls  # the eager UNet ran, with the hook
+    _gen(model, steps=1)
+    assert seen == [1, 1]
+
+
 def test_compile_on_cpu_matches_eager(model):
     """torch.compile works on CPU too (it is off by default there); its images match eager's."""
     before = _gen(model, steps=2)

@@ -333,6 +333,25 @@ def test_named_schedulers_are_the_classes_and_settings_they_claim():
     assert make_scheduler("default", karras_sde_base).config.use_karras_sigmas is True
 
 
+def test_each_run_gets_its_own_scheduler_state():
+    """make_scheduler copies a kept template: the copies share no tensor or list with it or with each other."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from latentlib.schedulers import make_scheduler
+
+    base = DPMSolverMultistepScheduler()
+    a, b = make_scheduler(None, base), make_scheduler(None, base)
+    a.alphas_cumprod.mul_(0)
+    a.model_outputs.append("x")
+    a.set_timesteps(3)
+    c = make_scheduler(None, base)
+    for other in (b, c):
+        assert torch.equal(other.alphas_cumprod, base.alphas_cumprod) and other.alphas_cumprod.data_ptr() != \
+            a.alphas_cumprod.data_ptr()
+        assert other.model_outputs == base.model_outputs and other.num_inference_steps is None
+    assert c.config == base.config and type(c) is type(base)
+
+
 def test_ddim_from_a_config_that_does_not_say_does_not_clip_latents():
     """diffusers' DDIM defaults to clipping x0 to [-1, 1] (pixel space); from a DPM config (which has no
     such key) it must come out off, while a config that sets it keeps its value."""
