@@ -381,6 +381,11 @@ def generate(
 
     total = len(timesteps)
     current = {"t": timesteps[0] if total else None}
+    if total and getattr(sched, "step_index", False) is None and hasattr(sched, "_init_step_index"):
+        # What the scheduler's first step does (find where the schedule starts), done now: its lookup reads
+        # the timesteps back from the device, which here finds the GPU idle, while after the UNet's launch it
+        # would make the host wait for the UNet instead of queueing the step and the decode behind it.
+        sched._init_step_index(timesteps[0])
     bar = tqdm(total=total, desc="generate", leave=False, disable=not progress or total == 0)
     with h_space_edits(model.unet, checked, lambda: current["t"]):
         try:

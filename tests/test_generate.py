@@ -185,6 +185,32 @@ def test_every_named_scheduler_runs(sd):
         assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all(), name
 
 
+@pytest.mark.parametrize("name", ["euler", "euler-a", "heun", "lms", "dpm++2m-sde-karras", "unipc", "lcm"])
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_the_start_index_is_found_before_the_first_unet_call(sd, name, with_callback):
+    """The scheduler's first-step lookup reads its timesteps back from the device; the loop makes it before the
+    UNet runs (a GPU would otherwise make the host wait for the UNet there), by the scheduler's own rule."""
+    from latentlib.schedulers import make_scheduler
+
+    events = []
+    made = make_scheduler(name, sd.scheduler)
+
+    def index_for_timestep(self, timestep, schedule_timesteps=None):
+        events.append("lookup")
+        return type(made).index_for_timestep(self, timestep, schedule_timesteps)
+
+    recording = type("Recording", (type(made),), {"index_for_timestep": index_for_timestep}).from_config(made.config)
+    handle = sd.unet.register_forward_pre_hook(lambda *a: events.append("unet"))
+    try:
+        out = sd.generate("a cat", seed=0, steps=3, guidance=1.0, scheduler=recording, output="latent", progress=False,
+                          callback=(lambda step: None) if with_callback else None)
+    finally:
+        handle.remove()
+    assert events[0] == "lookup" and "lookup" not in events[events.index("unet"):], events
+    assert torch.equal(out, sd.generate("a cat", seed=0, steps=3, guidance=1.0, scheduler=name, output="latent",
+                                        progress=False))
+
+
 def test_stochastic_scheduler_is_seeded(sd):
     kwargs = dict(steps=3, guidance=1.0, scheduler="euler-a", output="latent", progress=False)
     x = sd.noise(seed=0)
