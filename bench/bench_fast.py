@@ -181,8 +181,44 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
     return fast_images
 
 
+def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, autotune: str) -> dict:
+    """The fast path again with ``autotune``, in the same process as the untuned one: the batch-1 and batch-2
+    UNet steps and the live frame, like for like, and the tuned UNet's output against the eager UNet's."""
+    began = time.perf_counter()
+    model.decelerate()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the untuned path's graphs and their memory pool go
+    batches = {batch: _unet_inputs(model, batch) for batch in (1, 2)}
+    with torch.no_grad():
+        x, t, text, added = batches[1]
+        kw = {} if added is None else {"added_cond_kwargs": added}
+        eager = model.unet(x, t, encoder_hidden_states=text, **kw).sample
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune)
+        ours(1, 0.0, decoder="preview")  # compiles and captures the live frame's shapes
+        with torch.no_grad():
+            run = fast._unet if fast._unet is not None else (
+                lambda x, t, text, cond, added: model.unet(x, t, encoder_hidden_states=text,
+                                                           **({} if added is None else {"added_cond_kwargs": added})
+                                                           ).sample)
+            tuned = run(x, t, text, None, added)
+            for batch in (1, 2):
+                run(*batches[batch][:3], None, batches[batch][3])
+            result = {"autotune": autotune, "warmup_s": round(time.perf_counter() - began, 1),
+                      "fast_path": fast.report(), "unet_b1_vs_eager": _pixels_close(tuned, eager), "ms": {}}
+            print(f"  retuned ({autotune}) fast path warmed up in {result['warmup_s']} s", flush=True)
+            for batch in (1, 2):
+                xb, tb, textb, addedb = batches[batch]
+                result["ms"][f"unet_step_b{batch}_ms"] = _r(timed(
+                    lambda xb=xb, tb=tb, textb=textb, addedb=addedb: run(xb, tb, textb, None, addedb), device, repeats))
+        result["ms"]["live_frame_ms"] = _r(timed(lambda: ours(1, 0.0, decoder="preview"), device, repeats))
+    return result
+
+
 def bench_model(label: str, components: dict, *, device, dtype, full: bool, repeats: int, image_steps: int,
-                sweep_frames: int, compile_flag, graphs_flag, autotune="off", progress=lambda out: None) -> dict:
+                sweep_frames: int, compile_flag, graphs_flag, autotune="off", also_autotune=None,
+                progress=lambda out: None) -> dict:
     from diffusers import DPMSolverMultistepScheduler
 
     torch.backends.cudnn.benchmark = False  # diffusers' default: a previous model's fast path may have set it
@@ -313,6 +349,17 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
         "the prompt on every call, as it ships.",
         "diffusers returns GPU tensors (output_type='pt'); latentlib copies the frame to the CPU as float32.",
     ]
+    if also_autotune is not None and "fast_path" in out:
+        progress(out)  # the figures so far are kept if the retuned compile runs out of time
+        try:
+            out["retuned"] = _retuned_phase(model, ours, repeats, device, compile_flag=compile_flag,  # the graphs
+                                            graphs_flag=out["fast_path"]["cuda_graphs"],  # setting that worked
+                                            autotune=also_autotune)
+            for key, ms in out["retuned"]["ms"].items():
+                print(f"  {key} with autotune={also_autotune}: {ms:.2f} ms (untuned {out['figures'][key]['latentlib_ms']})")
+        except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
+            out.setdefault("errors", []).append({"phase": f"retuned ({also_autotune})",
+                                                 "error": f"{type(error).__name__}: {error}"[:500]})
     del pipe, tiny_pipe, model
     if cuda:
         torch.cuda.empty_cache()
@@ -346,6 +393,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile (auto: CUDA)")
     parser.add_argument("--autotune", default="off", choices=("off", "coordinate-descent", "max-autotune"),
                         help="how Inductor tunes the compiled kernels (latentlib.fast.accelerate's autotune; default off)")
+    parser.add_argument("--also-autotune", default=None, choices=("coordinate-descent", "max-autotune"),
+                        help="after the fast path's figures, accelerate again with this autotune and time the batch-1 "
+                             "and batch-2 UNet steps and the live frame in the same process (default: no)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fast.json"), help="JSON to write")
     args = parser.parse_args(argv)
@@ -371,6 +421,7 @@ def main(argv=None) -> dict:
         runs.append(bench_model(label, builders[name](device, full), device=device, dtype=dtype, full=full,
                                 repeats=repeats, image_steps=image_steps, sweep_frames=frames,
                                 compile_flag=compile_flag, graphs_flag="auto", autotune=args.autotune,
+                                also_autotune=args.also_autotune,
                                 progress=lambda part: _write(args, device, [*runs, part], skipped, began)))
         _print(runs[-1])
         _write(args, device, runs, skipped, began)  # after every model: a run stopped later keeps this one
@@ -382,7 +433,7 @@ def _write(args, device, runs, skipped, began, final: bool = False) -> dict:
         "benchmark": "fast",
         **_environment(),
         "threads": torch.get_num_threads(), "device": str(device), "quick": args.quick, "skipped": skipped,
-        "complete": final, "compile": args.compile, "autotune": args.autotune,
+        "complete": final, "compile": args.compile, "autotune": args.autotune, "also_autotune": args.also_autotune,
         "targets_sd15": TARGETS, "runs": runs, "seconds": round(time.perf_counter() - began, 1),
     }
     sd = next((r for r in runs if r["model"] == "sd15-full"), None)

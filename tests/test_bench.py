@@ -77,6 +77,39 @@ def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
         assert all(v["max_abs"] == 0 for v in run["fast_matches_eager"].values()), run["fast_matches_eager"]
 
 
+def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatch):
+    """--also-autotune accelerates again with kernel tuning and times the UNet steps and the live frame beside the
+    untuned figures; on the CPU compile is off, so the tuning is off with a note and the UNet is the eager one."""
+    out = tmp_path / "fast.json"
+    monkeypatch.setattr(sys, "argv", ["bench_fast.py", "--quick", "--models", "sd15", "--also-autotune",
+                                      "coordinate-descent", "--out", str(out)])
+    runpy.run_path(str(BENCH.parent / "bench_fast.py"), run_name="__main__")
+    report = json.loads(out.read_text())
+    assert report["also_autotune"] == "coordinate-descent" and report["autotune"] == "off"
+    (run,) = report["runs"]
+    assert "errors" not in run and run["fast_path"]["autotune"] == "off"
+    retuned = run["retuned"]
+    assert retuned["autotune"] == "coordinate-descent" and set(retuned["ms"]) == {
+        "unet_step_b1_ms", "unet_step_b2_ms", "live_frame_ms"}
+    assert all(ms > 0 for ms in retuned["ms"].values())
+    assert retuned["fast_path"]["autotune"] == "off" and any("compile is off" in n for n in retuned["fast_path"]["notes"])
+    assert retuned["unet_b1_vs_eager"]["max_abs"] == 0
+
+
+def test_bench_host_quick_times_the_loop_around_stand_ins(tmp_path, monkeypatch):
+    """The host-work bench: every step and decode of every timed frame went to its stand-ins (none ran eagerly
+    through the real networks), and --profile records where the time went."""
+    out = tmp_path / "host.json"
+    monkeypatch.setattr(sys, "argv", ["bench_host.py", "--quick", "--profile", "5", "--out", str(out)])
+    runpy.run_path(str(BENCH.parent / "bench_host.py"), run_name="__main__")
+    report = json.loads(out.read_text())
+    assert set(report["figures"]) == {"live_frame_ms", "live_4_steps_ms", "image_25_steps_cfg_ms"}
+    assert all(f["median_ms"] > 0 and f["repeats"] == 3 for f in report["figures"].values())
+    frames = 5 + 3  # warm-up and timed calls per figure
+    assert report["stand_in_calls"] == {"unet": frames * (1 + 4 + 25), "decoder": frames * 3}  # before profiling
+    assert "sampling.py" in report["profile_live_frame"]
+
+
 def test_bench_directions_quick_writes_json(tmp_path, monkeypatch):
     out = tmp_path / "directions.json"
     monkeypatch.setattr(sys, "argv", ["bench_directions.py", "--quick", "--out", str(out)])
@@ -120,7 +153,7 @@ def test_bench_discovery_quick_runs_every_step(tmp_path, monkeypatch):
     assert 0 <= geometry["linear_r2"] <= 1 and geometry["knn_r2"] <= 1
     assert (tmp_path / "discovery_quick" / f"h_{layer}_x" / "report.md").is_file()
     assert set(report["alpha_selection"]) == {"size", "x", "y"}  # each penalty chosen on validation cards
-    for factor, chosen in report["alpha_selection"].items():
+    for chosen in report["alpha_selection"].values():
         assert f"{chosen['alpha']:g}" in chosen["validation"]
     assert f"h@{layer} (centred squares), spatial mean" in report["unsupervised"]["matrices"]
     # part 4: rotation as a turn, plain and followed, its plane and degrees chosen, then one test card each

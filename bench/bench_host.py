@@ -1,0 +1,126 @@
+"""The live frame's host work: what latentlib's loop costs around the networks (issue 8).
+
+On a GPU the fast path replays the UNet and the decoder as CUDA graphs; what is left of a live frame is
+Python and kernel launches around them (checks, caches, the scheduler, the decode's post-processing),
+which the GPU waits on. This bench runs ``model.generate`` with the fast path's UNet and decoder
+replaced by stand-ins that cost next to nothing (the UNet returns a copy of its input, the decoder a
+fixed image), so what it times is that host work alone, for SD 1.5's layout (UNet, VAE, TAESD-shaped
+preview decoder, DPM++ 2M) by default.
+
+    python bench/bench_host.py                  # CPU, SD 1.5 layout (builds it: ~4 GiB, ~20 s)
+    python bench/bench_host.py --device cuda    # the same on a GPU machine's host
+    python bench/bench_host.py --quick          # tiny layout, 3 repeats: the smoke run the tests do
+    python bench/bench_host.py --profile 15     # also print the 15 costliest calls (cProfile)
+
+Writes JSON (default bench/results/host.json). No network runs, so the figures do not depend on the GPU:
+set them beside bench_fast's live frame to see how much of it is host work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+import latentlib as ll
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import environment, timed, write_report
+from bench_fast import PROMPT, _preview_decoder, _sd15
+
+#: (label, steps, guidance, decoder) of each timed generation
+FRAMES = (("live_frame", 1, 0.0, "preview"), ("live_4_steps", 4, 0.0, "preview"),
+          ("image_25_steps_cfg", 25, 7.5, "full"))
+
+
+def stub_networks(model) -> dict:
+    """Swap the fast path's UNet and decoders for stand-ins that do no network arithmetic; returns their call
+    counts (``{"unet": n, "decoder": m}``), which show that every step and decode went through them."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    fast = model.accelerate(compile=False, cuda_graphs=False)
+    model.scheduler = DPMSolverMultistepScheduler.from_config(model.scheduler.config)  # bench_fast's sampler
+    calls = {"unet": 0, "decoder": 0}
+
+    class UNetStandIn:  # what a graph replay costs the host: a copy in, a copy out
+        def __init__(self):
+            self.runners = {}
+
+        def __call__(self, sample, t, text, timestep_cond=None, added=None):
+            calls["unet"] += 1
+            return sample.clone()
+
+    def decoder_stand_in(z):
+        calls["decoder"] += 1
+        h, w = z.shape[-2] * model.vae_scale_factor, z.shape[-1] * model.vae_scale_factor
+        return torch.zeros(z.shape[0], 3, h, w, device=z.device, dtype=z.dtype)
+
+    fast._unet = UNetStandIn()
+    fast._decode = {"full": decoder_stand_in, "preview": decoder_stand_in}
+    return calls
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--repeats", type=int, default=200, help="timed frames per figure (default: 200)")
+    parser.add_argument("--quick", action="store_true", help="tiny layout, 3 repeats: a smoke run")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile 200 live frames and print the N costliest calls (default: 0, off)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "host.json"), help="JSON to write")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.profile < 0:
+        parser.error(f"--profile must be 0 (off) or a number of calls to list, got {args.profile}")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda was asked for but CUDA is not available here; use --device cpu.")
+    full = not args.quick
+    repeats = 3 if args.quick else args.repeats
+    began = time.perf_counter()
+    torch.manual_seed(0)
+    model = ll.Model(**_sd15(device, full), name="sd15-full" if full else "sd15-tiny")
+    model.set_preview_decoder(_preview_decoder(full))
+    model.to(device, torch.float16 if device.type == "cuda" else torch.float32)
+    calls = stub_networks(model)
+    figures = {}
+    for label, steps, guidance, decoder in FRAMES:
+        def frame(steps=steps, guidance=guidance, decoder=decoder):
+            return model.generate(PROMPT, seed=0, steps=steps, guidance=guidance, decoder=decoder, output="pt",
+                                  progress=False)
+
+        figures[f"{label}_ms"] = {k: round(v, 4) if isinstance(v, float) else v
+                                  for k, v in timed(frame, device, repeats, warmup=5).items()}
+        per_step = figures[f"{label}_ms"]["median_ms"] / steps
+        print(f"  {label:22} {figures[f'{label}_ms']['median_ms']:8.3f} ms host work ({per_step:.3f} ms a step)")
+    report = {"benchmark": "host", **environment(), "threads": torch.get_num_threads(), "device": str(device),
+              "model": model.name, "size": list(model.default_size), "quick": args.quick,
+              "what": "model.generate with the fast path's UNet and decoders replaced by stand-ins: the host work "
+                      "around the networks (median of --repeats frames after 5 warm-up frames)",
+              "figures": figures, "stand_in_calls": dict(calls), "seconds": round(time.perf_counter() - began, 1)}
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(200):
+            model.generate(PROMPT, seed=0, steps=1, guidance=0.0, decoder="preview", output="pt", progress=False)
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(args.profile)
+        print(text.getvalue())
+        report["profile_live_frame"] = text.getvalue()
+    write_report(args.out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
