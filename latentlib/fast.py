@@ -362,6 +362,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         else torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True if cudnn_benchmark else cudnn_before
     _unfuse(model.unet)
+    model.unet.__dict__.pop("_latentlib_no_hooks_at", None)  # sampling._has_hooks walks the UNet again
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
     for module in (model.unet, *decoders):
         if hasattr(module, "set_attn_processor"):

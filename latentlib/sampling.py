@@ -25,7 +25,7 @@ from ._checks import check_choice, check_finite, check_int, check_number
 from .edits import apply_vector_edits, check_edits, h_space_edits
 from .codec import decode_latents, encode_pixels, pixels_to_output, to_pixels
 from .prompts import PromptEmbedding, encode_prompts
-from .schedulers import make_scheduler
+from .schedulers import EARLY_INDEX, make_scheduler
 
 __all__ = ["Interrupted", "Step", "noise", "generate", "guidance_embedding", "sweep"]
 
@@ -381,7 +381,7 @@ def generate(
 
     total = len(timesteps)
     current = {"t": timesteps[0] if total else None}
-    if total and getattr(sched, "step_index", False) is None and hasattr(sched, "_init_step_index"):
+    if total and isinstance(sched, EARLY_INDEX) and sched.step_index is None:
         # What the scheduler's first step does (find where the schedule starts), done now: its lookup reads
         # the timesteps back from the device, which here finds the GPU idle, while after the UNet's launch it
         # would make the host wait for the UNet instead of queueing the step and the decode behind it.
@@ -437,7 +437,9 @@ def _has_hooks(module: torch.nn.Module) -> bool:
     Walking SD 1.5's 709 UNet modules takes about 0.6 ms of Python, which a live frame notices. Every
     hook that torch registers takes a new id from ``RemovableHandle.next_id``, so while that counter has not
     moved since a walk that found no hooks, there are still none and the walk is skipped. A walk that found
-    hooks is not remembered (they may be removed, which leaves the counter as it is).
+    hooks is not remembered (they may be removed, which leaves the counter as it is). What this misses: a
+    module that carries hooks already and is put into the UNet later (no new registration); after changing the
+    UNet's modules, ``model.accelerate()`` again (as for any change of its weights), which forgets the walk.
     """
     from torch.nn.modules import module as nn_module
 

@@ -118,6 +118,27 @@ def test_global_module_hooks_send_the_unet_eager(model):
     assert seen == [1, 1]
 
 
+def test_accelerate_forgets_the_hook_walk(model):
+    """A module that carried its hook before it was put into the UNet registers nothing new, so the remembered
+    walk does not see it; accelerate() again, as after any change to the UNet, walks the UNet anew."""
+    extra = torch.nn.Identity()
+    extra.register_forward_hook(lambda *a: None)
+    model.accelerate()
+    seen = []
+
+    def runner(sample, *a, **k):
+        seen.append(1)
+        return torch.zeros_like(sample)
+
+    model.fast._unet = runner
+    _gen(model, steps=1)
+    model.unet.add_module("probe_extra", extra)
+    model.accelerate()
+    model.fast._unet = runner
+    _gen(model, steps=1)
+    assert seen == [1]  # the second run found the hooked module and went eager
+
+
 def test_compile_on_cpu_matches_eager(model):
     """torch.compile works on CPU too (it is off by default there); its images match eager's."""
     before = _gen(model, steps=2)
