@@ -183,7 +183,9 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
 
 def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, autotune: str) -> dict:
     """The fast path again with ``autotune``, in the same process as the untuned one: the batch-1 and batch-2
-    UNet steps and the live frame, like for like, and the tuned UNet's output against the eager UNet's."""
+    UNet steps and the live frame, like for like, and the tuned UNet's output against the eager UNet's.
+    ``warmup_s`` counts everything before the timings: turning the untuned path off, the eager reference step,
+    and the tuned compile and graph capture."""
     began = time.perf_counter()
     model.decelerate()
     if device.type == "cuda":
@@ -359,7 +361,8 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
                 print(f"  {key} with autotune={also_autotune}: {ms:.2f} ms (untuned {out['figures'][key]['latentlib_ms']})")
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
             out.setdefault("errors", []).append({"phase": f"retuned ({also_autotune})",
-                                                 "error": f"{type(error).__name__}: {error}"[:500]})
+                                                 "error": f"{type(error).__name__}: {error}"[:500],
+                                                 "traceback": traceback.format_exc().splitlines()[-12:]})
     del pipe, tiny_pipe, model
     if cuda:
         torch.cuda.empty_cache()

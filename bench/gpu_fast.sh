@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The prepared GPU run of the fast-path benchmark (issue 8): SD 1.5 (512x512) and SDXL (1024x1024) shaped
-# models with random weights, diffusers against latentlib's fast path, in about 8 minutes on one H100/H200.
+# models with random weights, diffusers against latentlib's fast path, in at most 9.2 minutes on one H100/H200.
 # Writes the JSONs (fast-sd15, fast-sdxl, host), the logs and nvidia-smi's view under ${OUT:-bench/results/gpu-fast}.
 #   OUT=/some/dir bash bench/gpu_fast.sh
 # AUTOTUNE=coordinate-descent (or max-autotune) tunes SD 1.5's compiled kernels (latentlib.fast's autotune);
 # the cold compile takes longer, so raise SD15_S and lower SDXL_S (or skip SDXL: SDXL_S=1) to stay in the slot.
 # ALSO_AUTOTUNE=coordinate-descent keeps SD 1.5's run untuned, then compiles again with that tuning and times the
 # batch-1/2 UNet steps and the live frame in the same process (like for like), e.g.
-#   ALSO_AUTOTUNE=coordinate-descent SD15_S=520 SDXL_S=1 WHEELS=.whl OUT=$OUT bash bench/gpu_fast.sh
+#   ALSO_AUTOTUNE=coordinate-descent SD15_S=530 SDXL_S=1 WHEELS=.whl OUT=$OUT bash bench/gpu_fast.sh
+# The timeouts add up to SD15_S + SDXL_S + HOST_S (default 360 + 160 + 30 s); keep them under the machine's
+# per-command limit with room for the wheel install.
 # On the project's lent GPU machines diffusers is not installed: carry its wheel (see bench/README.md) and
 # set WHEELS=.whl to install it into /tmp/site first.
 set -uo pipefail
@@ -32,10 +34,10 @@ also=()
 timeout "${SD15_S:-360}" $PY bench/bench_fast.py --device cuda --models sd15 --autotune "${AUTOTUNE:-off}" ${also[@]+"${also[@]}"} \
   --out "$OUT/fast-sd15.json" 2>&1 \
   | tee "$OUT/bench-sd15.log" || status=1
-timeout "${SDXL_S:-170}" $PY bench/bench_fast.py --device cuda --models sdxl --compile off --out "$OUT/fast-sdxl.json" 2>&1 \
+timeout "${SDXL_S:-160}" $PY bench/bench_fast.py --device cuda --models sdxl --compile off --out "$OUT/fast-sdxl.json" 2>&1 \
   | tee "$OUT/bench-sdxl.log" || status=1
 # The live frame's host work on this machine (networks replaced by stand-ins; bench_host.py), last: it is
 # the cheapest part to lose if the slot runs out.
-timeout "${HOST_S:-40}" $PY bench/bench_host.py --device cuda --repeats 100 --profile 25 --out "$OUT/host.json" 2>&1 \
+timeout "${HOST_S:-30}" $PY bench/bench_host.py --device cuda --repeats 100 --profile 25 --out "$OUT/host.json" 2>&1 \
   | tee "$OUT/bench-host.log" || status=1
 exit $status

