@@ -74,6 +74,20 @@ def test_decode_outputs(sd, images):
     np.testing.assert_array_equal(np.asarray(pil[2]), (arr[2] * 255).round().astype(np.uint8))
 
 
+def test_pil_output_rounds_as_numpy_does():
+    """PIL frames are made in torch for speed; they equal numpy's float32 product rounded half to even,
+    at the half-way values too, for a batch."""
+    from latentlib.codec import pixels_to_output
+
+    pixels = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    pixels[0, 0, 0, :6] = torch.tensor([0.5, 1.5, 2.5, 127.5, 254.5, 255.0]) / 255
+    pixels[1, 2, 4, :2] = torch.tensor([0.0, 1.0])
+    expected = (pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
+    images = pixels_to_output(pixels, "pil")
+    assert len(images) == 2 and images[0].size == (7, 5) and images[0].mode == "RGB"
+    assert all(np.array_equal(np.asarray(im), want) for im, want in zip(images, expected, strict=True))
+
+
 def test_sampling_is_seeded(sd, images):
     mean = sd.encode(images[:1])
     a = sd.encode(images[:1], sample=True, generator=torch.Generator().manual_seed(0))
