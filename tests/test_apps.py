@@ -153,6 +153,32 @@ def test_explorer_preview_while_moving_then_full(model, directions):
     app.close()
 
 
+def test_large_previews_go_to_the_view_as_jpeg(model, directions):
+    """Preview frames of 256x256 pixels or more are sent as JPEG (PNG encoding of a 512x512 frame takes longer
+    than a GPU takes to make it); small ones, full frames and exports stay PNG; the setting is checked."""
+    from types import SimpleNamespace
+
+    app = explorer(model, directions)
+    sent = []
+    app.image.observe(lambda change: sent.append((app.frame.quality, app.image.format, bytes(change["new"])[:3])),
+                      names="value")
+    app.sliders["red to blue"].value = 1.0  # the default model's frames are small: PNG under "auto"
+    assert app.wait(60)
+    app.preview_format = "jpeg"
+    app.sliders["red to blue"].value = 2.0
+    assert app.wait(60)
+    assert sent == [("preview", "png", b"\x89PN"), ("full", "png", b"\x89PN"), ("preview", "jpeg", b"\xff\xd8\xff"),
+                    ("full", "png", b"\x89PN")]
+    app.preview_format = "auto"
+    big, small = PIL.Image.new("RGB", (512, 512)), PIL.Image.new("RGB", (128, 128))
+    assert [app._format_for(SimpleNamespace(quality=q, image=im)) for q, im in
+            (("preview", big), ("full", big), ("preview", small))] == ["jpeg", "png", "png"]
+    with pytest.raises(ValueError, match=r"`preview_format` must be one of 'auto', 'png', 'jpeg', got 'gif'"):
+        app.preview_format = "gif"
+    assert app.preview_format == "auto"
+    app.close()
+
+
 def test_explorer_grid_seed_and_reset(model, directions):
     app = explorer(model, directions)
     app.n.value = 3
