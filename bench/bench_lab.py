@@ -12,7 +12,8 @@ For comparison, the same one-move-at-a-time loop calling ``StableDiffusionPipeli
 (prompt embeddings moved along the same direction by hand, PNG bytes set on an ``ipywidgets.Image``),
 in the same process, twice: at the preview's settings (the same UNet work: what the lab's plumbing
 costs) and at the Explorer's full-quality settings (what a slider wired straight to the pipeline runs
-on every move). Prints a table and writes JSON (default bench/results/lab.json).
+on every move). Last, what a large frame costs on its way to the view (tensor to PIL, PNG, JPEG) at
+``--encode-size``. Prints a table and writes JSON (default bench/results/lab.json).
 
     python bench/bench_lab.py
     python bench/bench_lab.py --moves 10        # smoke run
@@ -39,7 +40,7 @@ from bench_core import environment, write_report
 
 import latentlib as ll
 from lab import Explorer
-from lab.app import png_bytes
+from lab.app import frame_bytes, png_bytes
 
 PROMPT = "a red circle"
 
@@ -124,6 +125,32 @@ def pipeline_one_at_a_time(model, direction, moves: int, steps: int) -> dict:
     return summary(out[2:])
 
 
+def frame_encoding(size: int, repeats: int = 20) -> dict:
+    """Milliseconds to turn one ``size`` x ``size`` frame into what the view gets: the float tensor to a PIL
+    image (``pixels_to_output``), then PNG (full frames) or JPEG (large previews, ``LiveApp.preview_format``),
+    for a smooth frame and for noise (PNG's best and worst case; a generated frame lies between)."""
+    from latentlib.codec import pixels_to_output
+
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    frames = {"smooth": torch.stack([xx / size, yy / size, (xx + yy) / (2 * size)])[None].float(),
+              "noise": torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))}
+
+    def ms(fn) -> float:
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return round((time.perf_counter() - start) / repeats * 1e3, 3)
+
+    out = {"size": size, "repeats": repeats}
+    for name, pixels in frames.items():
+        image = pixels_to_output(pixels, "pil")[0]
+        out[name] = {"to_pil_ms": ms(lambda pixels=pixels: pixels_to_output(pixels, "pil")),
+                     "png_ms": ms(lambda image=image: frame_bytes(image, None, "png")),
+                     "jpeg_ms": ms(lambda image=image: frame_bytes(image, None, "jpeg"))}
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moves", type=int, default=50)
@@ -133,6 +160,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda: on a GPU the same loops show whether the "
                         "widget plumbing or the GPU work bounds a slider move")
+    parser.add_argument("--encode-size", type=int, default=512, help="frame size for the encoding figures (default 512)")
     parser.add_argument("--out", default="bench/results/lab.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -164,6 +192,10 @@ def main(argv=None) -> dict:
     final = f"{last:.0f} ms after the last move" if last is not None else "none"
     print(f"  drag ({args.moves} moves {d['interval_ms']:.0f} ms apart): {d['preview_frames']} preview frames shown, "
           f"{latency}; full frame {final} (its position: {d['full_frame_is_last_position']})")
+    result["frame_encoding"] = enc = frame_encoding(args.encode_size)
+    print(f"  a {enc['size']}x{enc['size']} frame for the view (smooth / noise): tensor to PIL "
+          f"{enc['smooth']['to_pil_ms']:.1f} / {enc['noise']['to_pil_ms']:.1f} ms, PNG {enc['smooth']['png_ms']:.1f} / "
+          f"{enc['noise']['png_ms']:.1f} ms, JPEG {enc['smooth']['jpeg_ms']:.1f} / {enc['noise']['jpeg_ms']:.1f} ms")
     write_report(args.out, result)
     return result
 

@@ -205,6 +205,9 @@ def test_bench_lab_quick_writes_json(tmp_path, monkeypatch):
     drag = report["explorer_drag"]
     assert drag["preview_frames"] >= 1 and drag["full_frame_is_last_position"]  # the last position wins
     assert drag["stats"]["errors"] == 0
+    encoding = report["frame_encoding"]
+    assert encoding["size"] == 512 and all(encoding[kind][fmt] > 0 for kind in ("smooth", "noise")
+                                           for fmt in ("to_pil_ms", "png_ms", "jpeg_ms"))
 
 
 def test_bench_inpaint_quick_writes_json(tmp_path, monkeypatch):
