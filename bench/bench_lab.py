@@ -128,7 +128,7 @@ def pipeline_one_at_a_time(model, direction, moves: int, steps: int) -> dict:
 def frame_encoding(size: int, repeats: int = 20) -> dict:
     """Milliseconds to turn one ``size`` x ``size`` frame into what the view gets: the float tensor to a PIL
     image (``pixels_to_output``), then PNG (full frames) or JPEG (large previews, ``LiveApp.preview_format``),
-    for a smooth frame and for noise (PNG's best and worst case; a generated frame lies between)."""
+    for a smooth frame and for noise (an easy and a hard case for PNG; a generated frame lies between)."""
     from latentlib.codec import pixels_to_output
 
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -163,6 +163,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--encode-size", type=int, default=512, help="frame size for the encoding figures (default 512)")
     parser.add_argument("--out", default="bench/results/lab.json")
     args = parser.parse_args(argv)
+    if args.encode_size < 8:
+        parser.error(f"--encode-size must be at least 8 pixels, got {args.encode_size}")
     torch.set_num_threads(args.threads)
     model = ll.load(device=args.device)
     direction = ll.text_direction(model, "a red circle", "a blue circle", name="red to blue")

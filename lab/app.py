@@ -103,14 +103,15 @@ _JPEG_FROM_PIXELS = 256 * 256
 
 
 def frame_bytes(image: PIL.Image.Image, height: int | None, fmt: str) -> bytes:
-    """``image`` encoded as "png" (:func:`png_bytes`) or "jpeg" (quality 90, for live previews: a 512x512
-    frame takes 1-2 ms where PNG takes 10-45 ms)."""
+    """``image`` encoded as "png" (:func:`png_bytes`) or "jpeg" (quality 90 without chroma subsampling, so
+    colour edges stay sharp; for live previews: bench_lab's frame_encoding times both)."""
     if fmt == "png":
         return png_bytes(image, height)
     if fmt != "jpeg":
         raise ValueError(f"`fmt` must be 'png' or 'jpeg', got {fmt!r}.")
+    image = _enlarged(image, height)
     buffer = io.BytesIO()
-    _enlarged(image, height).convert("RGB").save(buffer, "JPEG", quality=90)
+    (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=90, subsampling=0)
     return buffer.getvalue()
 
 
@@ -135,8 +136,8 @@ class LiveApp(widgets.VBox):
         frame: the last frame shown (:class:`~lab.live.Frame`), or None.
         latencies: seconds from each request to its frame's bytes being set on ``image`` (for bench/).
         preview_format: how preview frames are sent to the view: "auto" (default; JPEG for frames of
-            256x256 pixels or more, whose PNG encoding would take longer than a GPU makes the frame), "png"
-            or "jpeg". Full frames are always PNG; Export always writes PNG.
+            256x256 pixels or more, whose PNG encoding takes about as long as a GPU takes to make a
+            512x512 frame), "png" or "jpeg". Full frames are always PNG; Export always writes PNG.
     """
 
     def __init__(self, model, *, display_height: int = 256, settle: float = 0.3, export_path: str = "frame.png",

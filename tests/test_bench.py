@@ -197,7 +197,7 @@ def test_bench_lab_quick_writes_json(tmp_path, monkeypatch):
     script = BENCH.parent / "bench_lab.py"
     out = tmp_path / "lab.json"
     monkeypatch.setattr(sys, "argv", ["bench_lab.py", "--moves", "4", "--preview-steps", "2", "--full-steps", "3",
-                                      "--out", str(out)])
+                                      "--encode-size", "128", "--out", str(out)])
     runpy.run_path(str(script), run_name="__main__")
     report = json.loads(out.read_text())
     for key in ("explorer", "pipeline_preview_settings", "pipeline_full_settings"):
@@ -206,7 +206,7 @@ def test_bench_lab_quick_writes_json(tmp_path, monkeypatch):
     assert drag["preview_frames"] >= 1 and drag["full_frame_is_last_position"]  # the last position wins
     assert drag["stats"]["errors"] == 0
     encoding = report["frame_encoding"]
-    assert encoding["size"] == 512 and all(encoding[kind][fmt] > 0 for kind in ("smooth", "noise")
+    assert encoding["size"] == 128 and all(encoding[kind][fmt] > 0 for kind in ("smooth", "noise")
                                            for fmt in ("to_pil_ms", "png_ms", "jpeg_ms"))
 
 
