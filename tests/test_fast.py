@@ -381,6 +381,22 @@ def test_autotune_reaches_torch_compile_and_changes_no_pixel(model, monkeypatch,
     assert fast.report()["autotune"] == autotune and torch.equal(after, before)
 
 
+def test_a_preview_decoder_set_later_keeps_the_autotune(model, monkeypatch):
+    """set_preview_decoder re-applies the fast path with its flags; the kernel tuning is one of them."""
+    calls = []
+
+    def recording_compile(fn, **kwargs):
+        calls.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    model.accelerate(compile=True, autotune="coordinate-descent")
+    calls.clear()
+    model.set_preview_decoder(tiny_preview_decoder())
+    assert model.fast.report()["autotune"] == "coordinate-descent"
+    assert calls and all(call == {"options": {"coordinate_descent_tuning": True}} for call in calls)
+
+
 def test_autotune_needs_compile_and_is_checked(model):
     fast = model.accelerate(compile=False, autotune="max-autotune")
     assert fast.autotune == "off" and any(note.startswith("autotune: off ('max-autotune' tunes compiled kernels")
