@@ -43,8 +43,8 @@ that the user loads with :func:`load_preview_decoder` or sets with
 decodes with the full VAE.
 
 The fast path is used for a denoising step only when nothing needs to see inside the UNet: with an
-h-space edit, or with forward hooks registered on any UNet module (e.g. a collector), the loop calls
-the eager UNet for that generation.
+h-space edit, or with forward hooks registered on any UNet module (e.g. a collector) or for every module,
+the loop calls the eager UNet for that generation. Likewise a decoder with hooks decodes eagerly.
 """
 
 from __future__ import annotations
@@ -362,8 +362,9 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         else torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True if cudnn_benchmark else cudnn_before
     _unfuse(model.unet)
-    model.unet.__dict__.pop("_latentlib_no_hooks_at", None)  # sampling._has_hooks walks the UNet again
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
+    for module in (model.unet, *decoders):
+        module.__dict__.pop("_latentlib_no_hooks_at", None)  # sampling._has_hooks walks them again
     for module in (model.unet, *decoders):
         if hasattr(module, "set_attn_processor"):
             module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())

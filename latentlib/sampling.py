@@ -426,13 +426,15 @@ def generate(
     if decoder == "preview" and getattr(model, "preview_decoder", None) is not None:
         vae = model.preview_decoder
     run = None if fast is None else fast._decode.get("preview" if vae is not model.vae else "full")
+    if run is not None and _has_hooks(vae):  # the compiled or graphed decoder would not run them either
+        run = None
     images = pixels_to_output(decode_latents(vae, x, batch_size=decode_batch_size, run=run), output)
     return (images, x) if return_latents else images
 
 
 def _has_hooks(module: torch.nn.Module) -> bool:
     """Whether any submodule has forward (pre-)hooks, or global module hooks are set: a compiled or graphed
-    UNet would not run them.
+    UNet or decoder would not run them.
 
     Walking SD 1.5's 709 UNet modules takes about 0.6 ms of Python, which a live frame notices. Every
     hook that torch registers takes a new id from ``RemovableHandle.next_id``, so while that counter has not

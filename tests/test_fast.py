@@ -118,6 +118,30 @@ def test_global_module_hooks_send_the_unet_eager(model):
     assert seen == [1, 1]
 
 
+def test_a_hooked_decoder_decodes_eagerly(model):
+    """The fast path's decoder (compiled or graphed) would skip a hook on the VAE: with one, the eager decoder
+    runs and the hook sees it; without, the fast one again."""
+    model.accelerate()
+    used = []
+
+    def fast_decode(z):
+        used.append(1)
+        return model.vae.decode(z, return_dict=False)[0]
+
+    model.fast._decode["full"] = fast_decode
+    plain = _gen(model, steps=1)
+    assert used == [1]
+    seen = []
+    handle = model.vae.decoder.register_forward_hook(lambda *a: seen.append(1))
+    try:
+        hooked = _gen(model, steps=1)
+    finally:
+        handle.remove()
+    assert used == [1] and seen == [1] and torch.equal(hooked, plain)
+    _gen(model, steps=1)
+    assert used == [1, 1]
+
+
 def test_accelerate_forgets_the_hook_walk(model):
     """A module that carried its hook before it was put into the UNet registers nothing new, so the remembered
     walk does not see it; accelerate() again, as after any change to the UNet, walks the UNet anew."""
