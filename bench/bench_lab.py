@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import environment, write_report
+from bench_core import environment, timed, write_report
 
 import latentlib as ll
 from lab import Explorer
@@ -126,9 +126,10 @@ def pipeline_one_at_a_time(model, direction, moves: int, steps: int) -> dict:
 
 
 def frame_encoding(size: int, repeats: int = 20) -> dict:
-    """Milliseconds to turn one ``size`` x ``size`` frame into what the view gets: the float tensor to a PIL
-    image (``pixels_to_output``), then PNG (full frames) or JPEG (large previews, ``LiveApp.preview_format``),
-    for a smooth frame and for noise (an easy and a hard case for PNG; a generated frame lies between)."""
+    """Median milliseconds (bench_core.timed) to turn one ``size`` x ``size`` frame into what the view gets: the
+    float tensor to a PIL image (``pixels_to_output``), then PNG (full frames) or JPEG (large previews,
+    ``LiveApp.preview_format``), for a smooth frame and for noise (an easy and a hard case for PNG; a generated
+    frame lies between)."""
     from latentlib.codec import pixels_to_output
 
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -136,11 +137,7 @@ def frame_encoding(size: int, repeats: int = 20) -> dict:
               "noise": torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))}
 
     def ms(fn) -> float:
-        fn()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        return round((time.perf_counter() - start) / repeats * 1e3, 3)
+        return round(timed(fn, torch.device("cpu"), repeats, warmup=1)["median_ms"], 3)
 
     out = {"size": size, "repeats": repeats}
     for name, pixels in frames.items():

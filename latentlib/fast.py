@@ -365,7 +365,6 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
     for module in (model.unet, *decoders):
         module.__dict__.pop("_latentlib_no_hooks_at", None)  # sampling._has_hooks walks them again
-    for module in (model.unet, *decoders):
         if hasattr(module, "set_attn_processor"):
             module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())
         module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
