@@ -140,16 +140,19 @@ def latent_to_vae(vae, latents: torch.Tensor) -> torch.Tensor:
     return latents
 
 
-def _vae_dtype(vae) -> torch.dtype:
-    return next(vae.parameters()).dtype
+def _vae_placement(vae, fast: bool = False) -> tuple[torch.device, torch.dtype]:
+    """Where and in what precision ``vae`` computes.
 
-
-def _vae_device(vae, fast: bool) -> torch.device:
-    # diffusers' ``ModelMixin.device`` walks the modules for group-offload hooks (which compute on their onload
-    # device, while the weights rest elsewhere): 0.4 ms of Python for TAESD, per call, which a live frame
-    # notices. The fast path's decoder (compiled or graphed) needs resident weights, so there the first
-    # parameter's device is the answer.
-    return next(vae.parameters()).device if fast else vae.device
+    diffusers' ``ModelMixin.device`` and ``.dtype`` walk the modules for its hooks: group offloading computes
+    on its onload device while the weights rest elsewhere, layerwise casting in its compute dtype while the
+    weights are stored in another (float8, say). That walk is 0.4 ms of Python for TAESD, per call, which a
+    live frame notices. The fast path's decoder (compiled or graphed) runs only without such hooks, so there
+    the first parameter answers.
+    """
+    if fast:
+        first = next(vae.parameters())
+        return first.device, first.dtype
+    return vae.device, vae.dtype
 
 
 @torch.no_grad()
@@ -173,7 +176,7 @@ def encode_pixels(
             f"`generator` is a list of {len(generator)} generators for {pixels.shape[0]} images; "
             f"pass one generator or one per image."
         )
-    device, dtype = vae.device, _vae_dtype(vae)
+    device, dtype = _vae_placement(vae)
     out = []
     for start in range(0, pixels.shape[0], batch_size):
         chunk = pixels[start : start + batch_size].to(device, dtype) * 2.0 - 1.0  # [0, 1] -> [-1, 1]
@@ -204,7 +207,7 @@ def decode_latents(vae, latents: torch.Tensor, *, batch_size: int = 8, run=None)
     replaces ``vae.decode`` (the fast path's compiled or graphed decoder: VAE-space latents -> [-1, 1]).
     """
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    device, dtype = _vae_device(vae, fast=run is not None), _vae_dtype(vae)
+    device, dtype = _vae_placement(vae, fast=run is not None)
     out = []
     for start in range(0, latents.shape[0], batch_size):
         chunk = latent_to_vae(vae, latents[start : start + batch_size].to(device, dtype))

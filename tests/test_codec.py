@@ -31,6 +31,19 @@ def test_encode_is_scaled_posterior_mean(sd, images):
     torch.testing.assert_close(sd.encode(images), expected)
 
 
+def test_a_vae_stored_in_float8_computes_in_its_compute_dtype(images):
+    """diffusers' layerwise casting stores the weights in float8 and computes in float32: the codec feeds the
+    VAE what diffusers reports as its dtype, not the stored one, and matches the hooked VAE called directly."""
+    parts = tiny_sd_components()
+    vae = parts["vae"]
+    vae.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    model = ll.Model(**parts)
+    z = model.encode(images)
+    torch.testing.assert_close(z, vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor)
+    expected = (vae.decode(z / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+    torch.testing.assert_close(model.decode(z, output="pt"), expected)
+
+
 def test_scaling_and_shift_are_read_from_the_config(images):
     parts = tiny_sd_components()
     parts["vae"].register_to_config(scaling_factor=0.5, shift_factor=0.25)
