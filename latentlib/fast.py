@@ -325,6 +325,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     """
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+    from .sampling import forget_submodules
+
     cuda = model.device.type == "cuda"
     notes = []
     if dtype == _AUTO:
@@ -364,7 +366,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     _unfuse(model.unet)
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
     for module in (model.unet, *decoders):
-        module.__dict__.pop("_latentlib_no_hooks_at", None)  # sampling._has_hooks walks them again
+        forget_submodules(module)  # sampling._has_hooks lists their modules again
         if hasattr(module, "set_attn_processor"):
             module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())
         module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

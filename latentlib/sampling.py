@@ -13,12 +13,12 @@ import functools
 import inspect
 import numbers
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
-from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_finite, check_int, check_number
@@ -432,28 +432,35 @@ def generate(
     return (images, x) if return_latents else images
 
 
-def _has_hooks(module: torch.nn.Module) -> bool:
-    """Whether any submodule has forward (pre-)hooks, or global module hooks are set: a compiled or graphed
-    UNet or decoder would not run them.
+_SUBMODULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its modules' attributes
 
-    Walking SD 1.5's 709 UNet modules takes about 0.6 ms of Python, which a live frame notices. Every
-    hook that torch registers takes a new id from ``RemovableHandle.next_id``, so while that counter has not
-    moved since a walk that found no hooks, there are still none and the walk is skipped. A walk that found
-    hooks is not remembered (they may be removed, which leaves the counter as it is). What this misses: a
-    module that carries hooks already and is put into the UNet later (no new registration); after changing the
-    UNet's modules, ``model.accelerate()`` again (as for any change of its weights), which forgets the walk.
+
+def _has_hooks(module: torch.nn.Module) -> bool:
+    """Whether ``module`` or a submodule has forward (pre-)hooks or a replaced ``forward``, or global module
+    hooks are set: a compiled or graphed UNet or decoder would not run them.
+
+    A replaced ``forward`` (an instance attribute) is how diffusers' hooks (layerwise casting, group
+    offloading, caches) and accelerate's (CPU offload) attach; their Python must run on every call.
+
+    ``module.modules()`` walks SD 1.5's 709 UNet modules in about 0.6 ms of Python, which a live frame notices;
+    checking a list of their attributes made once takes about 0.05 ms. The list is made on the first call and forgotten by
+    ``forget_submodules`` (``model.accelerate()`` calls it). What this misses: a module put into the network
+    after the list was made; after changing the network's modules, ``model.accelerate()`` again (as for any
+    change of its weights: a compiled or graphed network keeps running the old ones).
     """
     from torch.nn.modules import module as nn_module
 
     if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
         return True
-    counter = getattr(RemovableHandle, "next_id", None)
-    if counter is not None and module.__dict__.get("_latentlib_no_hooks_at") == counter:
-        return False
-    found = any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
-    if not found and counter is not None:
-        module.__dict__["_latentlib_no_hooks_at"] = counter
-    return found
+    attributes = _SUBMODULES.get(module)
+    if attributes is None:  # each module's __dict__: reading it directly halves the check's time
+        attributes = _SUBMODULES[module] = tuple(m.__dict__ for m in module.modules())
+    return any(a["_forward_hooks"] or a["_forward_pre_hooks"] or "forward" in a for a in attributes)
+
+
+def forget_submodules(module: torch.nn.Module) -> None:
+    """Make :func:`_has_hooks` list ``module``'s modules anew on its next call."""
+    _SUBMODULES.pop(module, None)
 
 
 def _replacement(model, replaced, x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -142,9 +142,27 @@ def test_a_hooked_decoder_decodes_eagerly(model):
     assert used == [1, 1]
 
 
+def test_diffusers_hooks_send_the_unet_and_decoder_eager(model):
+    """diffusers' hooks (layerwise casting, group offloading, caches) and accelerate's (CPU offload) replace a
+    module's ``forward`` instead of registering torch hooks, and need their Python to run on every call: a
+    compiled or graphed network would skip it. Applied after frames have run, they still send both eager."""
+    model.accelerate()
+    seen = []
+    model.fast._unet = lambda sample, *a, **k: seen.append("unet") or torch.zeros_like(sample)
+    model.fast._decode["full"] = lambda z: seen.append("decode") or torch.zeros(z.shape[0], 3, 64, 64)
+    _gen(model, steps=1)
+    assert seen == ["unet", "decode"]
+    for net in (model.unet, model.vae):
+        net.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    hooked = _gen(model, steps=1)
+    assert seen == ["unet", "decode"]  # neither stand-in ran
+    model.decelerate()
+    assert torch.equal(hooked, _gen(model, steps=1))  # what the eager, hooked model makes
+
+
 def test_accelerate_forgets_the_hook_walk(model):
-    """A module that carried its hook before it was put into the UNet registers nothing new, so the remembered
-    walk does not see it; accelerate() again, as after any change to the UNet, walks the UNet anew."""
+    """A module put into the UNet after a frame ran is not in the list of modules the hook check made then;
+    accelerate() again, as after any change to the UNet, lists the UNet's modules anew."""
     extra = torch.nn.Identity()
     extra.register_forward_hook(lambda *a: None)
     model.accelerate()
