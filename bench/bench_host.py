@@ -23,6 +23,7 @@ import cProfile
 import io
 import os
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -49,20 +50,47 @@ def stub_networks(model) -> dict:
 
     fast = model.accelerate(compile=False, cuda_graphs=False)
     model.scheduler = DPMSolverMultistepScheduler.from_config(model.scheduler.config)  # bench_fast's sampler
-    calls = {"unet": 0, "decoder": 0}
+    calls = {"unet": 0, "decoder": 0, "first_unet_at": None, "decoded_at": None}
 
     def unet_stand_in(sample, t, text, timestep_cond=None, added=None):  # a graph replay's host cost: copies
         calls["unet"] += 1
+        if calls["first_unet_at"] is None:
+            calls["first_unet_at"] = time.perf_counter()
         return sample.clone()
 
     def decoder_stand_in(z):
         calls["decoder"] += 1
         h, w = z.shape[-2] * model.vae_scale_factor, z.shape[-1] * model.vae_scale_factor
-        return torch.zeros(z.shape[0], 3, h, w, device=z.device, dtype=z.dtype)
+        image = torch.zeros(z.shape[0], 3, h, w, device=z.device, dtype=z.dtype)
+        calls["decoded_at"] = time.perf_counter()
+        return image
 
     fast._unet = unet_stand_in
     fast._decode = {"full": decoder_stand_in, "preview": decoder_stand_in}
     return calls
+
+
+def frame_phases(model, calls: dict, device: torch.device, repeats: int) -> dict:
+    """Where a live frame's host work falls (medians over ``repeats`` frames, ms).
+
+    On a GPU the host queues the UNet's graph and goes on while it runs, so work between the UNet's launch and
+    the decode is hidden behind the UNet; what is not hidden is the work before the UNet's launch
+    (``before_unet``: checks, caches, the scheduler's set-up, while the GPU is idle) and after the decoder
+    returns (``after_decode``: the copy to the host waits for the GPU, then the output's conversion).
+    ``between`` is the rest.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    phases = {"before_unet": [], "between": [], "after_decode": []}
+    for _ in range(repeats):
+        calls["first_unet_at"] = None
+        sync()
+        start = time.perf_counter()
+        model.generate(PROMPT, seed=0, steps=1, guidance=0.0, decoder="preview", output="pt", progress=False)
+        end = time.perf_counter()
+        phases["before_unet"].append(calls["first_unet_at"] - start)
+        phases["between"].append(calls["decoded_at"] - calls["first_unet_at"])
+        phases["after_decode"].append(end - calls["decoded_at"])
+    return {k: round(statistics.median(v) * 1e3, 4) for k, v in phases.items()}
 
 
 def main(argv=None) -> dict:
@@ -99,11 +127,14 @@ def main(argv=None) -> dict:
                                   for k, v in timed(frame, device, repeats, warmup=5).items()}
         per_step = figures[f"{label}_ms"]["median_ms"] / steps
         print(f"  {label:22} {figures[f'{label}_ms']['median_ms']:8.3f} ms host work ({per_step:.3f} ms a step)")
+    figures["live_frame_phases_ms"] = frame_phases(model, calls, device, repeats)
+    print("  live_frame phases: " + ", ".join(f"{k} {v:.3f} ms" for k, v in figures["live_frame_phases_ms"].items()))
     report = {"benchmark": "host", **environment(), "threads": torch.get_num_threads(), "device": str(device),
               "model": model.name, "size": list(model.default_size), "quick": args.quick,
               "what": "model.generate with the fast path's UNet and decoders replaced by stand-ins: the host work "
                       "around the networks (median of --repeats frames after 5 warm-up frames)",
-              "figures": figures, "stand_in_calls": dict(calls), "seconds": round(time.perf_counter() - began, 1)}
+              "figures": figures,
+              "stand_in_calls": {k: calls[k] for k in ("unet", "decoder")}, "seconds": round(time.perf_counter() - began, 1)}
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

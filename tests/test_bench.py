@@ -103,10 +103,13 @@ def test_bench_host_quick_times_the_loop_around_stand_ins(tmp_path, monkeypatch)
     monkeypatch.setattr(sys, "argv", ["bench_host.py", "--quick", "--profile", "5", "--out", str(out)])
     runpy.run_path(str(BENCH.parent / "bench_host.py"), run_name="__main__")
     report = json.loads(out.read_text())
-    assert set(report["figures"]) == {"live_frame_ms", "live_4_steps_ms", "image_25_steps_cfg_ms"}
-    assert all(f["median_ms"] > 0 and f["repeats"] == 3 for f in report["figures"].values())
-    frames = 5 + 3  # warm-up and timed calls per figure
-    assert report["stand_in_calls"] == {"unet": frames * (1 + 4 + 25), "decoder": frames * 3}  # before profiling
+    figures = report["figures"]
+    phases = figures.pop("live_frame_phases_ms")
+    assert set(figures) == {"live_frame_ms", "live_4_steps_ms", "image_25_steps_cfg_ms"}
+    assert all(f["median_ms"] > 0 and f["repeats"] == 3 for f in figures.values())
+    assert set(phases) == {"before_unet", "between", "after_decode"} and all(v > 0 for v in phases.values())
+    frames = 5 + 3  # warm-up and timed calls per figure; then 3 live frames split into phases
+    assert report["stand_in_calls"] == {"unet": frames * (1 + 4 + 25) + 3, "decoder": frames * 3 + 3}
     assert "sampling.py" in report["profile_live_frame"]
 
 
