@@ -174,6 +174,7 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
             ours_ms["vae_encode_ms"] = timed(lambda: model.vae.encode(images.to(device, model.vae.dtype) * 2 - 1),
                                              device, repeats)
         ours_ms["live_frame_ms"] = timed(lambda: ours(1, 0.0, decoder="preview"), device, repeats)
+        ours_ms["live_frame_pil_ms"] = timed(lambda: ours(1, 0.0, decoder="preview", output="pil"), device, repeats)
         ours_ms["live_frame_full_vae_ms"] = timed(lambda: ours(1, 0.0), device, repeats)
         ours_ms["live_4_steps_ms"] = timed(lambda: ours(4, 0.0, decoder="preview"), device, repeats)
         ours_ms["image_25_steps_cfg_ms"] = timed(lambda: ours(image_steps, 7.5), device, max(3, repeats // 4), 1)
@@ -262,6 +263,10 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
     diffusers_ms["live_frame_ms"] = timed(
         lambda: tiny_pipe(PROMPT, num_inference_steps=1, guidance_scale=0.0, generator=[torch.Generator().manual_seed(0)],
                           output_type="pt", height=h, width=w).images, device, repeats)
+    # What the lab shows: 8-bit PIL images on the host (diffusers' postprocess rounds with numpy on the host).
+    diffusers_ms["live_frame_pil_ms"] = timed(
+        lambda: tiny_pipe(PROMPT, num_inference_steps=1, guidance_scale=0.0, generator=[torch.Generator().manual_seed(0)],
+                          output_type="pil", height=h, width=w).images, device, repeats)
     diffusers_ms["live_4_steps_ms"] = timed(lambda: pipe_call(4, 0.0), device, repeats)
     diffusers_ms["image_25_steps_cfg_ms"] = timed(lambda: pipe_call(image_steps, 7.5), device, max(3, repeats // 4), 1)
     strengths = torch.linspace(-3, 3, sweep_frames)
@@ -278,8 +283,8 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
         out["diffusers_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
 
     # 2. latentlib eager: the reference images
-    def ours(steps, guidance, decoder="full", latents=None, seed=0):
-        return model.generate(PROMPT, seed=seed, steps=steps, guidance=guidance, decoder=decoder, output="pt",
+    def ours(steps, guidance, decoder="full", latents=None, seed=0, output="pt"):
+        return model.generate(PROMPT, seed=seed, steps=steps, guidance=guidance, decoder=decoder, output=output,
                               latents=latents, progress=False)
 
     from types import SimpleNamespace
@@ -350,6 +355,8 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
         "latentlib's fast path reuses prompt embeddings and seed noise across calls (its cache); diffusers encodes "
         "the prompt on every call, as it ships.",
         "diffusers returns GPU tensors (output_type='pt'); latentlib copies the frame to the CPU as float32.",
+        "live_frame_pil_ms: the live frame as 8-bit PIL images on the host, what the lab shows (both sides, TAESD-"
+        "shaped decoder); latentlib rounds to 8 bits on the GPU, diffusers with numpy on the host.",
     ]
     if also_autotune is not None and "fast_path" in out:
         progress(out)  # the figures so far are kept if the retuned compile runs out of time

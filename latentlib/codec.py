@@ -17,7 +17,7 @@ import torch
 
 from ._checks import check_choice, check_finite, check_int
 
-__all__ = ["to_pixels", "encode_pixels", "decode_latents", "pixels_to_output", "latent_to_vae", "vae_to_latent"]
+__all__ = ["to_pixels", "encode_pixels", "decode_latents", "decode_to_output", "pixels_to_output", "latent_to_vae", "vae_to_latent"]
 
 OUTPUTS = ("pil", "pt", "np")
 
@@ -206,15 +206,49 @@ def decode_latents(vae, latents: torch.Tensor, *, batch_size: int = 8, run=None)
     Decodes ``batch_size`` latents at a time so a long sweep needs the memory of one chunk. ``run``
     replaces ``vae.decode`` (the fast path's compiled or graphed decoder: VAE-space latents -> [-1, 1]).
     """
+    # [-1, 1] -> [0, 1]; contiguous, whatever layout the decoder ran in (channels-last on the CPU)
+    return _decode(vae, latents, batch_size, run, lambda image: _unit(image).to("cpu", torch.float32).contiguous())
+
+
+@torch.no_grad()
+def decode_to_output(vae, latents: torch.Tensor, output: str, *, batch_size: int = 8, run=None):
+    """:func:`decode_latents` then :func:`pixels_to_output`, the same images.
+
+    With the VAE on a GPU, ``"pil"`` images are scaled to 8 bits there (the same float32 product and
+    round-half-to-even as :func:`pixels_to_output`'s) and a quarter of the bytes cross to the host: a
+    512x512 frame brings 0.8 MB instead of 3.1 MB and skips about 1.5 ms of numpy on the host.
+    """
+    check_choice("output", output, OUTPUTS)
+    if output == "pil" and _round_on_device(_vae_placement(vae, fast=run is not None)[0]):
+        arrays = _decode(vae, latents, batch_size, run, lambda image: _to_uint8_hwc(image).cpu())
+        return [PIL.Image.fromarray(a) for a in arrays.numpy()]
+    return pixels_to_output(decode_latents(vae, latents, batch_size=batch_size, run=run), output)
+
+
+def _round_on_device(device: torch.device) -> bool:
+    return device.type != "cpu"
+
+
+def _decode(vae, latents: torch.Tensor, batch_size: int, run, finish) -> torch.Tensor:
+    """Decode in chunks; ``finish`` takes each chunk's [-1, 1] image, on the VAE's device, to the host."""
     batch_size = check_int("batch_size", batch_size, minimum=1)
     device, dtype = _vae_placement(vae, fast=run is not None)
     out = []
     for start in range(0, latents.shape[0], batch_size):
         chunk = latent_to_vae(vae, latents[start : start + batch_size].to(device, dtype))
-        image = vae.decode(chunk, return_dict=False)[0] if run is None else run(chunk)
-        # [-1, 1] -> [0, 1]; contiguous, whatever layout the decoder ran in (channels-last on the CPU)
-        out.append((image / 2 + 0.5).clamp(0, 1).to("cpu", torch.float32).contiguous())
+        out.append(finish(vae.decode(chunk, return_dict=False)[0] if run is None else run(chunk)))
     return out[0] if len(out) == 1 else torch.cat(out)  # one chunk: no copy (a live frame is one)
+
+
+def _unit(image: torch.Tensor) -> torch.Tensor:
+    """The decoder's [-1, 1] -> [0, 1], in the decoder's dtype (float16 on a GPU)."""
+    return (image / 2 + 0.5).clamp(0, 1)
+
+
+def _to_uint8_hwc(image: torch.Tensor) -> torch.Tensor:
+    """The decoder's [-1, 1] ``(B, 3, H, W)`` -> uint8 ``(B, H, W, 3)``, as :func:`pixels_to_output` rounds."""
+    array = _unit(image).float() * 255
+    return array.round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def pixels_to_output(pixels: torch.Tensor, output: str):

@@ -241,7 +241,7 @@ class Model:
         check_choice("output", output, codec.OUTPUTS)
         self._check_latents("latents", latents, None, None)
         check_finite("latents", latents)
-        return codec.pixels_to_output(codec.decode_latents(self.vae, latents, batch_size=batch_size), output)
+        return codec.decode_to_output(self.vae, latents, output, batch_size=batch_size)
 
     def noise(self, seed: int | Sequence[int] = 0, n: int | None = None, height: int | None = None,
               width: int | None = None) -> torch.Tensor:

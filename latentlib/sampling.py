@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_finite, check_int, check_number
 from .edits import apply_vector_edits, check_edits, h_space_edits
-from .codec import decode_latents, encode_pixels, pixels_to_output, to_pixels
+from .codec import decode_to_output, encode_pixels, to_pixels
 from .prompts import PromptEmbedding, encode_prompts
 from .schedulers import EARLY_INDEX, make_scheduler
 
@@ -428,7 +428,7 @@ def generate(
     run = None if fast is None else fast._decode.get("preview" if vae is not model.vae else "full")
     if run is not None and _has_hooks(vae):  # the compiled or graphed decoder would not run them either
         run = None
-    images = pixels_to_output(decode_latents(vae, x, batch_size=decode_batch_size, run=run), output)
+    images = decode_to_output(vae, x, output, batch_size=decode_batch_size, run=run)
     return (images, x) if return_latents else images
 
 

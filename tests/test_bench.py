@@ -69,8 +69,8 @@ def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
     assert [r["model"] for r in report["runs"]] == ["sd15-tiny", "sdxl-tiny"] and report["skipped"] == []
     for run in report["runs"]:
         figures = run["figures"]
-        for key in ("unet_step_b1_ms", "unet_step_b2_ms", "unet_step_b8_ms", "live_frame_ms", "live_4_steps_ms",
-                    "image_25_steps_cfg_ms", "vae_encode_ms", "vae_decode_ms", "sweep_ms"):
+        for key in ("unet_step_b1_ms", "unet_step_b2_ms", "unet_step_b8_ms", "live_frame_ms", "live_frame_pil_ms",
+                    "live_4_steps_ms", "image_25_steps_cfg_ms", "vae_encode_ms", "vae_decode_ms", "sweep_ms"):
             assert figures[key]["diffusers_ms"] > 0 and figures[key]["latentlib_ms"] > 0, key
             assert figures[key]["speedup"] > 0
         assert run["fast_path"]["cuda_graphs"] is False and run["fast_path"]["compile"] is False

@@ -87,6 +87,33 @@ def test_decode_outputs(sd, images):
     np.testing.assert_array_equal(np.asarray(pil[2]), (arr[2] * 255).round().astype(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_rounding_on_the_device_matches_the_hosts(sd, dtype, monkeypatch):
+    """On a GPU, "pil" images are scaled to 8 bits on the device; here that route runs on the CPU and must give
+    the bytes of the host's numpy route, ties (0.5 * 255 = 127.5 -> 128) and clamped values included."""
+    from latentlib import codec
+
+    image = torch.cat([torch.linspace(-1.2, 1.2, 3 * 16 * 16).view(1, 3, 16, 16),
+                       torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1]).to(dtype)
+    image[0, :, 0, 0] = 0.0  # exactly 0.5 after the shift: a tie
+    host = codec.pixels_to_output(codec._unit(image).float(), "pil")
+    device = codec._to_uint8_hwc(image)
+    assert device.dtype == torch.uint8 and device.shape == (2, 16, 16, 3) and device[0, 0, 0].tolist() == [128] * 3
+    for ours, theirs in zip(device.numpy(), host):
+        np.testing.assert_array_equal(ours, np.asarray(theirs))
+    z = sd.noise([1, 2])
+    expected = [np.asarray(im) for im in sd.decode(z, batch_size=1)]
+    made = [np.asarray(im) for im in sd.generate("a red circle", seed=[1, 2], steps=2, progress=False)]
+    monkeypatch.setattr(codec, "_round_on_device", lambda device: True)
+    rounded = []
+    monkeypatch.setattr(codec, "_to_uint8_hwc", lambda image, f=codec._to_uint8_hwc: rounded.append(1) or f(image))
+    for ours, theirs in zip(sd.decode(z, batch_size=1), expected):  # two chunks
+        np.testing.assert_array_equal(np.asarray(ours), theirs)
+    for ours, theirs in zip(sd.generate("a red circle", seed=[1, 2], steps=2, progress=False), made):
+        np.testing.assert_array_equal(np.asarray(ours), theirs)
+    assert len(rounded) == 3  # two chunks, one generation: all rounded on the "device"
+
+
 def test_pil_output_rounds_as_numpy_does():
     """PIL frames are made in torch for speed; they equal numpy's float32 product rounded half to even,
     at the half-way values too, for a batch."""
