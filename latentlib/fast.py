@@ -43,8 +43,9 @@ that the user loads with :func:`load_preview_decoder` or sets with
 decodes with the full VAE.
 
 The fast path is used for a denoising step only when nothing needs to see inside the UNet: with an
-h-space edit, or with forward hooks registered on any UNet module (e.g. a collector) or for every module,
-the loop calls the eager UNet for that generation. Likewise a decoder with hooks decodes eagerly.
+h-space edit, with forward hooks registered on any UNet module (e.g. a collector) or for every module, or
+with a module's ``forward`` replaced (diffusers' hooks: layerwise casting, group offloading; accelerate's CPU
+offload), the loop calls the eager UNet for that generation. Likewise a decoder with hooks decodes eagerly.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class FastPath:
     _decode: dict = field(default_factory=dict, repr=False)
     _prompts: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _noise: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _modules: dict = field(default_factory=dict, repr=False)  # network -> its modules' dicts (the hook check)
     cache_size: int = 64
     _cudnn_before: bool | None = field(default=None, repr=False)
 
@@ -325,8 +327,6 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     """
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    from .sampling import forget_submodules
-
     cuda = model.device.type == "cuda"
     notes = []
     if dtype == _AUTO:
@@ -366,7 +366,6 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     _unfuse(model.unet)
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
     for module in (model.unet, *decoders):
-        forget_submodules(module)  # sampling._has_hooks lists their modules again
         if hasattr(module, "set_attn_processor"):
             module.set_attn_processor(AttnProcessor2_0() if sdpa else AttnProcessor())
         module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

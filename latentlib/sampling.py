@@ -13,7 +13,6 @@ import functools
 import inspect
 import numbers
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -373,7 +372,7 @@ def generate(
             raise ValueError(f"`concat` is {tuple(concat.shape[-2:])} (h, w); the latents are {tuple(x.shape[-2:])}.")
         concat = torch.cat([concat, concat]) if do_cfg else concat
     if fast is not None and fast._unet is not None and not any(space == "h" for _, space, _, _ in checked) \
-            and not _has_hooks(model.unet) and concat is None:
+            and not _has_hooks(model.unet, fast._modules) and concat is None:
         runner = fast._unet
 
         def unet(x_in, t, encoder_hidden_states, timestep_cond, added_cond_kwargs, return_dict):
@@ -426,41 +425,42 @@ def generate(
     if decoder == "preview" and getattr(model, "preview_decoder", None) is not None:
         vae = model.preview_decoder
     run = None if fast is None else fast._decode.get("preview" if vae is not model.vae else "full")
-    if run is not None and _has_hooks(vae):  # the compiled or graphed decoder would not run them either
+    if run is not None and _has_hooks(vae, fast._modules):  # the compiled or graphed decoder would not run them either
         run = None
     images = decode_to_output(vae, x, output, batch_size=decode_batch_size, run=run)
     return (images, x) if return_latents else images
 
 
-_SUBMODULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its modules' attributes
-
-
-def _has_hooks(module: torch.nn.Module) -> bool:
+def _has_hooks(module: torch.nn.Module, listed: dict) -> bool:
     """Whether ``module`` or a submodule has forward (pre-)hooks or a replaced ``forward``, or global module
     hooks are set: a compiled or graphed UNet or decoder would not run them.
 
-    A replaced ``forward`` (an instance attribute) is how diffusers' hooks (layerwise casting, group
-    offloading, caches) and accelerate's (CPU offload) attach; their Python must run on every call.
+    A replaced ``forward`` (an instance attribute that is not the module's own method) is how diffusers' hooks
+    (layerwise casting, group offloading, caches) and accelerate's (CPU offload) attach; their Python must run
+    on every call. Removing them puts the module's own bound method back as an instance attribute, which
+    does not count.
 
     ``module.modules()`` walks SD 1.5's 709 UNet modules in about 0.6 ms of Python, which a live frame notices;
-    checking a list of their attributes made once takes about 0.05 ms. The list is made on the first call and forgotten by
-    ``forget_submodules`` (``model.accelerate()`` calls it). What this misses: a module put into the network
-    after the list was made; after changing the network's modules, ``model.accelerate()`` again (as for any
-    change of its weights: a compiled or graphed network keeps running the old ones).
+    checking a list of their attribute dicts made once takes about 0.05 ms. ``listed`` keeps those lists (the
+    fast path's, so ``accelerate()`` and ``decelerate()`` drop them with it). What this misses: a module put
+    into the network after its list was made; after changing the network's modules, ``model.accelerate()``
+    again (as for any change of its weights: a compiled or graphed network keeps running the old ones).
     """
     from torch.nn.modules import module as nn_module
 
     if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
         return True
-    attributes = _SUBMODULES.get(module)
+    attributes = listed.get(module)
     if attributes is None:  # each module's __dict__: reading it directly halves the check's time
-        attributes = _SUBMODULES[module] = tuple(m.__dict__ for m in module.modules())
-    return any(a["_forward_hooks"] or a["_forward_pre_hooks"] or "forward" in a for a in attributes)
+        attributes = listed[module] = tuple(m.__dict__ for m in module.modules())
+    return any(a["_forward_hooks"] or a["_forward_pre_hooks"] or ("forward" in a and _replaced(a["forward"]))
+               for a in attributes)
 
 
-def forget_submodules(module: torch.nn.Module) -> None:
-    """Make :func:`_has_hooks` list ``module``'s modules anew on its next call."""
-    _SUBMODULES.pop(module, None)
+def _replaced(forward) -> bool:
+    """Whether an instance's ``forward`` attribute is something else than its own class's method, bound to it."""
+    owner = getattr(forward, "__self__", None)
+    return owner is None or getattr(forward, "__func__", None) is not type(owner).forward
 
 
 def _replacement(model, replaced, x: torch.Tensor, height: int, width: int) -> torch.Tensor:

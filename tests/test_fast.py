@@ -160,6 +160,24 @@ def test_diffusers_hooks_send_the_unet_and_decoder_eager(model):
     assert torch.equal(hooked, _gen(model, steps=1))  # what the eager, hooked model makes
 
 
+def test_a_removed_diffusers_hook_gives_the_fast_unet_back(model):
+    """Removing a diffusers hook puts the module's own bound forward back as an instance attribute: that is not a
+    hook, so the fast UNet serves again."""
+    from diffusers.hooks import HookRegistry, ModelHook
+
+    model.accelerate()
+    seen = []
+    model.fast._unet = lambda sample, *a, **k: seen.append(1) or torch.zeros_like(sample)
+    registry = HookRegistry.check_if_exists_or_initialize(model.unet.mid_block)
+    registry.register_hook(ModelHook(), "probe")
+    _gen(model, steps=1)
+    assert seen == []
+    registry.remove_hook("probe")
+    assert "forward" in vars(model.unet.mid_block)  # diffusers left the bound method behind
+    _gen(model, steps=1)
+    assert seen == [1]
+
+
 def test_accelerate_forgets_the_hook_walk(model):
     """A module put into the UNet after a frame ran is not in the list of modules the hook check made then;
     accelerate() again, as after any change to the UNet, lists the UNet's modules anew."""
