@@ -77,7 +77,8 @@ def frame_phases(model, calls: dict, device: torch.device, repeats: int) -> dict
     the decode is hidden behind the UNet; what is not hidden is the work before the UNet's launch
     (``before_unet``: checks, caches, the scheduler's set-up, while the GPU is idle) and after the decoder
     returns (``after_decode``: the copy to the host waits for the GPU, then the output's conversion).
-    ``between`` is the rest.
+    ``between`` is the rest. Frames are asked for as float tensors (``output="pt"``, as bench_fast's
+    ``live_frame_ms``); the lab's PIL frames on a GPU are rounded to 8 bits there, which changes ``after_decode``.
     """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     phases = {"before_unet": [], "between": [], "after_decode": []}

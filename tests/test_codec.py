@@ -87,18 +87,25 @@ def test_decode_outputs(sd, images):
     np.testing.assert_array_equal(np.asarray(pil[2]), (arr[2] * 255).round().astype(np.uint8))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_rounding_on_the_device_matches_the_hosts(sd, dtype, monkeypatch):
     """On a GPU, "pil" images are scaled to 8 bits on the device; here that route runs on the CPU and must give
-    the bytes of the host's numpy route, ties (0.5 * 255 = 127.5 -> 128) and clamped values included."""
+    the bytes of the host's numpy route, ties and clamped values included."""
     from latentlib import codec
 
     image = torch.cat([torch.linspace(-1.2, 1.2, 3 * 16 * 16).view(1, 3, 16, 16),
                        torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1]).to(dtype)
-    image[0, :, 0, 0] = 0.0  # exactly 0.5 after the shift: a tie
+    image[0, :, 0, 0] = 0.0  # exactly 0.5 after the shift: 127.5, a tie
+    ties = [128]
+    if dtype == torch.float32:  # (k + 0.5) / 255 for even k: half-to-even gives k, half-up would give k + 1
+        k = torch.tensor([64.0, 100.0, 200.0, 254.0])
+        image[0, 0, 1, :4] = ((k + 0.5) / 255) * 2 - 1
+        assert torch.equal(codec._unit(image[0, 0, 1, :4]) * 255, k + 0.5)  # they are ties
+        ties = [128, 64, 100, 200, 254]
     host = codec.pixels_to_output(codec._unit(image).float(), "pil")
     device = codec._to_uint8_hwc(image)
-    assert device.dtype == torch.uint8 and device.shape == (2, 16, 16, 3) and device[0, 0, 0].tolist() == [128] * 3
+    assert device.dtype == torch.uint8 and device.shape == (2, 16, 16, 3)
+    assert [device[0, 0, 0, 0].item()] + device[0, 1, :4, 0].tolist()[: len(ties) - 1] == ties
     for ours, theirs in zip(device.numpy(), host):
         np.testing.assert_array_equal(ours, np.asarray(theirs))
     z = sd.noise([1, 2])
