@@ -14,7 +14,8 @@ flag               what it does                                           ``"aut
 ``cuda_graphs``    replay a captured CUDA graph per fixed input shape     on                   off (CUDA only)
 ``fuse_qkv``       one matmul for attention's q, k, v (diffusers' fusion) on                   off
 ``cudnn_benchmark`` let cuDNN time its convolution algorithms once        on                   off (CUDA only)
-``cache``          reuse prompt embeddings and seed noise across frames   on                   on
+``cache``          reuse prompt embeddings, seed noise, start images'     on                   on
+                   latents across frames
 ``autotune``       tune the compiled kernels (see below)                  "off"                "off"
 =================  =====================================================  ===================  ===========
 
@@ -97,6 +98,7 @@ class FastPath:
     _decode: dict = field(default_factory=dict, repr=False)
     _prompts: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _noise: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _starts: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _modules: dict = field(default_factory=dict, repr=False)  # network -> its modules' dicts (the hook check)
     cache_size: int = 64
     _cudnn_before: bool | None = field(default=None, repr=False)
@@ -146,10 +148,15 @@ class FastPath:
     def cached_noise(self, key, make):
         return self._remember(self._noise, key, make)
 
+    def cached_start(self, key, make):
+        return self._remember(self._starts, key, make)
+
     def clear(self) -> None:
-        """Forget cached prompt embeddings, noise and captured graphs (e.g. after changing weights)."""
+        """Forget cached prompt embeddings, noise, start-image latents and captured graphs (e.g. after changing
+        weights)."""
         self._prompts.clear()
         self._noise.clear()
+        self._starts.clear()
         for runner in self._runners():
             if isinstance(runner, _Graphed):
                 runner.graphs.clear()
@@ -316,7 +323,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     Args:
         dtype: "auto" (float16 on CUDA, unchanged elsewhere), "float16", "bfloat16", "float32" or a torch dtype.
         sdpa, channels_last, compile, cuda_graphs, fuse_qkv, cudnn_benchmark: True, False or "auto".
-        cache: keep the last 64 prompt embeddings and seed noises (cheap; on by default).
+        cache: keep the last 64 prompt embeddings, seed noises and start-image latents (cheap; on by default).
         compile_cache: folder for compiled kernels kept between sessions.
         autotune: "off" (default), "coordinate-descent" or "max-autotune": how Inductor tunes the compiled
             kernels (module docstring); applies only with ``compile``.

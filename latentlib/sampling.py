@@ -10,6 +10,7 @@ buttons, latent edits and inpainting hang on hooks instead of on copies of it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import numbers
 import threading
@@ -324,7 +325,9 @@ def generate(
     if start_image is not None:
         kind, value = start_image
         value = _match_image_batch(value, batch)
-        if kind == "pixels":
+        if kind == "pixels" and fresh and fast is not None and fast.cache:
+            value = _cached_start(model, fast, value, seeds, generators, dtype)
+        elif kind == "pixels":
             value = encode_pixels(model.vae, value, sample=True, generator=generators, out_dtype=dtype)
         image_latents = apply_vector_edits(checked, "z0", value.to(device, dtype))
     if latents is not None:
@@ -461,6 +464,28 @@ def _replaced(forward) -> bool:
     """Whether an instance's ``forward`` attribute is something else than its own class's method, bound to it."""
     owner = getattr(forward, "__self__", None)
     return owner is None or getattr(forward, "__func__", None) is not type(owner).forward
+
+
+def _cached_start(model, fast, pixels: torch.Tensor, seeds: list[int], generators, dtype) -> torch.Tensor:
+    """A start image's latents, remembered by the fast path with the seeds' generators' state after the draw.
+
+    A live image-to-image frame (a slider moving over a start image) encodes the same pixels with the same
+    seeds every time; on a GPU the uncompiled VAE encoder costs more than the rest of a 1-step frame (SD 1.5:
+    13-16 ms against 9-11). The key is the pixels' SHA-256 (about 2 ms for a 512x512 image here), their shape,
+    the seeds, the device and the dtype; the generators are put in the state the encoding left them in, so
+    the noise drawn next is what it would be uncached.
+    """
+    digest = hashlib.sha256(memoryview(pixels.contiguous().numpy()).cast("B")).digest()
+
+    def encode():
+        latents = encode_pixels(model.vae, pixels, sample=True, generator=generators, out_dtype=dtype)
+        return latents, [g.get_state() for g in generators]
+
+    latents, states = fast.cached_start(
+        (digest, tuple(pixels.shape), tuple(seeds), str(model.device), dtype), encode)
+    for g, state in zip(generators, states, strict=True):
+        g.set_state(state)
+    return latents
 
 
 def _replacement(model, replaced, x: torch.Tensor, height: int, width: int) -> torch.Tensor:

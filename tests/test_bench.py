@@ -73,6 +73,8 @@ def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
                     "live_4_steps_ms", "image_25_steps_cfg_ms", "vae_encode_ms", "vae_decode_ms", "sweep_ms"):
             assert figures[key]["diffusers_ms"] > 0 and figures[key]["latentlib_ms"] > 0, key
             assert figures[key]["speedup"] > 0
+        for key in ("live_img2img_ms", "live_img2img_encoding_each_frame_ms"):  # latentlib only
+            assert figures[key]["latentlib_ms"] > 0 and figures[key]["diffusers_ms"] is None
         assert run["fast_path"]["cuda_graphs"] is False and run["fast_path"]["compile"] is False
         assert all(v["max_abs"] == 0 for v in run["fast_matches_eager"].values()), run["fast_matches_eager"]
 

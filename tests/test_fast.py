@@ -63,6 +63,32 @@ def test_noise_cache_keeps_stochastic_samplers_exact(model, scheduler):
     assert torch.equal(_gen(model, scheduler=scheduler, seed=[5, 6]), before[0])  # served from it
 
 
+@pytest.mark.parametrize("scheduler", ["default", "euler-a"])
+def test_start_image_cache_keeps_image_to_image_exact(model, scheduler):
+    """A start image's encoding is remembered with the generators' state after its draw: the same pixels and
+    seeds skip the VAE encoder and give the uncached images exactly (a stochastic sampler included); other
+    pixels or seeds encode again."""
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    encodes = []
+    model.vae.encoder.register_forward_hook(lambda *a: encodes.append(1))
+
+    def img2img(image, seed):
+        return _gen(model, image=image, strength=0.6, seed=seed, scheduler=scheduler)
+
+    before = [img2img(images[0], 5), img2img(images[1], 5), img2img(images[0], [5, 6])]
+    assert len(encodes) == 3
+    model.accelerate()
+    for _ in range(2):
+        assert torch.equal(img2img(images[0], 5), before[0])
+        assert torch.equal(img2img(images[1], 5), before[1])
+        assert torch.equal(img2img(images[0], [5, 6]), before[2])
+    assert len(encodes) == 3 + 3  # each image and seed list once
+    assert torch.equal(img2img(images[0].clone(), 5), before[0]) and len(encodes) == 6  # by content, not identity
+    model.accelerate(cache=False)
+    img2img(images[0], 5)
+    assert len(encodes) == 7
+
+
 def test_the_fast_unet_serves_plain_runs_only(model):
     """A compiled or graphed UNet cannot run hooks, so h-space edits and hooked UNets go eager."""
     from types import SimpleNamespace
