@@ -70,7 +70,8 @@ def test_start_image_cache_keeps_image_to_image_exact(model, scheduler):
     pixels or seeds encode again."""
     images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     encodes = []
-    model.vae.encoder.register_forward_hook(lambda *a: encodes.append(1))
+    encode = model.vae.encode
+    model.vae.encode = lambda *a, **k: encodes.append(1) or encode(*a, **k)  # counts without hooking the encoder
 
     def img2img(image, seed):
         return _gen(model, image=image, strength=0.6, seed=seed, scheduler=scheduler)
@@ -91,6 +92,31 @@ def test_start_image_cache_keeps_image_to_image_exact(model, scheduler):
     img2img(images[0], 5)
     img2img(images[0], 5)
     assert len(encodes) == 9
+
+
+def test_start_image_cache_steps_aside_for_encoder_hooks(model):
+    """A hook on the VAE's encoder must see every encoding (as hooks on the UNet and decoder make them run
+    eagerly): with one, the start image is encoded on every call; removed, the cache serves again."""
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    model.accelerate()
+    seen = []
+    handle = model.vae.encoder.register_forward_hook(lambda *a: seen.append(1))
+    first = _gen(model, image=image, strength=0.6, seed=5)
+    assert torch.equal(_gen(model, image=image, strength=0.6, seed=5), first) and len(seen) == 2
+    handle.remove()
+    _gen(model, image=image, strength=0.6, seed=5)
+    assert torch.equal(_gen(model, image=image, strength=0.6, seed=5), first) and len(seen) == 2
+
+
+def test_start_image_cache_hashes_one_image_for_a_batch(model):
+    """One start image for several seeds is hashed before it is repeated, and the batch is part of the key."""
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    expected = {n: _gen(model, image=image, strength=0.6, seed=list(range(5, 5 + n))) for n in (1, 3)}
+    model.accelerate()
+    for _ in range(2):
+        for n in (1, 3):
+            assert torch.equal(_gen(model, image=image, strength=0.6, seed=list(range(5, 5 + n))), expected[n])
+    assert [key[1:3] for key in model.fast._starts] == [((1, 3, 64, 64), 1), ((1, 3, 64, 64), 3)]
 
 
 def test_the_fast_unet_serves_plain_runs_only(model):
