@@ -359,16 +359,16 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
                                         for side, ms in (("diffusers", diffusers_ms), ("latentlib", ours_ms))
                                         if "unet_step_b1_ms" in ms}
     out["notes"] = [
-        "live_frame_ms: both sides decode with the same TAESD-shaped AutoencoderTiny; live_frame_full_vae_ms: both "
-        "with the full VAE.",
-        "latentlib's fast path reuses prompt embeddings and seed noise across calls (its cache); diffusers encodes "
-        "the prompt on every call, as it ships.",
+        ("live_frame_ms: both sides decode with the same TAESD-shaped AutoencoderTiny; live_frame_full_vae_ms: both "
+         "with the full VAE."),
+        ("latentlib's fast path reuses prompt embeddings and seed noise across calls (its cache); diffusers encodes "
+         "the prompt on every call, as it ships."),
         "diffusers returns GPU tensors (output_type='pt'); latentlib copies the frame to the CPU as float32.",
-        "live_img2img_ms (latentlib only): 4 steps at strength 0.5 (2 run) from a fixed start image, preview "
-        "decoder; the fast path's cache encodes the start image once; live_img2img_encoding_each_frame_ms empties "
-        "that cache before each call.",
-        "live_frame_pil_ms: the live frame as 8-bit PIL images on the host, what the lab shows (both sides, TAESD-"
-        "shaped decoder); latentlib rounds to 8 bits on the GPU, diffusers with numpy on the host.",
+        ("live_img2img_ms (latentlib only): 4 steps at strength 0.5 (2 run) from a fixed start image, preview "
+         "decoder; the fast path's cache encodes the start image once; live_img2img_encoding_each_frame_ms empties "
+         "that cache before each call."),
+        ("live_frame_pil_ms: the live frame as 8-bit PIL images on the host, what the lab shows (both sides, TAESD-"
+         "shaped decoder); latentlib rounds to 8 bits on the GPU, diffusers with numpy on the host."),
     ]
     if also_autotune is not None and "fast_path" in out:
         progress(out)  # the figures so far are kept if the retuned compile runs out of time

@@ -26,6 +26,11 @@ CUDA graphs stay latentlib's own). Both lengthen the first, cold compile ("max-a
 benchmarks candidate kernels); the compile cache keeps the result for later sessions. Off by default: the
 gain on a GPU is not measured yet (``bench/bench_fast.py --autotune``).
 
+``static_shapes`` (with ``compile``) compiles every batch size on its own (``torch.compile(dynamic=False)``).
+By default a second batch size recompiles once with a symbolic batch that later sizes share (fewer cold
+compiles); static graphs may run faster for each size, at the price of a full compile per new size. Off by
+default until measured on a GPU (``bench/bench_unet_tuning.py``).
+
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
 is turned on: after changing the UNet's weights (a LoRA, a fine-tune), call ``model.accelerate(...)``
@@ -79,6 +84,7 @@ class FastPath:
         sdpa, channels_last, compile, cuda_graphs, fuse_qkv, cudnn_benchmark, cache: whether each lever is on.
         compile_cache: folder of the on-disk compile cache (None when not compiling).
         autotune: how the compiled kernels are tuned ("off", "coordinate-descent", "max-autotune").
+        static_shapes: whether each batch size is compiled on its own rather than with a symbolic batch.
         notes: one line per flag that was asked for but is off, and why.
     """
 
@@ -92,6 +98,7 @@ class FastPath:
     cudnn_benchmark: bool = False
     compile_cache: str | None = None
     autotune: str = "off"
+    static_shapes: bool = False
     notes: list[str] = field(default_factory=list)
     # runtime state, not part of the report
     _unet: object = field(default=None, repr=False)
@@ -118,7 +125,8 @@ class FastPath:
                 compiled = False
                 notes.append(f"compile: the {what} runs eagerly ({runner.error})")
         return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS}, "compile": compiled,
-                "compile_cache": self.compile_cache, "autotune": self.autotune, "notes": notes}
+                "compile_cache": self.compile_cache, "autotune": self.autotune,
+                "static_shapes": self.static_shapes, "notes": notes}
 
     def _runners(self) -> list:
         """Every UNet (one per set of extra inputs) and decoder runner."""
@@ -200,13 +208,13 @@ class _Compiled:
     in :meth:`FastPath.report`) if compiling fails, e.g. without a C++ compiler on CPU.
 
     Default (automatic) dynamic shapes: a second batch size recompiles once with a symbolic batch, which
-    later sizes reuse; each CUDA graph still has fixed shapes. Dynamo keeps its cache per code object,
+    later sizes reuse; each CUDA graph still has fixed shapes. ``static_shapes`` compiles each size on its own. Dynamo keeps its cache per code object,
     so every network, in every model, shares the recompile limit; :func:`accelerate` raises it.
     """
 
-    def __init__(self, fn, what: str, autotune: str = "off"):
+    def __init__(self, fn, what: str, autotune: str = "off", static_shapes: bool = False):
         self.eager, self.what = fn, what
-        self.compiled = torch.compile(fn, **_AUTOTUNE[autotune])
+        self.compiled = torch.compile(fn, **({"dynamic": False} if static_shapes else {}), **_AUTOTUNE[autotune])
         self.error: str | None = None
 
     def __call__(self, *args):
@@ -280,8 +288,9 @@ def _unet_fn(unet, keys: tuple[str, ...]):
 class _UNetRunner:
     """What the denoising loop calls instead of ``model.unet`` when the fast path is on."""
 
-    def __init__(self, unet, *, compile: bool, cuda_graphs: bool, autotune: str = "off"):
+    def __init__(self, unet, *, compile: bool, cuda_graphs: bool, autotune: str = "off", static_shapes: bool = False):
         self.unet, self.compile, self.cuda_graphs, self.autotune = unet, compile, cuda_graphs, autotune
+        self.static_shapes = static_shapes
         self.runners: dict = {}
 
     def __call__(self, sample, t, text, timestep_cond=None, added=None):
@@ -295,7 +304,7 @@ class _UNetRunner:
         if runner is None:
             runner = _unet_fn(self.unet, keys)
             if self.compile:
-                runner = _Compiled(runner, "UNet", self.autotune)
+                runner = _Compiled(runner, "UNet", self.autotune, self.static_shapes)
             if self.cuda_graphs:
                 runner = _Graphed(runner)
             self.runners[keys] = runner
@@ -304,20 +313,21 @@ class _UNetRunner:
         return runner(sample, t.to(sample.device), text, *extras.values())
 
 
-def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, autotune: str = "off"):
+def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, autotune: str = "off", static_shapes: bool = False):
     def call(z):
         return vae.decode(z, return_dict=False)[0]
 
     runner = call
     if compile:
-        runner = _Compiled(runner, "decoder", autotune)
+        runner = _Compiled(runner, "decoder", autotune, static_shapes)
     if cuda_graphs:
         runner = _Graphed(runner)
     return runner
 
 
 def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_AUTO, cuda_graphs=_AUTO,
-               fuse_qkv=_AUTO, cudnn_benchmark=_AUTO, cache=True, compile_cache=None, autotune="off") -> FastPath:
+               fuse_qkv=_AUTO, cudnn_benchmark=_AUTO, cache=True, compile_cache=None, autotune="off",
+               static_shapes=False) -> FastPath:
     """Turn on the fast path for ``model`` (in place) and return what is on; see the module docstring.
 
     Args:
@@ -327,6 +337,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         compile_cache: folder for compiled kernels kept between sessions.
         autotune: "off" (default), "coordinate-descent" or "max-autotune": how Inductor tunes the compiled
             kernels (module docstring); applies only with ``compile``.
+        static_shapes: compile each batch size on its own (module docstring); applies only with ``compile``.
 
     Returns:
         :class:`FastPath`, also stored as ``model.fast``. ``model.accelerate(...)`` is the same call;
@@ -355,6 +366,11 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if autotune != "off" and not want_compile:
         notes.append(f"autotune: off ({autotune!r} tunes compiled kernels, and compile is off)")
         autotune = "off"
+    if not isinstance(static_shapes, bool):
+        raise TypeError(f"`static_shapes` must be True or False, got {static_shapes!r}.")
+    if static_shapes and not want_compile:
+        notes.append("static_shapes: off (it shapes compiled graphs, and compile is off)")
+        static_shapes = False
     if want_graphs and not cuda:
         warnings.warn(f"cuda_graphs=True needs a CUDA device; this model is on {model.device}, so steps run "
                       f"without graphs.", RuntimeWarning, stacklevel=2)
@@ -400,14 +416,15 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         _raise_recompile_limit(64)
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
                     compile=want_compile, cuda_graphs=want_graphs, cache=cache, fuse_qkv=fuse_qkv,
-                    cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, autotune=autotune, notes=notes,
-                    _cudnn_before=cudnn_before)
+                    cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, autotune=autotune,
+                    static_shapes=static_shapes, notes=notes, _cudnn_before=cudnn_before)
     if want_compile or want_graphs:
-        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, autotune=autotune)
+        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, autotune=autotune,
+                                 static_shapes=static_shapes)
         for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):
             if module is not None:
                 fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs,
-                                                     autotune=autotune)
+                                                     autotune=autotune, static_shapes=static_shapes)
     model.fast = fast
     return fast
 

@@ -172,7 +172,8 @@ class Model:
             f = self.fast
             fast.accelerate(self, dtype=self.dtype, sdpa=f.sdpa, channels_last=f.channels_last, compile=f.compile,
                             cuda_graphs=f.cuda_graphs, fuse_qkv=f.fuse_qkv, cudnn_benchmark=f.cudnn_benchmark,
-                            cache=f.cache, compile_cache=f.compile_cache, autotune=f.autotune)
+                            cache=f.cache, compile_cache=f.compile_cache, autotune=f.autotune,
+                            static_shapes=f.static_shapes)
 
     # -- checks shared by the operations ----------------------------------
     def _check_size(self, height, width) -> tuple[int, int]:

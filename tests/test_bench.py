@@ -115,21 +115,26 @@ def test_bench_host_quick_times_the_loop_around_stand_ins(tmp_path, monkeypatch)
     assert "sampling.py" in report["profile_live_frame"]
 
 
-def test_bench_unet_tuning_quick_times_each_mode(tmp_path, monkeypatch):
-    """The UNet-only tuning bench: diffusers' eager step and the fast step per mode and batch, in the order
-    asked; on the CPU compile is off, so each mode's UNet is the eager one (same output) with a note."""
+def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
+    """The UNet-only bench: diffusers' eager step and the fast step per variant and batch, in the order asked;
+    on the CPU compile is off, so each variant's UNet is the eager one (same output) with notes."""
     out = tmp_path / "tuning.json"
-    monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--autotune", "coordinate-descent,off",
-                                      "--batches", "2,1", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants", "coordinate-descent,off+static",
+                                      "--batches", "1,2", "--out", str(out)])
     runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
     report = json.loads(out.read_text())
-    assert set(report["diffusers_ms"]) == {"unet_step_b2_ms", "unet_step_b1_ms"}
-    assert list(report["modes"]) == ["coordinate-descent", "off"]
-    for row in report["modes"].values():
+    assert set(report["diffusers_ms"]) == {"unet_step_b1_ms", "unet_step_b2_ms"}
+    assert list(report["variants"]) == ["coordinate-descent", "off+static"]
+    for row in report["variants"].values():
         assert row["fast_path"]["autotune"] == "off" and row["fast_path"]["compile"] is False
-        assert all(ms > 0 for ms in row["ms"].values()) and set(row["ms"]) == set(report["diffusers_ms"])
-        assert all(v["max_abs"] == 0 for v in row["vs_eager"].values())
-    assert any("compile is off" in n for n in report["modes"]["coordinate-descent"]["fast_path"]["notes"])
+        assert list(row["ms"]) == ["unet_step_b1_ms", "unet_step_b2_ms"] and all(ms > 0 for ms in row["ms"].values())
+        assert all(v["max_abs"] == 0 for v in row["vs_eager"].values()) and "compiling" not in row
+    assert any("compile is off" in n for n in report["variants"]["coordinate-descent"]["fast_path"]["notes"])
+    assert any(n.startswith("static_shapes: off") for n in report["variants"]["off+static"]["fast_path"]["notes"])
+    for bad in (["--variants", "off,off"], ["--variants", "fast"], ["--batches", "0"]):
+        monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", *bad, "--out", str(out)])
+        with pytest.raises(SystemExit):
+            runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
 
 
 def test_bench_directions_quick_writes_json(tmp_path, monkeypatch):

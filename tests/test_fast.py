@@ -26,7 +26,7 @@ def test_auto_on_cpu_is_eager_with_caches_and_changes_no_pixel(model):
     assert isinstance(fast, FastPath) and model.fast is fast
     assert fast.report() == {"dtype": "float32", "sdpa": True, "channels_last": False, "compile": False,
                              "cuda_graphs": False, "fuse_qkv": False, "cudnn_benchmark": False, "cache": True,
-                             "compile_cache": None, "autotune": "off", "notes": []}
+                             "compile_cache": None, "autotune": "off", "static_shapes": False, "notes": []}
     assert torch.equal(_gen(model), before)
     assert torch.equal(_gen(model), before)  # from the caches this time
     model.decelerate()
@@ -497,8 +497,9 @@ def test_autotune_reaches_torch_compile_and_changes_no_pixel(model, monkeypatch,
     assert fast.report()["autotune"] == autotune and torch.equal(after, before)
 
 
-def test_a_preview_decoder_set_later_keeps_the_autotune(model, monkeypatch):
-    """set_preview_decoder re-applies the fast path with its flags; the kernel tuning is one of them."""
+def test_a_preview_decoder_set_later_keeps_the_autotune_and_static_shapes(model, monkeypatch):
+    """set_preview_decoder re-applies the fast path with its flags; the kernel tuning and static shapes are
+    among them."""
     calls = []
 
     def recording_compile(fn, **kwargs):
@@ -506,11 +507,31 @@ def test_a_preview_decoder_set_later_keeps_the_autotune(model, monkeypatch):
         return fn
 
     monkeypatch.setattr(torch, "compile", recording_compile)
-    model.accelerate(compile=True, autotune="coordinate-descent")
+    model.accelerate(compile=True, autotune="coordinate-descent", static_shapes=True)
     calls.clear()
     model.set_preview_decoder(tiny_preview_decoder())
-    assert model.fast.report()["autotune"] == "coordinate-descent"
-    assert calls and all(call == {"options": {"coordinate_descent_tuning": True}} for call in calls)
+    assert model.fast.report()["autotune"] == "coordinate-descent" and model.fast.report()["static_shapes"] is True
+    assert calls and all(call == {"dynamic": False, "options": {"coordinate_descent_tuning": True}} for call in calls)
+
+
+def test_static_shapes_reach_torch_compile_and_need_compile(model, monkeypatch):
+    """static_shapes=True compiles with dynamic=False (UNet and decoder), changes no pixel, and without compile
+    is off with a note; it takes a bool."""
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: calls.append(kwargs) or fn)
+    before = _gen(model, steps=2)
+    fast = model.accelerate(compile=True, static_shapes=True)
+    assert torch.equal(_gen(model, steps=2), before)
+    assert len(calls) >= 2 and all(call == {"dynamic": False} for call in calls) and fast.static_shapes
+    calls.clear()
+    model.accelerate(compile=True)
+    _gen(model, steps=2)
+    assert calls and all(call == {} for call in calls)  # the default: automatic dynamic shapes
+    fast = model.accelerate(compile=False, static_shapes=True)
+    assert fast.static_shapes is False and "static_shapes: off (it shapes compiled graphs, and compile is off)" \
+        in fast.notes
+    with pytest.raises(TypeError, match=r"`static_shapes` must be True or False, got 'yes'"):
+        model.accelerate(static_shapes="yes")
 
 
 def test_autotune_needs_compile_and_is_checked(model):
