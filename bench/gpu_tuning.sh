@@ -9,14 +9,7 @@ set -uo pipefail
 OUT=${OUT:-bench/results/gpu-tuning}
 PY=${PY:-python3}
 mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$HOME/.cache/latentlib/torchinductor}
-if [ -n "${WHEELS:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=${PYTHONPATH:-}:$PWD
-fi
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" || true
 timeout "${TUNING_S:-560}" $PY bench/bench_unet_tuning.py --device cuda \
   --variants "${VARIANTS:-off+static,off,coordinate-descent+static}" --batches "${BATCHES:-1,2}" \
