@@ -143,13 +143,14 @@ def _pixels_close(a: torch.Tensor, b: torch.Tensor) -> dict:
 
 
 def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, repeats, device, *,
-                compile_flag, graphs_flag, autotune="off") -> dict:
+                compile_flag, graphs_flag, autotune="off", static_shapes=False) -> dict:
     """Turn on ``model.accelerate()``, warm every shape up, time each figure into ``ours_ms`` and return
     the fast path's images (compared with the eager ones by the caller)."""
     began = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune)
+        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune,
+                                static_shapes=static_shapes)
         fast_images = {"live": ours(1, 0.0), "image": ours(image_steps, 7.5), "sweep": ours_sweep()}
         with torch.no_grad():
             for batch in (1, 2, 8):  # compile and capture every shape the timings below use
@@ -191,7 +192,8 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
     return fast_images
 
 
-def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, autotune: str) -> dict:
+def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, autotune: str,
+                   static_shapes: bool = False) -> dict:
     """The fast path again with ``autotune``, in the same process as the untuned one: the batch-1 and batch-2
     UNet steps and the live frame, like for like, and the tuned UNet's output against the eager UNet's.
     ``warmup_s`` counts everything before the timings: turning the untuned path off, the eager reference step,
@@ -205,9 +207,11 @@ def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, a
         x, t, text, added = batches[1]
         kw = {} if added is None else {"added_cond_kwargs": added}
         eager = model.unet(x, t, encoder_hidden_states=text, **kw).sample
+    torch._dynamo.reset()  # compile as a fresh process would: no automatic-dynamic memory of the untuned run's sizes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune)
+        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune,
+                                static_shapes=static_shapes)
         ours(1, 0.0, decoder="preview")  # compiles and captures the live frame's shapes
         with torch.no_grad():
             run = fast._unet if fast._unet is not None else (
@@ -229,7 +233,7 @@ def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, a
 
 
 def bench_model(label: str, components: dict, *, device, dtype, full: bool, repeats: int, image_steps: int,
-                sweep_frames: int, compile_flag, graphs_flag, autotune="off", also_autotune=None,
+                sweep_frames: int, compile_flag, graphs_flag, autotune="off", also_autotune=None, static_shapes=False,
                 progress=lambda out: None) -> dict:
     from diffusers import DPMSolverMultistepScheduler
 
@@ -321,7 +325,8 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
             torch.cuda.reset_peak_memory_stats()
         try:
             fast_images = _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, repeats,
-                                      device, compile_flag=compile_flag, graphs_flag=graphs, autotune=autotune)
+                                      device, compile_flag=compile_flag, graphs_flag=graphs, autotune=autotune,
+                                      static_shapes=static_shapes)
             break
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
             out.setdefault("errors", []).append(
@@ -375,7 +380,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
         try:
             out["retuned"] = _retuned_phase(model, ours, repeats, device, compile_flag=compile_flag,  # the graphs
                                             graphs_flag=out["fast_path"]["cuda_graphs"],  # setting that worked
-                                            autotune=also_autotune)
+                                            autotune=also_autotune, static_shapes=static_shapes)
             for key, ms in out["retuned"]["ms"].items():
                 print(f"  {key} with autotune={also_autotune}: {ms:.2f} ms (untuned {out['figures'][key]['latentlib_ms']})")
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
@@ -418,6 +423,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--also-autotune", default=None, choices=("coordinate-descent", "max-autotune"),
                         help="after the fast path's figures, accelerate again with this autotune and time the batch-1 "
                              "and batch-2 UNet steps and the live frame in the same process (default: no)")
+    parser.add_argument("--static-shapes", action="store_true",
+                        help="compile each batch size on its own (latentlib.fast.accelerate's static_shapes; default no)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fast.json"), help="JSON to write")
     args = parser.parse_args(argv)
@@ -443,7 +450,7 @@ def main(argv=None) -> dict:
         runs.append(bench_model(label, builders[name](device, full), device=device, dtype=dtype, full=full,
                                 repeats=repeats, image_steps=image_steps, sweep_frames=frames,
                                 compile_flag=compile_flag, graphs_flag="auto", autotune=args.autotune,
-                                also_autotune=args.also_autotune,
+                                also_autotune=args.also_autotune, static_shapes=args.static_shapes,
                                 progress=lambda part: _write(args, device, [*runs, part], skipped, began)))
         _print(runs[-1])
         _write(args, device, runs, skipped, began)  # after every model: a run stopped later keeps this one
@@ -456,6 +463,7 @@ def _write(args, device, runs, skipped, began, final: bool = False) -> dict:
         **_environment(),
         "threads": torch.get_num_threads(), "device": str(device), "quick": args.quick, "skipped": skipped,
         "complete": final, "compile": args.compile, "autotune": args.autotune, "also_autotune": args.also_autotune,
+        "static_shapes": args.static_shapes,
         "targets_sd15": TARGETS, "runs": runs, "seconds": round(time.perf_counter() - began, 1),
     }
     sd = next((r for r in runs if r["model"] == "sd15-full"), None)

@@ -84,10 +84,10 @@ def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatc
     untuned figures; on the CPU compile is off, so the tuning is off with a note and the UNet is the eager one."""
     out = tmp_path / "fast.json"
     monkeypatch.setattr(sys, "argv", ["bench_fast.py", "--quick", "--models", "sd15", "--also-autotune",
-                                      "coordinate-descent", "--out", str(out)])
+                                      "coordinate-descent", "--static-shapes", "--out", str(out)])
     runpy.run_path(str(BENCH.parent / "bench_fast.py"), run_name="__main__")
     report = json.loads(out.read_text())
-    assert report["also_autotune"] == "coordinate-descent" and report["autotune"] == "off"
+    assert report["also_autotune"] == "coordinate-descent" and report["autotune"] == "off" and report["static_shapes"]
     (run,) = report["runs"]
     assert "errors" not in run and run["fast_path"]["autotune"] == "off"
     retuned = run["retuned"]
@@ -95,6 +95,8 @@ def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatc
         "unet_step_b1_ms", "unet_step_b2_ms", "live_frame_ms"}
     assert all(ms > 0 for ms in retuned["ms"].values())
     assert retuned["fast_path"]["autotune"] == "off" and any("compile is off" in n for n in retuned["fast_path"]["notes"])
+    for fast_path in (run["fast_path"], retuned["fast_path"]):  # asked for, and off with a note (no compile here)
+        assert any(n.startswith("static_shapes: off") for n in fast_path["notes"])
     assert set(retuned["unet_b1_vs_eager"]) == {"max_abs", "mean_abs"}  # on a GPU: the tuned kernels' fp16 error
 
 
