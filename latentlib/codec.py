@@ -17,7 +17,8 @@ import torch
 
 from ._checks import check_choice, check_finite, check_int
 
-__all__ = ["to_pixels", "encode_pixels", "decode_latents", "decode_to_output", "pixels_to_output", "latent_to_vae", "vae_to_latent"]
+__all__ = ["to_pixels", "encode_pixels", "decode_latents", "decode_to_output", "pixels_to_output", "latent_to_vae",
+           "vae_to_latent"]
 
 OUTPUTS = ("pil", "pt", "np")
 

@@ -208,13 +208,14 @@ class _Compiled:
     in :meth:`FastPath.report`) if compiling fails, e.g. without a C++ compiler on CPU.
 
     Default (automatic) dynamic shapes: a second batch size recompiles once with a symbolic batch, which
-    later sizes reuse; each CUDA graph still has fixed shapes. ``static_shapes`` compiles each size on its own. Dynamo keeps its cache per code object,
-    so every network, in every model, shares the recompile limit; :func:`accelerate` raises it.
+    later sizes reuse; each CUDA graph still has fixed shapes (``static_shapes`` compiles each size on its own).
+    Dynamo keeps its cache per code object, so every network, in every model, shares the recompile limit;
+    :func:`accelerate` raises it. ``options``: torch.compile's keyword arguments (:func:`_compile_options`).
     """
 
-    def __init__(self, fn, what: str, autotune: str = "off", static_shapes: bool = False):
+    def __init__(self, fn, what: str, options: dict | None = None):
         self.eager, self.what = fn, what
-        self.compiled = torch.compile(fn, **({"dynamic": False} if static_shapes else {}), **_AUTOTUNE[autotune])
+        self.compiled = torch.compile(fn, **(options or {}))
         self.error: str | None = None
 
     def __call__(self, *args):
@@ -288,9 +289,8 @@ def _unet_fn(unet, keys: tuple[str, ...]):
 class _UNetRunner:
     """What the denoising loop calls instead of ``model.unet`` when the fast path is on."""
 
-    def __init__(self, unet, *, compile: bool, cuda_graphs: bool, autotune: str = "off", static_shapes: bool = False):
-        self.unet, self.compile, self.cuda_graphs, self.autotune = unet, compile, cuda_graphs, autotune
-        self.static_shapes = static_shapes
+    def __init__(self, unet, *, compile: bool, cuda_graphs: bool, options: dict | None = None):
+        self.unet, self.compile, self.cuda_graphs, self.options = unet, compile, cuda_graphs, options
         self.runners: dict = {}
 
     def __call__(self, sample, t, text, timestep_cond=None, added=None):
@@ -304,7 +304,7 @@ class _UNetRunner:
         if runner is None:
             runner = _unet_fn(self.unet, keys)
             if self.compile:
-                runner = _Compiled(runner, "UNet", self.autotune, self.static_shapes)
+                runner = _Compiled(runner, "UNet", self.options)
             if self.cuda_graphs:
                 runner = _Graphed(runner)
             self.runners[keys] = runner
@@ -313,13 +313,18 @@ class _UNetRunner:
         return runner(sample, t.to(sample.device), text, *extras.values())
 
 
-def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, autotune: str = "off", static_shapes: bool = False):
+def _compile_options(autotune: str, static_shapes: bool) -> dict:
+    """torch.compile's keyword arguments for the fast path's ``autotune`` and ``static_shapes``."""
+    return {**({"dynamic": False} if static_shapes else {}), **_AUTOTUNE[autotune]}
+
+
+def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, options: dict | None = None):
     def call(z):
         return vae.decode(z, return_dict=False)[0]
 
     runner = call
     if compile:
-        runner = _Compiled(runner, "decoder", autotune, static_shapes)
+        runner = _Compiled(runner, "decoder", options)
     if cuda_graphs:
         runner = _Graphed(runner)
     return runner
@@ -419,12 +424,12 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
                     cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, autotune=autotune,
                     static_shapes=static_shapes, notes=notes, _cudnn_before=cudnn_before)
     if want_compile or want_graphs:
-        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, autotune=autotune,
-                                 static_shapes=static_shapes)
+        options = _compile_options(autotune, static_shapes)
+        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, options=options)
         for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):
             if module is not None:
                 fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs,
-                                                     autotune=autotune, static_shapes=static_shapes)
+                                                     options=options)
     model.fast = fast
     return fast
 
