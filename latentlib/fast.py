@@ -17,6 +17,7 @@ flag               what it does                                           ``"aut
 ``cache``          reuse prompt embeddings, seed noise, start images'     on                   on
                    latents across frames
 ``autotune``       tune the compiled kernels (see below)                  "off"                "off"
+``attention``      which SDPA kernel the fast UNet tries first            "auto" (PyTorch's)   "auto"
 =================  =====================================================  ===================  ===========
 
 ``autotune`` applies with ``compile``: "coordinate-descent" lets Inductor search each generated kernel's
@@ -30,6 +31,15 @@ gain on a GPU is not measured yet (``bench/bench_fast.py --autotune``).
 By default a second batch size recompiles once with a symbolic batch that later sizes share (fewer cold
 compiles); static graphs may run faster for each size, at the price of a full compile per new size. Off by
 default until measured on a GPU (``bench/bench_unet_tuning.py``).
+
+``attention`` ("auto", "cudnn", "flash", "efficient" or "math") puts one of PyTorch's scaled-dot-product
+attention kernels first in its priority order while the fast path runs the UNet (``torch.nn.attention.
+sdpa_kernel``); a shape that kernel cannot serve falls back to the others in PyTorch's order. "auto" leaves
+PyTorch's choice (FlashAttention-2 first). cuDNN's attention is reported 1.7-2.3x faster than
+FlashAttention-2 on Hopper GPUs for language-model shapes; SD 1.5's head sizes (40, 80, 160) are unmeasured
+(``bench/bench_unet_tuning.py`` times every backend on the UNet's own attention calls). "cudnn" and
+"efficient" need CUDA; elsewhere PyTorch picks as usual, with a note. The choice is made when the UNet is
+compiled or captured, so change it with ``model.accelerate(attention=...)``, which starts a new runner.
 
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
@@ -71,6 +81,7 @@ _AUTO = "auto"
 _FUSED_LAYERS = ("to_qkv", "to_kv", "to_added_qkv")  # what diffusers' fuse_qkv_projections adds
 _FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "fuse_qkv", "cudnn_benchmark", "cache")
 # torch.compile's arguments per ``autotune`` value
+_ATTENTION = ("auto", "cudnn", "flash", "efficient", "math")  # ``attention``: which SDPA kernel goes first
 _AUTOTUNE = {"off": {}, "coordinate-descent": {"options": {"coordinate_descent_tuning": True}},
              "max-autotune": {"mode": "max-autotune-no-cudagraphs"}}
 
@@ -85,6 +96,7 @@ class FastPath:
         compile_cache: folder of the on-disk compile cache (None when not compiling).
         autotune: how the compiled kernels are tuned ("off", "coordinate-descent", "max-autotune").
         static_shapes: whether each batch size is compiled on its own rather than with a symbolic batch.
+        attention: the SDPA kernel the fast UNet tries first ("auto": PyTorch's order).
         notes: one line per flag that was asked for but is off, and why.
     """
 
@@ -99,6 +111,7 @@ class FastPath:
     compile_cache: str | None = None
     autotune: str = "off"
     static_shapes: bool = False
+    attention: str = "auto"
     notes: list[str] = field(default_factory=list)
     # runtime state, not part of the report
     _unet: object = field(default=None, repr=False)
@@ -126,7 +139,7 @@ class FastPath:
                 notes.append(f"compile: the {what} runs eagerly ({runner.error})")
         return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS}, "compile": compiled,
                 "compile_cache": self.compile_cache, "autotune": self.autotune,
-                "static_shapes": self.static_shapes, "notes": notes}
+                "static_shapes": self.static_shapes, "attention": self.attention, "notes": notes}
 
     def _runners(self) -> list:
         """Every UNet (one per set of extra inputs) and decoder runner."""
@@ -289,8 +302,10 @@ def _unet_fn(unet, keys: tuple[str, ...]):
 class _UNetRunner:
     """What the denoising loop calls instead of ``model.unet`` when the fast path is on."""
 
-    def __init__(self, unet, *, compile: bool, cuda_graphs: bool, options: dict | None = None):
+    def __init__(self, unet, *, compile: bool, cuda_graphs: bool, options: dict | None = None,
+                 attention: str = "auto"):
         self.unet, self.compile, self.cuda_graphs, self.options = unet, compile, cuda_graphs, options
+        self.attention = attention
         self.runners: dict = {}
 
     def __call__(self, sample, t, text, timestep_cond=None, added=None):
@@ -310,7 +325,25 @@ class _UNetRunner:
             self.runners[keys] = runner
         if not torch.is_tensor(t):
             t = torch.tensor(t, device=sample.device)
-        return runner(sample, t.to(sample.device), text, *extras.values())
+        if self.attention == _AUTO:
+            return runner(sample, t.to(sample.device), text, *extras.values())
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(_attention_order(self.attention), set_priority=True):
+            return runner(sample, t.to(sample.device), text, *extras.values())
+
+
+def _attention_order(first: str) -> list:
+    """SDPA backends for ``attention=first``: that one, then the others PyTorch has enabled, in its default order."""
+    from torch.nn.attention import SDPBackend
+
+    backends = torch.backends.cuda
+    default = {"flash": (SDPBackend.FLASH_ATTENTION, backends.flash_sdp_enabled),
+               "efficient": (SDPBackend.EFFICIENT_ATTENTION, backends.mem_efficient_sdp_enabled),
+               "math": (SDPBackend.MATH, backends.math_sdp_enabled),
+               "cudnn": (SDPBackend.CUDNN_ATTENTION, backends.cudnn_sdp_enabled)}
+    return [default[first][0]] + [backend for name, (backend, enabled) in default.items()
+                                  if name != first and enabled()]
 
 
 def _compile_options(autotune: str, static_shapes: bool) -> dict:
@@ -332,7 +365,7 @@ def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, options: dict | Non
 
 def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_AUTO, cuda_graphs=_AUTO,
                fuse_qkv=_AUTO, cudnn_benchmark=_AUTO, cache=True, compile_cache=None, autotune="off",
-               static_shapes=False) -> FastPath:
+               static_shapes=False, attention="auto") -> FastPath:
     """Turn on the fast path for ``model`` (in place) and return what is on; see the module docstring.
 
     Args:
@@ -343,6 +376,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         autotune: "off" (default), "coordinate-descent" or "max-autotune": how Inductor tunes the compiled
             kernels (module docstring); applies only with ``compile``.
         static_shapes: compile each batch size on its own (module docstring); applies only with ``compile``.
+        attention: "auto" (PyTorch's order), "cudnn", "flash", "efficient" or "math": the scaled-dot-product
+            attention kernel the fast UNet tries first (module docstring); needs ``sdpa``.
 
     Returns:
         :class:`FastPath`, also stored as ``model.fast``. ``model.accelerate(...)`` is the same call;
@@ -376,6 +411,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if static_shapes and not want_compile:
         notes.append("static_shapes: off (it shapes compiled graphs, and compile is off)")
         static_shapes = False
+    if not isinstance(attention, str) or attention not in _ATTENTION:
+        raise ValueError(f"`attention` must be one of {', '.join(map(repr, _ATTENTION))}, got {attention!r}.")
     if want_graphs and not cuda:
         warnings.warn(f"cuda_graphs=True needs a CUDA device; this model is on {model.device}, so steps run "
                       f"without graphs.", RuntimeWarning, stacklevel=2)
@@ -384,6 +421,12 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if sdpa and not hasattr(torch.nn.functional, "scaled_dot_product_attention"):  # pragma: no cover - torch < 2
         notes.append("sdpa: off (this torch has no scaled_dot_product_attention)")
         sdpa = False
+    if attention != _AUTO and not sdpa:
+        notes.append(f"attention: auto ({attention!r} is a scaled-dot-product attention kernel, and sdpa is off)")
+        attention = _AUTO
+    if attention in ("cudnn", "efficient") and not cuda:
+        notes.append(f"attention: auto ({attention!r} needs CUDA; the model is on {model.device})")
+        attention = _AUTO
     if cudnn_benchmark and not cuda:
         notes.append(f"cudnn_benchmark: off (the model is on {model.device})")
         cudnn_benchmark = False
@@ -422,12 +465,13 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
                     compile=want_compile, cuda_graphs=want_graphs, cache=cache, fuse_qkv=fuse_qkv,
                     cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, autotune=autotune,
-                    static_shapes=static_shapes, notes=notes, _cudnn_before=cudnn_before)
-    if want_compile or want_graphs:
+                    static_shapes=static_shapes, attention=attention, notes=notes, _cudnn_before=cudnn_before)
+    if want_compile or want_graphs or attention != _AUTO:
         options = _compile_options(autotune, static_shapes)
-        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, options=options)
+        fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, options=options,
+                                 attention=attention)
         for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):
-            if module is not None:
+            if module is not None and (want_compile or want_graphs):
                 fast._decode[which] = _decode_runner(module, compile=want_compile, cuda_graphs=want_graphs,
                                                      options=options)
     model.fast = fast

@@ -173,7 +173,7 @@ class Model:
             fast.accelerate(self, dtype=self.dtype, sdpa=f.sdpa, channels_last=f.channels_last, compile=f.compile,
                             cuda_graphs=f.cuda_graphs, fuse_qkv=f.fuse_qkv, cudnn_benchmark=f.cudnn_benchmark,
                             cache=f.cache, compile_cache=f.compile_cache, autotune=f.autotune,
-                            static_shapes=f.static_shapes)
+                            static_shapes=f.static_shapes, attention=f.attention)
 
     # -- checks shared by the operations ----------------------------------
     def _check_size(self, height, width) -> tuple[int, int]:

@@ -26,7 +26,8 @@ def test_auto_on_cpu_is_eager_with_caches_and_changes_no_pixel(model):
     assert isinstance(fast, FastPath) and model.fast is fast
     assert fast.report() == {"dtype": "float32", "sdpa": True, "channels_last": False, "compile": False,
                              "cuda_graphs": False, "fuse_qkv": False, "cudnn_benchmark": False, "cache": True,
-                             "compile_cache": None, "autotune": "off", "static_shapes": False, "notes": []}
+                             "compile_cache": None, "autotune": "off", "static_shapes": False,
+                             "attention": "auto", "notes": []}
     assert torch.equal(_gen(model), before)
     assert torch.equal(_gen(model), before)  # from the caches this time
     model.decelerate()
@@ -532,6 +533,62 @@ def test_static_shapes_reach_torch_compile_and_need_compile(model, monkeypatch):
         in fast.notes
     with pytest.raises(TypeError, match=r"`static_shapes` must be True or False, got 'yes'"):
         model.accelerate(static_shapes="yes")
+
+
+def _spy_on_attention(monkeypatch) -> list:
+    """Record PyTorch's SDPA priority order (backend names) at every attention call the UNet makes."""
+    from torch.nn.attention import SDPBackend
+
+    names = {int(b): name for name, b in SDPBackend.__members__.items() if name not in ("ERROR", "OVERRIDEABLE")}
+    orders, real = [], torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        orders.append([names[i] for i in torch._C._get_sdp_priority_order() if i in names])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    return orders
+
+
+def test_attention_puts_its_kernel_first_for_the_fast_unet_only(model, monkeypatch):
+    """attention="math" runs the fast UNet (an eager runner on the CPU) with MATH first in SDPA's priority,
+    then the others in PyTorch's order; outside the UNet call the order is PyTorch's again. Same pixels."""
+    before = _gen(model, steps=2)
+    orders = _spy_on_attention(monkeypatch)
+    _gen(model, steps=2)
+    default = orders[0]
+    assert default[0] == "FLASH_ATTENTION" and all(order == default for order in orders)
+    orders.clear()
+    fast = model.accelerate(attention="math")
+    assert fast.attention == "math" and fast.report()["attention"] == "math" and fast._unet is not None
+    assert fast._decode == {}  # the decoder stays eager: it is neither compiled nor graphed on the CPU
+    after = _gen(model, steps=2)
+    unet_calls = [order for order in orders if order[0] == "MATH"]
+    assert unet_calls and unet_calls[0] == ["MATH", *[name for name in default if name != "MATH"]]
+    assert torch.equal(after, before)
+    assert torch._C._get_sdp_priority_order()[0] == int(torch.nn.attention.SDPBackend.FLASH_ATTENTION)
+    orders.clear()
+    model.accelerate()  # "auto": no runner on the CPU, PyTorch's order throughout
+    _gen(model, steps=2)
+    assert model.fast._unet is None and orders and all(order == default for order in orders)
+
+
+def test_attention_is_checked_and_needs_sdpa_and_cuda_for_some_kernels(model):
+    with pytest.raises(ValueError, match=r"`attention` must be one of 'auto', 'cudnn', 'flash', 'efficient', "
+                                         r"'math', got 'xformers'"):
+        model.accelerate(attention="xformers")
+    fast = model.accelerate(attention="cudnn")
+    assert fast.attention == "auto" and fast._unet is None
+    assert fast.notes == ["attention: auto ('cudnn' needs CUDA; the model is on cpu)"]
+    fast = model.accelerate(sdpa=False, attention="flash")
+    assert fast.attention == "auto" and \
+        fast.notes == ["attention: auto ('flash' is a scaled-dot-product attention kernel, and sdpa is off)"]
+
+
+def test_a_preview_decoder_set_later_keeps_the_attention_kernel(model):
+    model.accelerate(attention="flash")
+    model.set_preview_decoder(tiny_preview_decoder())
+    assert model.fast.attention == "flash" and model.fast._unet.attention == "flash"
 
 
 def test_autotune_needs_compile_and_is_checked(model):
