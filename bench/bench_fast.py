@@ -143,14 +143,14 @@ def _pixels_close(a: torch.Tensor, b: torch.Tensor) -> dict:
 
 
 def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, repeats, device, *,
-                compile_flag, graphs_flag, autotune="off", static_shapes=False) -> dict:
-    """Turn on ``model.accelerate()``, warm every shape up, time each figure into ``ours_ms`` and return
-    the fast path's images (compared with the eager ones by the caller)."""
+                compile_flag, graphs_flag, tuning: dict) -> dict:
+    """Turn on ``model.accelerate()`` (with ``tuning``: its autotune, static_shapes and attention arguments),
+    warm every shape up, time each figure into ``ours_ms`` and return the fast path's images (compared with the
+    eager ones by the caller)."""
     began = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune,
-                                static_shapes=static_shapes)
+        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, **tuning)
         fast_images = {"live": ours(1, 0.0), "image": ours(image_steps, 7.5), "sweep": ours_sweep()}
         with torch.no_grad():
             for batch in (1, 2, 8):  # compile and capture every shape the timings below use
@@ -192,10 +192,10 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
     return fast_images
 
 
-def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, autotune: str,
-                   static_shapes: bool = False) -> dict:
-    """The fast path again with ``autotune``, in the same process as the untuned one: the batch-1 and batch-2
-    UNet steps and the live frame, like for like, and the tuned UNet's output against the eager UNet's.
+def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, tuning: dict) -> dict:
+    """The fast path again with ``tuning`` (accelerate's autotune, static_shapes, attention), in the same process
+    as the untuned one: the batch-1 and batch-2 UNet steps and the live frame, like for like, and the tuned
+    UNet's output against the eager UNet's.
     ``warmup_s`` counts everything before the timings: turning the untuned path off, the eager reference step,
     and the tuned compile and graph capture."""
     began = time.perf_counter()
@@ -210,8 +210,7 @@ def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, a
     torch._dynamo.reset()  # compile as a fresh process would: no automatic-dynamic memory of the untuned run's sizes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, autotune=autotune,
-                                static_shapes=static_shapes)
+        fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, **tuning)
         ours(1, 0.0, decoder="preview")  # compiles and captures the live frame's shapes
         with torch.no_grad():
             run = fast._unet if fast._unet is not None else (
@@ -221,9 +220,9 @@ def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, a
             tuned = run(x, t, text, None, added)
             for batch in (1, 2):
                 run(*batches[batch][:3], None, batches[batch][3])
-            result = {"autotune": autotune, "warmup_s": round(time.perf_counter() - began, 1),
+            result = {"autotune": tuning["autotune"], "warmup_s": round(time.perf_counter() - began, 1),
                       "fast_path": fast.report(), "unet_b1_vs_eager": _pixels_close(tuned, eager), "ms": {}}
-            print(f"  retuned ({autotune}) fast path warmed up in {result['warmup_s']} s", flush=True)
+            print(f"  retuned ({tuning['autotune']}) fast path warmed up in {result['warmup_s']} s", flush=True)
             for batch in (1, 2):
                 xb, tb, textb, addedb = batches[batch]
                 result["ms"][f"unet_step_b{batch}_ms"] = _r(timed(
@@ -233,7 +232,7 @@ def _retuned_phase(model, ours, repeats, device, *, compile_flag, graphs_flag, a
 
 
 def bench_model(label: str, components: dict, *, device, dtype, full: bool, repeats: int, image_steps: int,
-                sweep_frames: int, compile_flag, graphs_flag, autotune="off", also_autotune=None, static_shapes=False,
+                sweep_frames: int, compile_flag, graphs_flag, tuning: dict | None = None, also_autotune=None,
                 progress=lambda out: None) -> dict:
     from diffusers import DPMSolverMultistepScheduler
 
@@ -325,8 +324,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
             torch.cuda.reset_peak_memory_stats()
         try:
             fast_images = _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, repeats,
-                                      device, compile_flag=compile_flag, graphs_flag=graphs, autotune=autotune,
-                                      static_shapes=static_shapes)
+                                      device, compile_flag=compile_flag, graphs_flag=graphs, tuning=tuning or {})
             break
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
             out.setdefault("errors", []).append(
@@ -380,7 +378,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
         try:
             out["retuned"] = _retuned_phase(model, ours, repeats, device, compile_flag=compile_flag,  # the graphs
                                             graphs_flag=out["fast_path"]["cuda_graphs"],  # setting that worked
-                                            autotune=also_autotune, static_shapes=static_shapes)
+                                            tuning={**(tuning or {}), "autotune": also_autotune})
             for key, ms in out["retuned"]["ms"].items():
                 print(f"  {key} with autotune={also_autotune}: {ms:.2f} ms (untuned {out['figures'][key]['latentlib_ms']})")
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
@@ -425,6 +423,9 @@ def main(argv=None) -> dict:
                              "and batch-2 UNet steps and the live frame in the same process (default: no)")
     parser.add_argument("--static-shapes", action="store_true",
                         help="compile each batch size on its own (latentlib.fast.accelerate's static_shapes; default no)")
+    parser.add_argument("--attention", default="auto", choices=("auto", "cudnn", "flash", "efficient", "math"),
+                        help="the attention kernel the fast UNet tries first (latentlib.fast.accelerate's attention; "
+                             "default auto: PyTorch's order)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fast.json"), help="JSON to write")
     args = parser.parse_args(argv)
@@ -449,8 +450,9 @@ def main(argv=None) -> dict:
         print(f"building {label} ...", flush=True)
         runs.append(bench_model(label, builders[name](device, full), device=device, dtype=dtype, full=full,
                                 repeats=repeats, image_steps=image_steps, sweep_frames=frames,
-                                compile_flag=compile_flag, graphs_flag="auto", autotune=args.autotune,
-                                also_autotune=args.also_autotune, static_shapes=args.static_shapes,
+                                compile_flag=compile_flag, graphs_flag="auto", also_autotune=args.also_autotune,
+                                tuning={"autotune": args.autotune, "static_shapes": args.static_shapes,
+                                        "attention": args.attention},
                                 progress=lambda part: _write(args, device, [*runs, part], skipped, began)))
         _print(runs[-1])
         _write(args, device, runs, skipped, began)  # after every model: a run stopped later keeps this one
@@ -463,7 +465,7 @@ def _write(args, device, runs, skipped, began, final: bool = False) -> dict:
         **_environment(),
         "threads": torch.get_num_threads(), "device": str(device), "quick": args.quick, "skipped": skipped,
         "complete": final, "compile": args.compile, "autotune": args.autotune, "also_autotune": args.also_autotune,
-        "static_shapes": args.static_shapes,
+        "static_shapes": args.static_shapes, "attention": args.attention,
         "targets_sd15": TARGETS, "runs": runs, "seconds": round(time.perf_counter() - began, 1),
     }
     sd = next((r for r in runs if r["model"] == "sd15-full"), None)

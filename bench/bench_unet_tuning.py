@@ -7,11 +7,18 @@ for ``--also-autotune``; on an H200 the whole of it left 320 s for the tuned com
 + CUDA graphs, as ``model.accelerate()`` does on CUDA) and times the fast UNet step at each batch size, in the
 order given. A variant is an autotune mode ("off", "coordinate-descent", "max-autotune"), with "+static" for
 ``static_shapes=True`` (each batch size compiled on its own; by default the second size recompiles with a
-symbolic batch, as in bench_fast, which compiles batch 1 first). Dynamo's state is reset between variants, so
-each compiles as a fresh process would. The JSON is written after every measurement (and names the shape
-being compiled), so a run cut short keeps what it finished.
+symbolic batch, as in bench_fast, which compiles batch 1 first) and "+cudnn", "+flash", "+efficient" or
+"+math" for accelerate's ``attention`` (the scaled-dot-product attention kernel tried first). Dynamo's state
+is reset between variants, so each compiles as a fresh process would; a variant that fails is recorded with
+its error and the next one runs. The JSON is written after every measurement (and names the shape being
+compiled), so a run cut short keeps what it finished.
 
-    python bench/bench_unet_tuning.py --device cuda --variants off+static,off --batches 1,2
+Before the variants (no compile, a few seconds) it records the UNet's own attention calls (shapes and
+strides of q, k and v, counted over one eager step at each batch size) and times each call with every SDPA
+kernel alone ("unsupported" where a kernel cannot serve it) and with PyTorch's own choice: the attention
+part of a step per kernel, the quick answer to whether "+cudnn" can pay.
+
+    python bench/bench_unet_tuning.py --device cuda --variants off+static,off+static+cudnn --batches 1,2
     python bench/bench_unet_tuning.py --device cuda --variants coordinate-descent --batches 1,2
     python bench/bench_unet_tuning.py --quick                     # CPU, tiny layout: the smoke run the tests do
 
@@ -25,7 +32,9 @@ import argparse
 import os
 import sys
 import time
+import traceback
 import warnings
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,16 +48,28 @@ from bench_core import environment, timed, write_report
 from bench_fast import TARGETS, _pixels_close, _sd15, _unet_inputs
 
 MODES = ("off", "coordinate-descent", "max-autotune")
-VARIANTS = MODES + tuple(f"{mode}+static" for mode in MODES)
+KERNELS = ("cudnn", "flash", "efficient", "math")  # accelerate's ``attention`` values besides "auto"
+GRAMMAR = (f"a mode ({', '.join(MODES)}), then optionally +static and one of "
+           f"{', '.join('+' + k for k in KERNELS)}, e.g. off+static+cudnn")
 
 
-def _listed(text: str, kind, name: str, allowed=None) -> list:
+def _variant(text: str) -> dict:
+    """accelerate's tuning arguments for a variant name such as "off+static+cudnn"."""
+    mode, *extras = text.split("+")
+    kernels = [e for e in extras if e in KERNELS]
+    if mode not in MODES or len(set(extras)) != len(extras) or len(kernels) > 1 \
+            or any(e not in ("static", *KERNELS) for e in extras):
+        raise SystemExit(f"--variants: {text!r} is not a variant; each is {GRAMMAR}")
+    return {"autotune": mode, "static_shapes": "static" in extras, "attention": kernels[0] if kernels else "auto"}
+
+
+def _listed(text: str, kind, name: str) -> list:
     try:
         values = [kind(v) for v in text.split(",") if v]
     except ValueError:
         raise SystemExit(f"--{name} must be a comma-separated list, got {text!r}") from None
-    if not values or (allowed is not None and any(v not in allowed for v in values)):
-        raise SystemExit(f"--{name} got {text!r}; use a comma-separated list of {', '.join(map(str, allowed or ['integers >= 1']))}")
+    if not values:
+        raise SystemExit(f"--{name} got {text!r}; give a comma-separated list")
     if kind is int and any(v < 1 for v in values):
         raise SystemExit(f"--{name} got {text!r}; batch sizes are integers >= 1")
     if len(set(values)) != len(values):
@@ -56,18 +77,78 @@ def _listed(text: str, kind, name: str, allowed=None) -> list:
     return values
 
 
+def _attention_calls(model, x, t, text) -> Counter:
+    """The UNet's scaled-dot-product attention calls in one eager step: ((q, k, v) shapes and strides, masked)
+    -> how many times."""
+    functional, calls = torch.nn.functional, Counter()
+    real = functional.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        masked = bool(args) or kwargs.get("attn_mask") is not None or bool(kwargs.get("is_causal"))
+        calls[(tuple((tuple(a.shape), tuple(a.stride())) for a in (q, k, v)), masked)] += 1
+        return real(q, k, v, *args, **kwargs)
+
+    functional.scaled_dot_product_attention = spy
+    try:
+        with torch.no_grad():
+            model.unet(x, t, encoder_hidden_states=text)
+    finally:
+        functional.scaled_dot_product_attention = real
+    return calls
+
+
+def _attention_kernels(calls: Counter, device, dtype, repeats: int, inner: int = 10) -> dict:
+    """Time each recorded attention call with PyTorch's choice ("auto") and with each SDPA kernel alone, on random
+    q, k, v of the same shapes and strides; ``inner`` calls per sample, so launches overlap as in a graph. A
+    kernel that cannot serve a call is None there and counts at "auto"'s time in ``step_ms``."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+    rows, step = [], dict.fromkeys(["auto", *backends], 0.0)
+    for (layout, masked), count in calls.items():
+        row = {"q": list(layout[0][0]), "k": list(layout[1][0]), "calls_per_step": count, "ms": {}, "max_abs_vs_auto": {}}
+        rows.append(row)
+        if masked:
+            row["skipped"] = "masked or causal: not timed"
+            continue
+        q, k, v = (torch.empty_strided(shape, stride, device=device, dtype=dtype).normal_() for shape, stride in layout)
+        reference = sdpa(q, k, v)
+
+        def per_call(q=q, k=k, v=v) -> float:
+            return timed(lambda: [sdpa(q, k, v) for _ in range(inner)], device, repeats)["median_ms"] / inner
+
+        row["ms"]["auto"] = per_call()
+        for name, backend in backends.items():
+            with sdpa_kernel(backend), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PyTorch says at length why a kernel cannot serve a shape
+                try:
+                    out = sdpa(q, k, v)
+                except RuntimeError:
+                    row["ms"][name] = None
+                    continue
+                row["max_abs_vs_auto"][name] = round(float((out.float() - reference.float()).abs().max()), 5)
+                row["ms"][name] = per_call()
+        for name in step:
+            step[name] += count * (row["ms"][name] if row["ms"][name] is not None else row["ms"]["auto"])
+        row["ms"] = {name: None if ms is None else round(ms, 4) for name, ms in row["ms"].items()}
+    return {"calls": rows, "step_ms": {name: round(ms, 3) for name, ms in step.items()}}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--variants", default="off+static,off",
-                        help=f"comma-separated, timed in this order, of: {', '.join(VARIANTS)} (default: off+static,off)")
+                        help=f"comma-separated, timed in this order; each is {GRAMMAR} (default: off+static,off)")
     parser.add_argument("--batches", default="1,2", help="comma-separated UNet batch sizes, compiled in this order "
                         "(default: 1,2, as bench_fast and a live app meet them)")
     parser.add_argument("--repeats", type=int, default=50, help="timed steps per figure (default: 50)")
     parser.add_argument("--quick", action="store_true", help="tiny layout, 3 repeats: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "unet_tuning.json"))
     args = parser.parse_args(argv)
-    variants = _listed(args.variants, str, "variants", VARIANTS)
+    variants = _listed(args.variants, str, "variants")
+    tunings = {variant: _variant(variant) for variant in variants}
     batches = _listed(args.batches, int, "batches")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -85,7 +166,8 @@ def main(argv=None) -> dict:
     inputs = {b: _unet_inputs(model, b) for b in batches}
     report = {"benchmark": "unet_tuning", **environment(), "device": str(device), "model": model.name,
               "dtype": str(dtype).replace("torch.", ""), "quick": args.quick, "repeats": repeats,
-              "target_unet_step_b2_ms": TARGETS["unet_step_b2_ms"], "diffusers_ms": {}, "variants": {}}
+              "target_unet_step_b2_ms": TARGETS["unet_step_b2_ms"], "diffusers_ms": {}, "attention": {},
+              "variants": {}}
 
     def save():
         report["seconds"] = round(time.perf_counter() - began, 1)
@@ -99,35 +181,54 @@ def main(argv=None) -> dict:
                 lambda x=x, t=t, text=text: model.unet(x, t, encoder_hidden_states=text), device, repeats)["median_ms"], 3)
     print(f"  diffusers (eager): {report['diffusers_ms']}", flush=True)
     save()
+    for b, (x, t, text, _) in inputs.items():  # the attention kernels on the UNet's own calls (eager, no compile)
+        report["attention"][f"b{b}"] = _attention_kernels(_attention_calls(model, x, t, text), device, dtype,
+                                                          min(repeats, 20))
+        print(f"  attention per UNet step, batch {b} (ms): {report['attention'][f'b{b}']['step_ms']}", flush=True)
+    save()
     for variant in variants:
         start = time.perf_counter()
         torch._dynamo.reset()  # no compiled code or automatic-dynamic memory from the previous variant
-        mode, static = variant.removesuffix("+static"), variant.endswith("+static")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            fast = model.accelerate(autotune=mode, static_shapes=static)
-        run = fast._unet or (lambda x, t, text, cond, added: model.unet(x, t, encoder_hidden_states=text).sample)
-        row = report["variants"][variant] = {"fast_path": fast.report(), "warmup_s": {}, "ms": {}, "vs_eager": {}}
-        with torch.no_grad():
-            for b, (x, t, text, _) in inputs.items():
-                row["compiling"] = f"b{b}"
-                save()
-                shape_start = time.perf_counter()
-                out = run(x, t, text, None, None)  # compiles and captures this shape
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                row["warmup_s"][f"b{b}"] = round(time.perf_counter() - shape_start, 1)
-                row["vs_eager"][f"b{b}"] = _pixels_close(out, eager[b])
-                row["ms"][f"unet_step_b{b}_ms"] = round(timed(
-                    lambda x=x, t=t, text=text, run=run: run(x, t, text, None, None), device, repeats)["median_ms"], 3)
-                row.pop("compiling")
-                print(f"  {variant}: batch {b} {row['ms'][f'unet_step_b{b}_ms']} ms "
-                      f"(warm-up {row['warmup_s'][f'b{b}']} s)", flush=True)
-                save()
+        model.decelerate()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the previous variant's graphs and their memory pool go
+        row = report["variants"][variant] = {"warmup_s": {}, "ms": {}, "vs_eager": {}}
+        try:
+            _time_variant(model, variant, tunings[variant], inputs, eager, row, device, repeats, save)
+        except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
+            row["error"] = f"{type(error).__name__}: {error}"[:500]
+            row["traceback"] = traceback.format_exc().splitlines()[-12:]
+            print(f"  {variant} failed: {row['error']}", flush=True)
         row["seconds"] = round(time.perf_counter() - start, 1)
         save()
     write_report(args.out, report)
     return report
+
+
+def _time_variant(model, variant: str, tuning: dict, inputs: dict, eager: dict, row: dict, device, repeats: int, save) -> None:
+    """Accelerate ``model`` with ``tuning``, then compile, capture and time the fast UNet step per batch size into
+    ``row``, saving after each."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fast = model.accelerate(**tuning)
+    run = fast._unet or (lambda x, t, text, cond, added: model.unet(x, t, encoder_hidden_states=text).sample)
+    row["fast_path"] = fast.report()
+    with torch.no_grad():
+        for b, (x, t, text, _) in inputs.items():
+            row["compiling"] = f"b{b}"
+            save()
+            shape_start = time.perf_counter()
+            out = run(x, t, text, None, None)  # compiles and captures this shape
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            row["warmup_s"][f"b{b}"] = round(time.perf_counter() - shape_start, 1)
+            row["vs_eager"][f"b{b}"] = _pixels_close(out, eager[b])
+            row["ms"][f"unet_step_b{b}_ms"] = round(timed(
+                lambda x=x, t=t, text=text: run(x, t, text, None, None), device, repeats)["median_ms"], 3)
+            row.pop("compiling")
+            print(f"  {variant}: batch {b} {row['ms'][f'unet_step_b{b}_ms']} ms "
+                  f"(warm-up {row['warmup_s'][f'b{b}']} s)", flush=True)
+            save()
 
 
 if __name__ == "__main__":

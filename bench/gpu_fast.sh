@@ -9,6 +9,7 @@
 # batch-1/2 UNet steps and the live frame in the same process (like for like), e.g.
 #   ALSO_AUTOTUNE=coordinate-descent SD15_S=530 SDXL_S=1 WHEELS=.whl OUT=$OUT bash bench/gpu_fast.sh
 # STATIC=1 compiles SD 1.5's UNet and decoders once per batch size (accelerate's static_shapes): more warm-up.
+# ATTENTION=cudnn (or flash, efficient, math) puts that SDPA kernel first for SD 1.5's fast UNet (accelerate's attention).
 # The timeouts add up to SD15_S + SDXL_S + HOST_S (default 360 + 160 + 30 s); keep them under the machine's
 # per-command limit with room for the wheel install.
 # On the project's lent GPU machines diffusers is not installed: carry its wheel (see bench/README.md) and
@@ -26,6 +27,7 @@ status=0
 also=()
 [ -n "${ALSO_AUTOTUNE:-}" ] && also=(--also-autotune "$ALSO_AUTOTUNE")
 [ -n "${STATIC:-}" ] && also+=(--static-shapes)
+[ -n "${ATTENTION:-}" ] && also+=(--attention "$ATTENTION")
 timeout "${SD15_S:-360}" $PY bench/bench_fast.py --device cuda --models sd15 --autotune "${AUTOTUNE:-off}" ${also[@]+"${also[@]}"} \
   --out "$OUT/fast-sd15.json" 2>&1 \
   | tee "$OUT/bench-sd15.log" || status=1

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The prepared GPU run for issue 8's batch-2 (CFG) UNet step: bench_unet_tuning.py alone, on SD 1.5's layout.
-# Static-shape and default (symbolic-batch) compiles untuned, like for like, then coordinate-descent tuning with
-# static shapes if the slot has time left; the JSON is rewritten after every measurement, so a cut-short run
-# keeps what it finished. Writes unet_tuning.json, the log and nvidia-smi's view under ${OUT:-bench/results/gpu-tuning}.
+# First the UNet's attention calls timed with each SDPA kernel (seconds, no compile); then static-shape compiles,
+# with PyTorch's attention and with cuDNN's first, and the default (symbolic-batch) compile, untuned, like for like.
+# The JSON is rewritten after every measurement, so a cut-short run keeps what it finished.
+# Writes unet_tuning.json, the log and nvidia-smi's view under ${OUT:-bench/results/gpu-tuning}.
 #   WHEELS=.whl OUT=$OUT bash bench/gpu_tuning.sh          # carry .whl (diffusers' wheel, see bench/README.md)
 # VARIANTS and BATCHES override the defaults; TUNING_S (default 560) bounds the whole run.
 set -uo pipefail
@@ -12,5 +13,5 @@ mkdir -p "$OUT"
 source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" || true
 timeout "${TUNING_S:-560}" $PY bench/bench_unet_tuning.py --device cuda \
-  --variants "${VARIANTS:-off+static,off,coordinate-descent+static}" --batches "${BATCHES:-1,2}" \
+  --variants "${VARIANTS:-off+static,off+static+cudnn,off}" --batches "${BATCHES:-1,2}" \
   --out "$OUT/unet_tuning.json" 2>&1 | grep -v "should be kept in float32" | tee "$OUT/tuning.log"

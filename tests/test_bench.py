@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentlib import shapes
+from latentlib import shapes, testing
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_core.py"
 
@@ -81,13 +81,15 @@ def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
 
 def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatch):
     """--also-autotune accelerates again with kernel tuning and times the UNet steps and the live frame beside the
-    untuned figures; on the CPU compile is off, so the tuning is off with a note and the UNet is the eager one."""
+    untuned figures; on the CPU compile is off, so the tuning is off with a note and the UNet is the eager one.
+    --static-shapes and --attention reach both accelerate calls."""
     out = tmp_path / "fast.json"
     monkeypatch.setattr(sys, "argv", ["bench_fast.py", "--quick", "--models", "sd15", "--also-autotune",
-                                      "coordinate-descent", "--static-shapes", "--out", str(out)])
+                                      "coordinate-descent", "--static-shapes", "--attention", "math", "--out", str(out)])
     runpy.run_path(str(BENCH.parent / "bench_fast.py"), run_name="__main__")
     report = json.loads(out.read_text())
     assert report["also_autotune"] == "coordinate-descent" and report["autotune"] == "off" and report["static_shapes"]
+    assert report["attention"] == "math"
     (run,) = report["runs"]
     assert "errors" not in run and run["fast_path"]["autotune"] == "off"
     retuned = run["retuned"]
@@ -96,7 +98,7 @@ def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatc
     assert all(ms > 0 for ms in retuned["ms"].values())
     assert retuned["fast_path"]["autotune"] == "off" and any("compile is off" in n for n in retuned["fast_path"]["notes"])
     for fast_path in (run["fast_path"], retuned["fast_path"]):  # asked for, and off with a note (no compile here)
-        assert any(n.startswith("static_shapes: off") for n in fast_path["notes"])
+        assert any(n.startswith("static_shapes: off") for n in fast_path["notes"]) and fast_path["attention"] == "math"
     assert set(retuned["unet_b1_vs_eager"]) == {"max_abs", "mean_abs"}  # on a GPU: the tuned kernels' fp16 error
 
 
@@ -118,22 +120,34 @@ def test_bench_host_quick_times_the_loop_around_stand_ins(tmp_path, monkeypatch)
 
 
 def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
-    """The UNet-only bench: diffusers' eager step and the fast step per variant and batch, in the order asked;
-    on the CPU compile is off, so each variant's UNet is the eager one (same output) with notes."""
+    """The UNet-only bench: diffusers' eager step, the UNet's attention calls per SDPA kernel, and the fast step
+    per variant and batch, in the order asked; on the CPU compile is off, so each variant's UNet is the eager one
+    (same output) with notes."""
     out = tmp_path / "tuning.json"
-    monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants", "coordinate-descent,off+static",
-                                      "--batches", "1,2", "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants",
+                                      "coordinate-descent,off+static,off+math", "--batches", "1,2", "--out", str(out)])
     runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
     report = json.loads(out.read_text())
     assert set(report["diffusers_ms"]) == {"unet_step_b1_ms", "unet_step_b2_ms"}
-    assert list(report["variants"]) == ["coordinate-descent", "off+static"]
+    from diffusers.models.attention_processor import Attention
+
+    attentions = sum(isinstance(m, Attention) for m in testing.tiny_sd_components(sample_size=8)["unet"].modules())
+    for b in (1, 2):  # each of the UNet's attention layers (self and cross) calls SDPA once per step
+        attention = report["attention"][f"b{b}"]
+        assert attentions == 8 and sum(row["calls_per_step"] for row in attention["calls"]) == attentions
+        assert all(row["q"][0] == b and row["ms"]["cudnn"] is None and row["ms"]["math"] > 0
+                   and row["max_abs_vs_auto"]["math"] < 1e-5 for row in attention["calls"])
+        assert attention["step_ms"]["cudnn"] == attention["step_ms"]["auto"] < attention["step_ms"]["math"]
+    assert list(report["variants"]) == ["coordinate-descent", "off+static", "off+math"]
+    assert report["variants"]["off+math"]["fast_path"]["attention"] == "math"
     for row in report["variants"].values():
         assert row["fast_path"]["autotune"] == "off" and row["fast_path"]["compile"] is False
         assert list(row["ms"]) == ["unet_step_b1_ms", "unet_step_b2_ms"] and all(ms > 0 for ms in row["ms"].values())
         assert all(v["max_abs"] == 0 for v in row["vs_eager"].values()) and "compiling" not in row
     assert any("compile is off" in n for n in report["variants"]["coordinate-descent"]["fast_path"]["notes"])
     assert any(n.startswith("static_shapes: off") for n in report["variants"]["off+static"]["fast_path"]["notes"])
-    for bad in (["--variants", "off,off"], ["--variants", "fast"], ["--batches", "0"]):
+    for bad in (["--variants", "off,off"], ["--variants", "fast"], ["--variants", "off+cudnn+flash"],
+                ["--variants", "off+static+static"], ["--batches", "0"]):
         monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", *bad, "--out", str(out)])
         with pytest.raises(SystemExit):
             runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
