@@ -37,8 +37,8 @@ attention kernels first in its priority order while the fast path runs the UNet 
 sdpa_kernel``); a shape that kernel cannot serve falls back to the others in PyTorch's order. "auto" leaves
 PyTorch's choice (FlashAttention-2 first). cuDNN's attention is reported 1.7-2.3x faster than
 FlashAttention-2 on Hopper GPUs for language-model shapes; SD 1.5's head sizes (40, 80, 160) are unmeasured
-(``bench/bench_unet_tuning.py`` times every backend on the UNet's own attention calls). "cudnn" and
-"efficient" need CUDA; elsewhere PyTorch picks as usual, with a note. The choice is made when the UNet is
+(``bench/bench_unet_tuning.py`` times every backend on the UNet's own attention calls). It needs CUDA:
+PyTorch's CPU attention ignores the order (elsewhere "auto", with a note). The choice is made when the UNet is
 compiled or captured, so change it with ``model.accelerate(attention=...)``, which starts a new runner.
 
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
@@ -424,8 +424,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if attention != _AUTO and not sdpa:
         notes.append(f"attention: auto ({attention!r} is a scaled-dot-product attention kernel, and sdpa is off)")
         attention = _AUTO
-    if attention in ("cudnn", "efficient") and not cuda:
-        notes.append(f"attention: auto ({attention!r} needs CUDA; the model is on {model.device})")
+    if attention != _AUTO and not cuda:  # PyTorch's CPU attention takes its flash kernel whatever the order
+        notes.append(f"attention: auto (the model is on {model.device}; PyTorch orders attention kernels on CUDA only)")
         attention = _AUTO
     if cudnn_benchmark and not cuda:
         notes.append(f"cudnn_benchmark: off (the model is on {model.device})")

@@ -551,44 +551,56 @@ def _spy_on_attention(monkeypatch) -> list:
 
 
 def test_attention_puts_its_kernel_first_for_the_fast_unet_only(model, monkeypatch):
-    """attention="math" runs the fast UNet (an eager runner on the CPU) with MATH first in SDPA's priority,
-    then the others in PyTorch's order; outside the UNet call the order is PyTorch's again. Same pixels."""
+    """A UNet runner with attention="math" calls the UNet with MATH first in SDPA's priority, then the others in
+    PyTorch's order; outside the UNet call the order is PyTorch's again. accelerate() builds such runners on CUDA
+    only, so here the runner is set by hand (the CPU's attention ignores the order: same pixels)."""
+    from latentlib.fast import _UNetRunner
+
     before = _gen(model, steps=2)
     orders = _spy_on_attention(monkeypatch)
     _gen(model, steps=2)
     default = orders[0]
     assert default[0] == "FLASH_ATTENTION" and all(order == default for order in orders)
     orders.clear()
-    fast = model.accelerate(attention="math")
-    assert fast.attention == "math" and fast.report()["attention"] == "math" and fast._unet is not None
-    assert fast._decode == {}  # the decoder stays eager: it is neither compiled nor graphed on the CPU
+    model.accelerate()
+    model.fast._unet = _UNetRunner(model.unet, compile=False, cuda_graphs=False, attention="math")
     after = _gen(model, steps=2)
     unet_calls = [order for order in orders if order[0] == "MATH"]
     assert unet_calls and unet_calls[0] == ["MATH", *[name for name in default if name != "MATH"]]
+    from diffusers.models.attention_processor import Attention
+
+    layers = sum(isinstance(m, Attention) for m in model.unet.modules())
+    assert len(unet_calls) == 2 * layers  # two steps, each one UNet call (CFG batched)
+    assert all(order == default for order in orders if order[0] != "MATH")  # text encoder and VAE: PyTorch's order
     assert torch.equal(after, before)
     assert torch._C._get_sdp_priority_order()[0] == int(torch.nn.attention.SDPBackend.FLASH_ATTENTION)
-    orders.clear()
-    model.accelerate()  # "auto": no runner on the CPU, PyTorch's order throughout
-    _gen(model, steps=2)
-    assert model.fast._unet is None and orders and all(order == default for order in orders)
 
 
-def test_attention_is_checked_and_needs_sdpa_and_cuda_for_some_kernels(model):
+@pytest.mark.parametrize("kernel", ["cudnn", "flash", "efficient", "math"])
+def test_attention_needs_cuda_and_sdpa(model, kernel):
+    fast = model.accelerate(attention=kernel)
+    assert fast.attention == "auto" and fast._unet is None and fast.report()["attention"] == "auto"
+    assert fast.notes == ["attention: auto (the model is on cpu; PyTorch orders attention kernels on CUDA only)"]
+    fast = model.accelerate(sdpa=False, attention=kernel)
+    assert fast.attention == "auto" and \
+        fast.notes == [f"attention: auto ({kernel!r} is a scaled-dot-product attention kernel, and sdpa is off)"]
+
+
+def test_attention_is_checked(model):
     with pytest.raises(ValueError, match=r"`attention` must be one of 'auto', 'cudnn', 'flash', 'efficient', "
                                          r"'math', got 'xformers'"):
         model.accelerate(attention="xformers")
-    fast = model.accelerate(attention="cudnn")
-    assert fast.attention == "auto" and fast._unet is None
-    assert fast.notes == ["attention: auto ('cudnn' needs CUDA; the model is on cpu)"]
-    fast = model.accelerate(sdpa=False, attention="flash")
-    assert fast.attention == "auto" and \
-        fast.notes == ["attention: auto ('flash' is a scaled-dot-product attention kernel, and sdpa is off)"]
 
 
-def test_a_preview_decoder_set_later_keeps_the_attention_kernel(model):
-    model.accelerate(attention="flash")
+def test_a_preview_decoder_set_later_keeps_the_attention_kernel(model, monkeypatch):
+    import latentlib.fast
+
+    model.accelerate()
+    model.fast.attention = "cudnn"  # as accelerate(attention="cudnn") leaves it on CUDA
+    calls, real = [], latentlib.fast.accelerate
+    monkeypatch.setattr(latentlib.fast, "accelerate", lambda m, **kw: calls.append(kw) or real(m, **kw))
     model.set_preview_decoder(tiny_preview_decoder())
-    assert model.fast.attention == "flash" and model.fast._unet.attention == "flash"
+    assert [call["attention"] for call in calls] == ["cudnn"]
 
 
 def test_autotune_needs_compile_and_is_checked(model):
