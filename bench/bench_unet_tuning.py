@@ -16,7 +16,9 @@ compiled), so a run cut short keeps what it finished.
 Before the variants (no compile, a few seconds) it records the UNet's own attention calls (shapes and
 strides of q, k and v, counted over one eager step at each batch size) and times each call with every SDPA
 kernel alone ("unsupported" where a kernel cannot serve it) and with PyTorch's own choice: the attention
-part of a step per kernel, the quick answer to whether "+cudnn" can pay.
+part of a step per kernel, the quick answer to whether "+cudnn" can pay. After timing each variant's last
+batch size, it profiles ``--profile-calls`` steps of the compiled UNet (without the CUDA graph, whose kernels
+are the same): the GPU's busy time per step and the kernels that take most of it.
 
     python bench/bench_unet_tuning.py --device cuda --variants off+static,off+static+cudnn --batches 1,2
     python bench/bench_unet_tuning.py --device cuda --variants coordinate-descent --batches 1,2
@@ -29,6 +31,7 @@ the figures say nothing about GPU speed. Writes JSON (default bench/results/unet
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -42,6 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 import latentlib as ll
+from latentlib.fast import _attention_order
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import environment, timed, write_report
@@ -144,6 +148,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batches", default="1,2", help="comma-separated UNet batch sizes, compiled in this order "
                         "(default: 1,2, as bench_fast and a live app meet them)")
     parser.add_argument("--repeats", type=int, default=50, help="timed steps per figure (default: 50)")
+    parser.add_argument("--profile-calls", type=int, default=10,
+                        help="steps profiled per variant at the last batch size (0: no profile; default: 10)")
     parser.add_argument("--quick", action="store_true", help="tiny layout, 3 repeats: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "unet_tuning.json"))
     args = parser.parse_args(argv)
@@ -152,6 +158,8 @@ def main(argv=None) -> dict:
     batches = _listed(args.batches, int, "batches")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.profile_calls < 0:
+        parser.error(f"--profile-calls must be 0 or more, got {args.profile_calls}")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         parser.error(f"--device must be cpu or cuda, got {args.device!r}")
     device = torch.device(args.device)
@@ -195,6 +203,11 @@ def main(argv=None) -> dict:
         row = report["variants"][variant] = {"warmup_s": {}, "ms": {}, "vs_eager": {}}
         try:
             _time_variant(model, variant, tunings[variant], inputs, eager, row, device, repeats, save)
+            if args.profile_calls:
+                b = batches[-1]
+                row[f"profile_b{b}"] = _profile_step(model, inputs[b], device, args.profile_calls)
+                print(f"  {variant}: batch {b} busy {row[f'profile_b{b}']['busy_ms_per_step']} ms per step; top: "
+                      f"{[(k['name'][:40], k['ms_per_step']) for k in row[f'profile_b{b}']['top'][:5]]}", flush=True)
         except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
             row["error"] = f"{type(error).__name__}: {error}"[:500]
             row["traceback"] = traceback.format_exc().splitlines()[-12:]
@@ -229,6 +242,50 @@ def _time_variant(model, variant: str, tuning: dict, inputs: dict, eager: dict, 
             print(f"  {variant}: batch {b} {row['ms'][f'unet_step_b{b}_ms']} ms "
                   f"(warm-up {row['warmup_s'][f'b{b}']} s)", flush=True)
             save()
+
+
+def _profile_step(model, inputs, device, calls: int, top: int = 25) -> dict:
+    """Profile ``calls`` UNet steps of the fast path's compiled (not graphed) UNet, under the fast path's attention
+    order: per step, the time the GPU is busy (all kernels) and the ``top`` kernels by time (on the CPU: operators
+    by self CPU time). Without a fast UNet runner (no compile, no graphs) the eager UNet is profiled."""
+    from torch.autograd import DeviceType
+    from torch.nn.attention import sdpa_kernel
+    from torch.profiler import ProfilerActivity, profile
+
+    x, t, text, _ = inputs
+    fast = model.fast
+    runner = None if fast._unet is None else fast._unet.runners.get(())
+    inner = getattr(runner, "fn", runner)  # the compiled (or plain) UNet inside the CUDA-graph runner
+    if inner is None:
+        def inner(x, t, text):
+            return model.unet(x, t, encoder_hidden_states=text).sample
+
+    context = (lambda: sdpa_kernel(_attention_order(fast.attention), set_priority=True)) \
+        if fast.attention != "auto" else contextlib.nullcontext
+    cuda = device.type == "cuda"
+    with torch.no_grad(), context():
+        inner(x, t, text)
+        if cuda:
+            torch.cuda.synchronize()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            for _ in range(calls):
+                inner(x, t, text)
+            if cuda:
+                torch.cuda.synchronize()
+    events = prof.key_averages()
+    if cuda:
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        time_of = lambda e: e.self_device_time_total
+    else:
+        kernels = list(events)
+        time_of = lambda e: e.self_cpu_time_total
+    kernels.sort(key=time_of, reverse=True)
+    busy = sum(time_of(e) for e in kernels) / calls / 1e3
+    return {"calls": calls, "busy_ms_per_step": round(busy, 3), "what": "GPU kernels" if cuda else "CPU operators",
+            "top": [{"name": e.key[:160], "ms_per_step": round(time_of(e) / calls / 1e3, 4),
+                     "launches_per_step": round(e.count / calls, 2),
+                     "share": round(time_of(e) / calls / 1e3 / busy, 4) if busy else None} for e in kernels[:top]]}
 
 
 if __name__ == "__main__":

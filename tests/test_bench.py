@@ -98,7 +98,8 @@ def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatc
     assert all(ms > 0 for ms in retuned["ms"].values())
     assert retuned["fast_path"]["autotune"] == "off" and any("compile is off" in n for n in retuned["fast_path"]["notes"])
     for fast_path in (run["fast_path"], retuned["fast_path"]):  # asked for, and off with a note (no compile here)
-        assert any(n.startswith("static_shapes: off") for n in fast_path["notes"]) and fast_path["attention"] == "math"
+        assert any(n.startswith("static_shapes: off") for n in fast_path["notes"])
+        assert any(n.startswith("attention: auto (the model is on cpu") for n in fast_path["notes"])
     assert set(retuned["unet_b1_vs_eager"]) == {"max_abs", "mean_abs"}  # on a GPU: the tuned kernels' fp16 error
 
 
@@ -139,7 +140,13 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
                    and row["max_abs_vs_auto"]["math"] < 1e-5 for row in attention["calls"])
         assert attention["step_ms"]["cudnn"] == attention["step_ms"]["auto"] < attention["step_ms"]["math"]
     assert list(report["variants"]) == ["coordinate-descent", "off+static", "off+math"]
-    assert report["variants"]["off+math"]["fast_path"]["attention"] == "math"
+    for row in report["variants"].values():  # each variant's last batch profiled (CPU: operators by self time)
+        profile = row["profile_b2"]
+        assert profile["calls"] == 10 and profile["what"] == "CPU operators" and profile["busy_ms_per_step"] > 0
+        assert len(profile["top"]) == 25 and 0 < sum(k["share"] for k in profile["top"]) <= 1.0001
+        assert any("convolution" in k["name"] for k in profile["top"][:3])
+    assert report["variants"]["off+math"]["fast_path"]["attention"] == "auto"  # ordered on CUDA only, with a note
+    assert any(n.startswith("attention: auto (the model is on cpu") for n in report["variants"]["off+math"]["fast_path"]["notes"])
     for row in report["variants"].values():
         assert row["fast_path"]["autotune"] == "off" and row["fast_path"]["compile"] is False
         assert list(row["ms"]) == ["unet_step_b1_ms", "unet_step_b2_ms"] and all(ms > 0 for ms in row["ms"].values())
