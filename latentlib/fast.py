@@ -33,13 +33,15 @@ compiles); static graphs may run faster for each size, at the price of a full co
 default until measured on a GPU (``bench/bench_unet_tuning.py``).
 
 ``attention`` ("auto", "cudnn", "flash", "efficient" or "math") puts one of PyTorch's scaled-dot-product
-attention kernels first in its priority order while the fast path runs the UNet (``torch.nn.attention.
-sdpa_kernel``); a shape that kernel cannot serve falls back to the others in PyTorch's order. "auto" leaves
-PyTorch's choice (FlashAttention-2 first). cuDNN's attention is reported 1.7-2.3x faster than
-FlashAttention-2 on Hopper GPUs for language-model shapes; SD 1.5's head sizes (40, 80, 160) are unmeasured
-(``bench/bench_unet_tuning.py`` times every backend on the UNet's own attention calls). It needs CUDA:
-PyTorch's CPU attention ignores the order (elsewhere "auto", with a note). The choice is made when the UNet is
-compiled or captured, so change it with ``model.accelerate(attention=...)``, which starts a new runner.
+attention kernels first in its priority order inside the fast path's UNet call (``torch.nn.attention.
+sdpa_kernel``, traced into the compiled graph); a shape that kernel cannot serve falls back to the others in
+PyTorch's order. "auto" leaves PyTorch's choice (FlashAttention-2 first). cuDNN's attention is reported
+1.7-2.3x faster than FlashAttention-2 on Hopper GPUs for language-model shapes, and was reported slower for
+SD 1.5's head sizes (40, 80, 160) in 2024; not measured here yet (``bench/bench_unet_tuning.py`` times every
+kernel on the UNet's own attention calls). It needs CUDA:
+PyTorch's CPU attention ignores the order (elsewhere "auto", with a note). The order is fixed when
+:func:`accelerate` runs; call it again to change it. The order is process-wide while it is set (the UNet's
+eager calls, and its compile and capture): attention on another thread at that moment follows it too.
 
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
@@ -287,8 +289,11 @@ class _Graphed:
         return graph, static_in, static_out
 
 
-def _unet_fn(unet, keys: tuple[str, ...]):
-    """A positional-tensor wrapper of the UNet call: (sample, t, text, *extras named by ``keys``)."""
+def _unet_fn(unet, keys: tuple[str, ...], attention_order: list | None = None):
+    """A positional-tensor wrapper of the UNet call: (sample, t, text, *extras named by ``keys``), inside
+    ``sdpa_kernel(attention_order)`` when given. The context is part of what torch.compile traces, so the chosen
+    kernel is in the compiled graph, its guards and its cache key (a kernel order set around a compiled call
+    would not reach a graph traced or cached under another order)."""
 
     def call(sample, t, text, *extras):
         named = dict(zip(keys, extras, strict=True))
@@ -296,7 +301,15 @@ def _unet_fn(unet, keys: tuple[str, ...]):
         return unet(sample, t, encoder_hidden_states=text, timestep_cond=named.get("timestep_cond"),
                     added_cond_kwargs=added, return_dict=False)[0]
 
-    return call
+    if attention_order is None:
+        return call
+    from torch.nn.attention import sdpa_kernel
+
+    def ordered(sample, t, text, *extras):
+        with sdpa_kernel(attention_order, set_priority=True):
+            return call(sample, t, text, *extras)
+
+    return ordered
 
 
 class _UNetRunner:
@@ -306,6 +319,7 @@ class _UNetRunner:
                  attention: str = "auto"):
         self.unet, self.compile, self.cuda_graphs, self.options = unet, compile, cuda_graphs, options
         self.attention = attention
+        self.attention_order = None if attention == _AUTO else _attention_order(attention)  # fixed from now on
         self.runners: dict = {}
 
     def __call__(self, sample, t, text, timestep_cond=None, added=None):
@@ -317,7 +331,7 @@ class _UNetRunner:
         keys = tuple(extras)
         runner = self.runners.get(keys)
         if runner is None:
-            runner = _unet_fn(self.unet, keys)
+            runner = _unet_fn(self.unet, keys, self.attention_order)
             if self.compile:
                 runner = _Compiled(runner, "UNet", self.options)
             if self.cuda_graphs:
@@ -325,25 +339,25 @@ class _UNetRunner:
             self.runners[keys] = runner
         if not torch.is_tensor(t):
             t = torch.tensor(t, device=sample.device)
-        if self.attention == _AUTO:
-            return runner(sample, t.to(sample.device), text, *extras.values())
-        from torch.nn.attention import sdpa_kernel
+        return runner(sample, t.to(sample.device), text, *extras.values())
 
-        with sdpa_kernel(_attention_order(self.attention), set_priority=True):
-            return runner(sample, t.to(sample.device), text, *extras.values())
+
+def _sdpa_backends() -> dict:
+    """``attention``'s kernel names -> (PyTorch's SDPBackend, whether PyTorch has it enabled now), in PyTorch's
+    default priority order."""
+    from torch.nn.attention import SDPBackend
+
+    cuda = torch.backends.cuda
+    return {"flash": (SDPBackend.FLASH_ATTENTION, cuda.flash_sdp_enabled()),
+            "efficient": (SDPBackend.EFFICIENT_ATTENTION, cuda.mem_efficient_sdp_enabled()),
+            "math": (SDPBackend.MATH, cuda.math_sdp_enabled()),
+            "cudnn": (SDPBackend.CUDNN_ATTENTION, cuda.cudnn_sdp_enabled())}
 
 
 def _attention_order(first: str) -> list:
     """SDPA backends for ``attention=first``: that one, then the others PyTorch has enabled, in its default order."""
-    from torch.nn.attention import SDPBackend
-
-    backends = torch.backends.cuda
-    default = {"flash": (SDPBackend.FLASH_ATTENTION, backends.flash_sdp_enabled),
-               "efficient": (SDPBackend.EFFICIENT_ATTENTION, backends.mem_efficient_sdp_enabled),
-               "math": (SDPBackend.MATH, backends.math_sdp_enabled),
-               "cudnn": (SDPBackend.CUDNN_ATTENTION, backends.cudnn_sdp_enabled)}
-    return [default[first][0]] + [backend for name, (backend, enabled) in default.items()
-                                  if name != first and enabled()]
+    backends = _sdpa_backends()
+    return [backends[first][0]] + [backend for name, (backend, enabled) in backends.items() if name != first and enabled]
 
 
 def _compile_options(autotune: str, static_shapes: bool) -> dict:

@@ -576,6 +576,23 @@ def test_attention_puts_its_kernel_first_for_the_fast_unet_only(model, monkeypat
     assert torch._C._get_sdp_priority_order()[0] == int(torch.nn.attention.SDPBackend.FLASH_ATTENTION)
 
 
+def test_the_attention_order_is_traced_into_the_compiled_unet(model):
+    """Dynamo traces the runner's sdpa_kernel context into the UNet's graph, without a graph break, so the kernel
+    choice is part of the compiled graph, its guards and its cache key, not global state set around a call."""
+    from latentlib.fast import _attention_order, _unet_fn
+
+    x, t, text = model.noise(0, n=2), torch.tensor(500), model.embed(["a", "b"]).embeds
+    graphs = {}
+    for attention in ("auto", "cudnn"):
+        order = None if attention == "auto" else _attention_order(attention)
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(_unet_fn(model.unet, (), order))(x, t, text)
+        assert explained.graph_count == 1 and explained.graph_break_count == 0
+        graphs[attention] = [str(getattr(n.target, "__name__", n.target)) for n in explained.graphs[0].graph.nodes]
+    torch._dynamo.reset()
+    assert "_sdpa_kernel" not in graphs["auto"] and "_sdpa_kernel" in graphs["cudnn"]
+
+
 @pytest.mark.parametrize("kernel", ["cudnn", "flash", "efficient", "math"])
 def test_attention_needs_cuda_and_sdpa(model, kernel):
     fast = model.accelerate(attention=kernel)
