@@ -32,6 +32,7 @@ import torch
 
 import latentlib as ll
 from latentlib import testing
+from latentlib.fast import _ATTENTION
 
 #: Issue 8's targets on an H100/H200 for SD 1.5 at 512x512 (ms, except the sweep's speed-up).
 TARGETS = {"live_frame_ms": 10.0, "unet_step_b2_ms": 6.0, "image_25_steps_cfg_ms": 300.0, "vae_decode_ms": 8.0,
@@ -423,7 +424,7 @@ def main(argv=None) -> dict:
                              "and batch-2 UNet steps and the live frame in the same process (default: no)")
     parser.add_argument("--static-shapes", action="store_true",
                         help="compile each batch size on its own (latentlib.fast.accelerate's static_shapes; default no)")
-    parser.add_argument("--attention", default="auto", choices=("auto", "cudnn", "flash", "efficient", "math"),
+    parser.add_argument("--attention", default="auto", choices=_ATTENTION,
                         help="the attention kernel the fast UNet tries first (latentlib.fast.accelerate's attention; "
                              "default auto: PyTorch's order)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")

@@ -31,7 +31,7 @@ the figures say nothing about GPU speed. Writes JSON (default bench/results/unet
 from __future__ import annotations
 
 import argparse
-import contextlib
+import gc
 import os
 import sys
 import time
@@ -45,26 +45,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 import latentlib as ll
-from latentlib.fast import _attention_order
+from latentlib.fast import _ATTENTION, _sdpa_backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import environment, timed, write_report
 from bench_fast import TARGETS, _pixels_close, _sd15, _unet_inputs
 
 MODES = ("off", "coordinate-descent", "max-autotune")
-KERNELS = ("cudnn", "flash", "efficient", "math")  # accelerate's ``attention`` values besides "auto"
+KERNELS = tuple(k for k in _ATTENTION if k != "auto")  # accelerate's ``attention`` kernels
 GRAMMAR = (f"a mode ({', '.join(MODES)}), then optionally +static and one of "
            f"{', '.join('+' + k for k in KERNELS)}, e.g. off+static+cudnn")
 
 
-def _variant(text: str) -> dict:
-    """accelerate's tuning arguments for a variant name such as "off+static+cudnn"."""
+def _variant(text: str) -> tuple[str, dict]:
+    """A variant's name in canonical order ("off+cudnn+static" -> "off+static+cudnn") and accelerate's tuning
+    arguments for it."""
     mode, *extras = text.split("+")
     kernels = [e for e in extras if e in KERNELS]
     if mode not in MODES or len(set(extras)) != len(extras) or len(kernels) > 1 \
             or any(e not in ("static", *KERNELS) for e in extras):
         raise SystemExit(f"--variants: {text!r} is not a variant; each is {GRAMMAR}")
-    return {"autotune": mode, "static_shapes": "static" in extras, "attention": kernels[0] if kernels else "auto"}
+    name = "+".join([mode, *(["static"] if "static" in extras else []), *kernels])
+    return name, {"autotune": mode, "static_shapes": "static" in extras, "attention": kernels[0] if kernels else "auto"}
 
 
 def _listed(text: str, kind, name: str) -> list:
@@ -82,8 +84,9 @@ def _listed(text: str, kind, name: str) -> list:
 
 
 def _attention_calls(model, x, t, text) -> Counter:
-    """The UNet's scaled-dot-product attention calls in one eager step: ((q, k, v) shapes and strides, masked)
-    -> how many times."""
+    """The UNet's scaled-dot-product attention calls in one eager step, in the layout the fast path gives them
+    (``fuse_qkv`` on CUDA: q, k and v are slices of one projection): ((q, k, v) shapes and strides, masked) ->
+    how many times."""
     functional, calls = torch.nn.functional, Counter()
     real = functional.scaled_dot_product_attention
 
@@ -92,12 +95,16 @@ def _attention_calls(model, x, t, text) -> Counter:
         calls[(tuple((tuple(a.shape), tuple(a.stride())) for a in (q, k, v)), masked)] += 1
         return real(q, k, v, *args, **kwargs)
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.accelerate(compile=False, cuda_graphs=False)  # the fast path's attention layout, run eagerly
     functional.scaled_dot_product_attention = spy
     try:
         with torch.no_grad():
             model.unet(x, t, encoder_hidden_states=text)
     finally:
         functional.scaled_dot_product_attention = real
+        model.decelerate()
     return calls
 
 
@@ -105,17 +112,18 @@ def _attention_kernels(calls: Counter, device, dtype, repeats: int, inner: int =
     """Time each recorded attention call with PyTorch's choice ("auto") and with each SDPA kernel alone, on random
     q, k, v of the same shapes and strides; ``inner`` calls per sample, so launches overlap as in a graph. A
     kernel that cannot serve a call is None there and counts at "auto"'s time in ``step_ms``."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import sdpa_kernel
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    backends = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
-                "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
-    rows, step = [], dict.fromkeys(["auto", *backends], 0.0)
+    backends = {name: backend for name, (backend, _) in _sdpa_backends().items()}
+    rows, step, skipped = [], dict.fromkeys(["auto", *backends], 0.0), 0
     for (layout, masked), count in calls.items():
-        row = {"q": list(layout[0][0]), "k": list(layout[1][0]), "calls_per_step": count, "ms": {}, "max_abs_vs_auto": {}}
+        row = {"q": list(layout[0][0]), "k": list(layout[1][0]), "q_stride": list(layout[0][1]),
+               "calls_per_step": count, "ms": {}, "max_abs_vs_auto": {}}
         rows.append(row)
         if masked:
             row["skipped"] = "masked or causal: not timed"
+            skipped += count
             continue
         q, k, v = (torch.empty_strided(shape, stride, device=device, dtype=dtype).normal_() for shape, stride in layout)
         reference = sdpa(q, k, v)
@@ -129,15 +137,20 @@ def _attention_kernels(calls: Counter, device, dtype, repeats: int, inner: int =
                 warnings.simplefilter("ignore")  # PyTorch says at length why a kernel cannot serve a shape
                 try:
                     out = sdpa(q, k, v)
-                except RuntimeError:
+                except RuntimeError:  # this kernel cannot serve this call
                     row["ms"][name] = None
                     continue
-                row["max_abs_vs_auto"][name] = round(float((out.float() - reference.float()).abs().max()), 5)
-                row["ms"][name] = per_call()
+                try:
+                    row["max_abs_vs_auto"][name] = round(float((out.float() - reference.float()).abs().max()), 5)
+                    row["ms"][name] = per_call()
+                except Exception as error:  # noqa: BLE001 - e.g. a CUDA error surfacing at the sync: record it
+                    row["ms"][name] = None
+                    row.setdefault("errors", {})[name] = f"{type(error).__name__}: {error}"[:300]
         for name in step:
             step[name] += count * (row["ms"][name] if row["ms"][name] is not None else row["ms"]["auto"])
         row["ms"] = {name: None if ms is None else round(ms, 4) for name, ms in row["ms"].items()}
-    return {"calls": rows, "step_ms": {name: round(ms, 3) for name, ms in step.items()}}
+    return {"calls": rows, "step_ms": {name: round(ms, 3) for name, ms in step.items()},
+            "calls_not_timed": skipped}
 
 
 def main(argv=None) -> dict:
@@ -153,8 +166,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny layout, 3 repeats: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "unet_tuning.json"))
     args = parser.parse_args(argv)
-    variants = _listed(args.variants, str, "variants")
-    tunings = {variant: _variant(variant) for variant in variants}
+    names = _listed(args.variants, str, "variants")
+    tunings = dict(_variant(v) for v in names)
+    variants = list(tunings)
+    if len(variants) != len(names):
+        raise SystemExit(f"--variants got {args.variants!r}; each variant once (the order of +static and the "
+                         f"kernel does not matter)")
     batches = _listed(args.batches, int, "batches")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -190,14 +207,20 @@ def main(argv=None) -> dict:
     print(f"  diffusers (eager): {report['diffusers_ms']}", flush=True)
     save()
     for b, (x, t, text, _) in inputs.items():  # the attention kernels on the UNet's own calls (eager, no compile)
-        report["attention"][f"b{b}"] = _attention_kernels(_attention_calls(model, x, t, text), device, dtype,
-                                                          min(repeats, 20))
-        print(f"  attention per UNet step, batch {b} (ms): {report['attention'][f'b{b}']['step_ms']}", flush=True)
-    save()
+        try:
+            report["attention"][f"b{b}"] = _attention_kernels(_attention_calls(model, x, t, text), device, dtype,
+                                                              min(repeats, 20))
+            print(f"  attention per UNet step, batch {b} (ms): {report['attention'][f'b{b}']['step_ms']}", flush=True)
+        except Exception as error:  # noqa: BLE001 - the variants below matter more: record and go on
+            report["attention"][f"b{b}"] = {"error": f"{type(error).__name__}: {error}"[:500],
+                                            "traceback": traceback.format_exc().splitlines()[-12:]}
+            print(f"  attention kernels, batch {b}, failed: {report['attention'][f'b{b}']['error']}", flush=True)
+        save()
     for variant in variants:
         start = time.perf_counter()
         torch._dynamo.reset()  # no compiled code or automatic-dynamic memory from the previous variant
         model.decelerate()
+        gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the previous variant's graphs and their memory pool go
         row = report["variants"][variant] = {"warmup_s": {}, "ms": {}, "vs_eager": {}}
@@ -245,11 +268,10 @@ def _time_variant(model, variant: str, tuning: dict, inputs: dict, eager: dict, 
 
 
 def _profile_step(model, inputs, device, calls: int, top: int = 25) -> dict:
-    """Profile ``calls`` UNet steps of the fast path's compiled (not graphed) UNet, under the fast path's attention
-    order: per step, the time the GPU is busy (all kernels) and the ``top`` kernels by time (on the CPU: operators
-    by self CPU time). Without a fast UNet runner (no compile, no graphs) the eager UNet is profiled."""
+    """Profile ``calls`` UNet steps of the fast path's compiled (not graphed) UNet, with its attention order inside:
+    per step, the time the GPU is busy (all kernels) and the ``top`` kernels by time (on the CPU: operators by
+    self CPU time). Without a fast UNet runner (no compile, no graphs) the eager UNet is profiled."""
     from torch.autograd import DeviceType
-    from torch.nn.attention import sdpa_kernel
     from torch.profiler import ProfilerActivity, profile
 
     x, t, text, _ = inputs
@@ -260,10 +282,8 @@ def _profile_step(model, inputs, device, calls: int, top: int = 25) -> dict:
         def inner(x, t, text):
             return model.unet(x, t, encoder_hidden_states=text).sample
 
-    context = (lambda: sdpa_kernel(_attention_order(fast.attention), set_priority=True)) \
-        if fast.attention != "auto" else contextlib.nullcontext
     cuda = device.type == "cuda"
-    with torch.no_grad(), context():
+    with torch.no_grad():
         inner(x, t, text)
         if cuda:
             torch.cuda.synchronize()

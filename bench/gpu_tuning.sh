@@ -11,6 +11,11 @@ OUT=${OUT:-bench/results/gpu-tuning}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 source "$(dirname "$0")/gpu_env.sh"
+# The fast UNet enters its attention order inside the compiled function, so the kernel is part of the Dynamo
+# graph; should a torch trace it otherwise, variants differing only in kernel would share an AOTAutograd cache
+# entry (keyed before the kernel is chosen). That cache is off here; Inductor's own, keyed after it, stays on.
+# The profiler keeps CUPTI loaded between its passes, as Inductor does next to CUDA graphs.
+export TORCHINDUCTOR_AUTOGRAD_CACHE=${TORCHINDUCTOR_AUTOGRAD_CACHE:-0} TEARDOWN_CUPTI=${TEARDOWN_CUPTI:-0}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" || true
 timeout "${TUNING_S:-560}" $PY bench/bench_unet_tuning.py --device cuda \
   --variants "${VARIANTS:-off+static,off+static+cudnn,off}" --batches "${BATCHES:-1,2}" \

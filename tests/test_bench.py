@@ -126,7 +126,7 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
     (same output) with notes."""
     out = tmp_path / "tuning.json"
     monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants",
-                                      "coordinate-descent,off+static,off+math", "--batches", "1,2", "--out", str(out)])
+                                      "coordinate-descent,off+static,off+math+static", "--batches", "1,2", "--out", str(out)])
     runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
     report = json.loads(out.read_text())
     assert set(report["diffusers_ms"]) == {"unet_step_b1_ms", "unet_step_b2_ms"}
@@ -139,14 +139,14 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
         assert all(row["q"][0] == b and row["ms"]["cudnn"] is None and row["ms"]["math"] > 0
                    and row["max_abs_vs_auto"]["math"] < 1e-5 for row in attention["calls"])
         assert attention["step_ms"]["cudnn"] == attention["step_ms"]["auto"] < attention["step_ms"]["math"]
-    assert list(report["variants"]) == ["coordinate-descent", "off+static", "off+math"]
+    assert list(report["variants"]) == ["coordinate-descent", "off+static", "off+static+math"]  # names in canonical order
     for row in report["variants"].values():  # each variant's last batch profiled (CPU: operators by self time)
         profile = row["profile_b2"]
         assert profile["calls"] == 10 and profile["what"] == "CPU operators" and profile["busy_ms_per_step"] > 0
         assert len(profile["top"]) == 25 and 0 < sum(k["share"] for k in profile["top"]) <= 1.0001
         assert any("convolution" in k["name"] for k in profile["top"][:3])
-    assert report["variants"]["off+math"]["fast_path"]["attention"] == "auto"  # ordered on CUDA only, with a note
-    assert any(n.startswith("attention: auto (the model is on cpu") for n in report["variants"]["off+math"]["fast_path"]["notes"])
+    assert report["variants"]["off+static+math"]["fast_path"]["attention"] == "auto"  # ordered on CUDA only, with a note
+    assert any(n.startswith("attention: auto (the model is on cpu") for n in report["variants"]["off+static+math"]["fast_path"]["notes"])
     for row in report["variants"].values():
         assert row["fast_path"]["autotune"] == "off" and row["fast_path"]["compile"] is False
         assert list(row["ms"]) == ["unet_step_b1_ms", "unet_step_b2_ms"] and all(ms > 0 for ms in row["ms"].values())
@@ -154,7 +154,8 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
     assert any("compile is off" in n for n in report["variants"]["coordinate-descent"]["fast_path"]["notes"])
     assert any(n.startswith("static_shapes: off") for n in report["variants"]["off+static"]["fast_path"]["notes"])
     for bad in (["--variants", "off,off"], ["--variants", "fast"], ["--variants", "off+cudnn+flash"],
-                ["--variants", "off+static+static"], ["--batches", "0"]):
+                ["--variants", "off+static+static"], ["--variants", "off+static+cudnn,off+cudnn+static"],
+                ["--batches", "0"]):
         monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", *bad, "--out", str(out)])
         with pytest.raises(SystemExit):
             runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
