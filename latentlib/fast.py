@@ -38,10 +38,10 @@ sdpa_kernel``, traced into the compiled graph); a shape that kernel cannot serve
 PyTorch's order. "auto" leaves PyTorch's choice (FlashAttention-2 first). cuDNN's attention is reported
 1.7-2.3x faster than FlashAttention-2 on Hopper GPUs for language-model shapes, and was reported slower for
 SD 1.5's head sizes (40, 80, 160) in 2024; not measured here yet (``bench/bench_unet_tuning.py`` times every
-kernel on the UNet's own attention calls). It needs CUDA:
-PyTorch's CPU attention ignores the order (elsewhere "auto", with a note). The order is fixed when
-:func:`accelerate` runs; call it again to change it. The order is process-wide while it is set (the UNet's
-eager calls, and its compile and capture): attention on another thread at that moment follows it too.
+kernel on the UNet's own attention calls). It needs CUDA: PyTorch's CPU attention ignores the order
+(elsewhere "auto", with a note). The order is fixed when :func:`accelerate` runs; call it again to change
+it. The order is process-wide while it is set (the UNet's eager calls, and its compile and capture):
+attention on another thread at that moment follows it too.
 
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
@@ -82,8 +82,8 @@ __all__ = ["FastPath", "accelerate", "load_preview_decoder"]
 _AUTO = "auto"
 _FUSED_LAYERS = ("to_qkv", "to_kv", "to_added_qkv")  # what diffusers' fuse_qkv_projections adds
 _FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "fuse_qkv", "cudnn_benchmark", "cache")
-# torch.compile's arguments per ``autotune`` value
 _ATTENTION = ("auto", "cudnn", "flash", "efficient", "math")  # ``attention``: which SDPA kernel goes first
+# torch.compile's arguments per ``autotune`` value
 _AUTOTUNE = {"off": {}, "coordinate-descent": {"options": {"coordinate_descent_tuning": True}},
              "max-autotune": {"mode": "max-autotune-no-cudagraphs"}}
 
