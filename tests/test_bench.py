@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -393,3 +394,29 @@ def test_bench_colour_refuses_bad_arguments(capsys, monkeypatch):
         with pytest.raises(SystemExit) as exit_info:
             ns["main"](argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def _run_gpu_fast(tmp_path, **env) -> tuple[str, str]:
+    """bench/gpu_fast.sh with a stand-in for python that logs its arguments (and sleeps FAKE_SD15_S for SD 1.5)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    calls, fake = tmp_path / "calls.log", tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\ncase "$*" in *"--models sd15"*) sleep "${FAKE_SD15_S:-0}";; esac\n'
+                    'echo "$*" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    subprocess.run(["bash", "bench/gpu_fast.sh"], cwd=BENCH.parents[1], check=False, capture_output=True, timeout=60,
+                   env={**os.environ, "PY": str(fake), "CALLS": str(calls), "OUT": str(out), **env})
+    return calls.read_text(), (out / "bench-sdxl.log").read_text()
+
+
+def test_gpu_fast_script_gives_sdxl_what_is_left_of_its_time(tmp_path):
+    """The prepared GPU run fits TOTAL_S (8 minutes by default): SDXL gets what SD 1.5 and the host bench leave,
+    and is skipped, saying so, when that is under SDXL_MIN_S."""
+    calls, _ = _run_gpu_fast(tmp_path / "a", TOTAL_S="100", HOST_S="10", SDXL_MIN_S="60")
+    assert [line.split("--models ")[1].split()[0] for line in calls.splitlines() if "--models" in line] == ["sd15", "sdxl"]
+    assert "bench_host.py" in calls.splitlines()[-1]
+    calls, sdxl_log = _run_gpu_fast(tmp_path / "b", FAKE_SD15_S="2", TOTAL_S="12", HOST_S="5", SDXL_MIN_S="6")
+    assert "--models sdxl" not in calls and "bench_host.py" in calls
+    assert re.match(r"SDXL skipped: [45] s of TOTAL_S=12 left after SD 1\.5 \(SDXL_MIN_S=6\)", sdxl_log)
+    calls, _ = _run_gpu_fast(tmp_path / "c", FAKE_SD15_S="2", TOTAL_S="12", HOST_S="5", SDXL_S="1")
+    assert "--models sdxl" in calls  # an explicit SDXL_S is used as given
