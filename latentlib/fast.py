@@ -48,7 +48,14 @@ puts back the value it found). ``fuse_qkv`` copies the attention weights into fu
 is turned on: after changing the UNet's weights (a LoRA, a fine-tune), call ``model.accelerate(...)``
 again. While fused, attention calls ``to_qkv`` (``to_kv`` for cross-attention) instead of ``to_q``,
 ``to_k`` and ``to_v``, in the eager UNet too: hooks on those three see nothing until ``decelerate()``.
-With ``compile`` on, Inductor also runs 1x1 convolutions as matrix products (``conv_1x1_as_mm``).
+With ``compile`` on, Inductor also runs 1x1 convolutions as matrix products (``conv_1x1_as_mm``) and keeps
+its FX graph cache on, and Dynamo's recompile limit is raised to 64: these are process-wide, stay set after
+``decelerate()``, and apply to other ``torch.compile`` calls in the process too.
+
+:func:`accelerate` checks every argument before it changes the model. After ``model.to(...)`` to another
+device or dtype, the fast path is applied again with the arguments it was asked for ("auto" resolves for
+the new device). Do not call ``accelerate``, ``decelerate``, ``set_preview_decoder`` or ``model.to`` while a
+live app is rendering from another thread: they change the networks under it (stop it, or let it finish).
 
 Asking for ``cuda_graphs=True`` without CUDA, or ``compile=True`` where compilation fails, warns and
 runs eagerly: the :class:`FastPath` that :func:`accelerate` returns says what is on and why the rest
@@ -83,6 +90,7 @@ _AUTO = "auto"
 _FUSED_LAYERS = ("to_qkv", "to_kv", "to_added_qkv")  # what diffusers' fuse_qkv_projections adds
 _FLAGS = ("sdpa", "channels_last", "compile", "cuda_graphs", "fuse_qkv", "cudnn_benchmark", "cache")
 _ATTENTION = ("auto", "cudnn", "flash", "efficient", "math")  # ``attention``: which SDPA kernel goes first
+_EAGER_ORDER = threading.Lock()  # eager UNet calls under an attention order, whose save and restore are global
 # torch.compile's arguments per ``autotune`` value
 _AUTOTUNE = {"off": {}, "coordinate-descent": {"options": {"coordinate_descent_tuning": True}},
              "max-autotune": {"mode": "max-autotune-no-cudagraphs"}}
@@ -124,6 +132,8 @@ class FastPath:
     _modules: dict = field(default_factory=dict, repr=False)  # network -> its modules' dicts (the hook check)
     cache_size: int = 64
     _cudnn_before: bool | None = field(default=None, repr=False)
+    _asked: dict = field(default_factory=dict, repr=False)  # accelerate's arguments as given (re-applied on moves)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def restore_global_state(self) -> None:
         """Put ``torch.backends.cudnn.benchmark`` back to what it was before this fast path set it."""
@@ -157,12 +167,15 @@ class FastPath:
     def _remember(self, store: OrderedDict, key, make):
         if not self.cache:
             return make()
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-        value = store[key] = make()
-        while len(store) > self.cache_size:
-            store.popitem(last=False)
+        with self._lock:  # a live app's worker and the notebook may share the caches
+            if key in store:
+                store.move_to_end(key)
+                return store[key]
+        value = make()  # outside the lock: making may take a while (and may use another cache)
+        with self._lock:
+            store[key] = value
+            while len(store) > self.cache_size:
+                store.popitem(last=False)
         return value
 
     def cached_prompt(self, model, prompts: tuple[str, ...], make):
@@ -194,9 +207,14 @@ def _resolve(name: str, value, default: bool) -> bool:
 
 
 def _inductor_cache(folder) -> str:
-    folder = Path(folder if folder is not None else Path.home() / ".cache" / "latentlib" / "torchinductor")
-    folder.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    """Point Inductor's cache at ``folder``; without one, at TORCHINDUCTOR_CACHE_DIR if set, else latentlib's."""
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    elif "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        default = Path.home() / ".cache" / "latentlib" / "torchinductor"
+        default.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(default)
     try:
         import torch._inductor.config as inductor
 
@@ -237,12 +255,16 @@ class _Compiled:
         if self.error is None:
             try:
                 return self.compiled(*args)
-            except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
+            except torch.OutOfMemoryError:
+                raise  # the eager call would need the memory too; compile stays on for smaller calls
+            except Exception as error:  # noqa: BLE001 - a compiler failure means: run eagerly
                 if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
                     raise  # inside a CUDA-graph capture an eager retry would only hide the cause
+                result = self.eager(*args)  # fails too when the call itself is at fault: compile then stays on
                 self.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
                 warnings.warn(f"torch.compile of the {self.what} failed ({self.error}); running it eagerly.",
                               RuntimeWarning, stacklevel=3)
+                return result
         return self.eager(*args)
 
 
@@ -262,6 +284,8 @@ class _Graphed:
         self.lock = threading.Lock()
 
     def __call__(self, *tensors):
+        if tensors[0].device.type != "cuda":  # e.g. a model moved off the GPU: nothing to capture
+            return self.fn(*tensors)
         key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
         with self.lock:
             entry = self.graphs.get(key)
@@ -274,6 +298,10 @@ class _Graphed:
             return static_out.clone()
 
     def _capture(self, tensors):
+        with torch.cuda.device(tensors[0].device):  # the tensors' GPU, which need not be the current one
+            return self._capture_here(tensors)
+
+    def _capture_here(self, tensors):
         static_in = [t.clone() for t in tensors]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -306,7 +334,10 @@ def _unet_fn(unet, keys: tuple[str, ...], attention_order: list | None = None):
     from torch.nn.attention import sdpa_kernel
 
     def ordered(sample, t, text, *extras):
-        with sdpa_kernel(attention_order, set_priority=True):
+        if torch.compiler.is_compiling():  # traced into the graph: nothing process-wide happens at run time
+            with sdpa_kernel(attention_order, set_priority=True):
+                return call(sample, t, text, *extras)
+        with _EAGER_ORDER, sdpa_kernel(attention_order, set_priority=True):  # eager: one such call at a time
             return call(sample, t, text, *extras)
 
     return ordered
@@ -399,12 +430,15 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     """
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+    from .model import _resolve_dtype
+
+    asked = {"dtype": dtype, "sdpa": sdpa, "channels_last": channels_last, "compile": compile,
+             "cuda_graphs": cuda_graphs, "fuse_qkv": fuse_qkv, "cudnn_benchmark": cudnn_benchmark, "cache": cache,
+             "compile_cache": compile_cache, "autotune": autotune, "static_shapes": static_shapes,
+             "attention": attention}
     cuda = model.device.type == "cuda"
     notes = []
-    if dtype == _AUTO:
-        dtype = torch.float16 if cuda else model.dtype
-    if dtype != model.dtype:
-        model.to(dtype=dtype)
+    dtype = (torch.float16 if cuda else model.dtype) if dtype == _AUTO else _resolve_dtype(dtype, model.device)
     sdpa = _resolve("sdpa", sdpa, True)
     want_compile = _resolve("compile", compile, cuda)
     # NHWC pays off once Inductor compiles for it; eager NHWC convolutions were slower than contiguous ones on
@@ -444,9 +478,13 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if cudnn_benchmark and not cuda:
         notes.append(f"cudnn_benchmark: off (the model is on {model.device})")
         cudnn_benchmark = False
+    # every argument is checked: now change the model
     previous = getattr(model, "fast", None)
     cudnn_before = previous._cudnn_before if previous is not None and previous._cudnn_before is not None \
         else torch.backends.cudnn.benchmark
+    model.fast = None  # off while the model changes (so its dtype change does not re-apply the old flags)
+    if dtype != model.dtype:
+        model.to(dtype=dtype)
     torch.backends.cudnn.benchmark = True if cudnn_benchmark else cudnn_before
     _unfuse(model.unet)
     decoders = [m for m in (model.vae, getattr(model, "preview_decoder", None)) if m is not None]
@@ -479,7 +517,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
                     compile=want_compile, cuda_graphs=want_graphs, cache=cache, fuse_qkv=fuse_qkv,
                     cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, autotune=autotune,
-                    static_shapes=static_shapes, attention=attention, notes=notes, _cudnn_before=cudnn_before)
+                    static_shapes=static_shapes, attention=attention, notes=notes, _cudnn_before=cudnn_before,
+                    _asked=asked)
     if want_compile or want_graphs or attention != _AUTO:
         options = _compile_options(autotune, static_shapes)
         fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, options=options,

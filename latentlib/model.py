@@ -126,12 +126,20 @@ class Model:
         for module in self._modules():
             target = vae_dtype if module is self.vae else dtype
             module.to(device) if module.dtype == target else module.to(device=device, dtype=target)
-        if self.fast is not None and (torch.device(device) != self.device or dtype != self.dtype):
-            self.fast.clear()  # cached embeddings, noise and captured graphs belong to the old device/dtype
+        moved = torch.device(device) != self.device or dtype != self.dtype
         self.device, self.dtype = torch.device(device), dtype
-        if self.fast is None:
+        if self.fast is not None and moved:  # graphs, compiled code and caches belong to the old device/dtype
+            self._reaccelerate()
+        elif self.fast is None:
             self._eager_layout()
         return self
+
+    def _reaccelerate(self) -> None:
+        """Apply the fast path again with the arguments it was asked for, at the model's current dtype (after a
+        move, a dtype change or a new preview decoder): "auto" flags resolve for the new device."""
+        from . import fast
+
+        fast.accelerate(self, **{**self.fast._asked, "dtype": self.dtype})
 
     # -- the fast path (latentlib.fast) --------------------------------------
     def accelerate(self, **flags):
@@ -169,11 +177,7 @@ class Model:
             decoder = decoder.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
         self.preview_decoder = decoder
         if self.fast is not None:  # re-apply the same flags so the new decoder gets them too
-            f = self.fast
-            fast.accelerate(self, dtype=self.dtype, sdpa=f.sdpa, channels_last=f.channels_last, compile=f.compile,
-                            cuda_graphs=f.cuda_graphs, fuse_qkv=f.fuse_qkv, cudnn_benchmark=f.cudnn_benchmark,
-                            cache=f.cache, compile_cache=f.compile_cache, autotune=f.autotune,
-                            static_shapes=f.static_shapes, attention=f.attention)
+            self._reaccelerate()
 
     # -- checks shared by the operations ----------------------------------
     def _check_size(self, height, width) -> tuple[int, int]:

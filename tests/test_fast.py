@@ -610,14 +610,118 @@ def test_attention_is_checked(model):
 
 
 def test_a_preview_decoder_set_later_keeps_the_attention_kernel(model, monkeypatch):
+    """set_preview_decoder re-applies the arguments accelerate was asked for (here "cudnn", which the CPU turns
+    into "auto" with a note, again)."""
     import latentlib.fast
 
-    model.accelerate()
-    model.fast.attention = "cudnn"  # as accelerate(attention="cudnn") leaves it on CUDA
+    model.accelerate(attention="cudnn")
     calls, real = [], latentlib.fast.accelerate
     monkeypatch.setattr(latentlib.fast, "accelerate", lambda m, **kw: calls.append(kw) or real(m, **kw))
     model.set_preview_decoder(tiny_preview_decoder())
     assert [call["attention"] for call in calls] == ["cudnn"]
+    assert model.fast.notes == ["attention: auto (the model is on cpu; PyTorch orders attention kernels on CUDA only)"]
+
+
+def test_a_bad_argument_leaves_the_model_as_it_was(model):
+    """accelerate checks every argument before it converts the model."""
+    for bad in ({"dtype": "bfloat16", "attention": "Flash"}, {"dtype": "bfloat16", "static_shapes": "yes"},
+                {"dtype": "float64"}):
+        with pytest.raises((ValueError, TypeError)):
+            model.accelerate(**bad)
+        assert model.unet.dtype == torch.float32 and model.dtype == torch.float32 and model.fast is None
+
+
+def test_a_dtype_change_re_applies_the_fast_path(model):
+    """model.to(dtype=...) after accelerate() applies the fast path again with the arguments it was asked for:
+    the report follows the model, and the old caches go with the old fast path."""
+    model.accelerate(autotune="coordinate-descent")
+    old = model.fast
+    _gen(model, steps=1)
+    assert old._prompts
+    model.to(dtype=torch.bfloat16)
+    assert model.fast is not old and model.fast.dtype == "bfloat16" and model.fast.report()["dtype"] == "bfloat16"
+    assert model.fast._asked["autotune"] == "coordinate-descent" and not model.fast._prompts
+    assert _gen(model, steps=1).shape == (1, 3, 64, 64)
+    model.to(dtype=torch.bfloat16)  # no change: the same fast path
+    assert model.fast._asked["dtype"] == torch.bfloat16
+
+
+def test_an_explicit_compile_cache_wins_over_the_environment(model, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    fast = model.accelerate(compile=True, compile_cache=tmp_path / "mine")
+    assert fast.compile_cache == str(tmp_path / "mine") and (tmp_path / "mine").is_dir()
+    fast = model.accelerate(compile=True)  # none given: the environment's (as it is now) is used
+    assert fast.compile_cache == str(tmp_path / "mine")
+
+
+def test_a_failing_compiled_call_turns_compile_off_only_when_eager_succeeds(monkeypatch):
+    """A compiler failure falls back to eager (with a warning) for good; an error the eager call makes too is the
+    call's own (bad input): it is raised and compile stays on."""
+    from latentlib.fast import _Compiled
+
+    def broken_compiled(*args):
+        raise RuntimeError("Inductor could not lower this")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: broken_compiled)
+    runner = _Compiled(lambda x: x * 2, "UNet")
+    with pytest.warns(RuntimeWarning, match="torch.compile of the UNet failed"):
+        assert runner(torch.ones(1)).item() == 2
+    assert runner.error == "RuntimeError: Inductor could not lower this"
+
+    def strict(x):
+        raise ValueError("bad input shape")
+
+    runner = _Compiled(strict, "UNet")
+    with pytest.raises(ValueError, match="bad input shape"):
+        runner(torch.ones(1))
+    assert runner.error is None  # still compiled: the failure was the input's
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+    runner = _Compiled(lambda x: x, "UNet")
+    with pytest.raises(torch.OutOfMemoryError):
+        runner(torch.ones(1))
+    assert runner.error is None
+
+
+def test_graphs_step_aside_for_tensors_off_the_gpu():
+    """A graph runner called with CPU tensors (a model moved off the GPU) runs the function, capturing nothing."""
+    from latentlib.fast import _Graphed
+
+    runner = _Graphed(lambda x: x + 1)
+    assert runner(torch.zeros(2)).tolist() == [1.0, 1.0] and runner.graphs == {}
+
+
+def test_the_caches_are_safe_between_threads(model):
+    """Threads filling and evicting one small cache at once: no KeyError, every value right. The store pauses in
+    its membership test, so without the lock another thread evicts the key before it is moved to the end."""
+    import threading
+    import time
+    from collections import OrderedDict
+
+    class Slow(OrderedDict):
+        def __contains__(self, key):
+            found = super().__contains__(key)
+            time.sleep(0.002)
+            return found
+
+    fast = model.accelerate()
+    fast.cache_size, fast._noise = 4, Slow()
+    errors = []
+
+    def work(offset):
+        try:
+            for i in range(200):
+                key = (offset + i) % 6
+                assert fast.cached_noise(key, lambda key=key: key * 10) == key * 10
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(fast._noise) <= 4
 
 
 def test_autotune_needs_compile_and_is_checked(model):
