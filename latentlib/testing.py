@@ -26,6 +26,7 @@ __all__ = [
     "tiny_sdxl_components",
     "tiny_preview_decoder",
     "save_tiny_model",
+    "run_in_threads",
 ]
 
 #: Words that get their own BPE token in the tiny tokenizer; anything else is spelled out in bytes.
@@ -230,3 +231,23 @@ def tiny_preview_decoder(seed: int = 0, *, latent_channels: int = 4):
         encoder_block_out_channels=(16, 16, 16, 16), decoder_block_out_channels=(16, 16, 16, 16),
         num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1), latent_channels=latent_channels,
     ).eval()
+
+
+def run_in_threads(work, n: int) -> list[BaseException]:
+    """Run ``work(k)`` for k in range(n), each on its own thread, all at once; return the exceptions raised."""
+    import threading
+
+    errors = []
+
+    def guarded(k):
+        try:
+            work(k)
+        except Exception as error:  # noqa: BLE001 - returned to the caller, which asserts on them
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

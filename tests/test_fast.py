@@ -7,7 +7,7 @@ import torch
 
 import latentlib as ll
 from latentlib.fast import FastPath, load_preview_decoder
-from latentlib.testing import tiny_preview_decoder, tiny_sd_components
+from latentlib.testing import run_in_threads, tiny_preview_decoder, tiny_sd_components
 
 
 @pytest.fixture
@@ -694,7 +694,6 @@ def test_graphs_step_aside_for_tensors_off_the_gpu():
 def test_the_caches_are_safe_between_threads(model):
     """Threads filling and evicting one small cache at once: no KeyError, every value right. The store pauses in
     its membership test, so without the lock another thread evicts the key before it is moved to the end."""
-    import threading
     import time
     from collections import OrderedDict
 
@@ -706,22 +705,13 @@ def test_the_caches_are_safe_between_threads(model):
 
     fast = model.accelerate()
     fast.cache_size, fast._noise = 4, Slow()
-    errors = []
 
     def work(offset):
-        try:
-            for i in range(200):
-                key = (offset + i) % 6
-                assert fast.cached_noise(key, lambda key=key: key * 10) == key * 10
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        for i in range(200):
+            key = (offset + i) % 6
+            assert fast.cached_noise(key, lambda key=key: key * 10) == key * 10
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == [] and len(fast._noise) <= 4
+    assert run_in_threads(work, 8) == [] and len(fast._noise) <= 4
 
 
 def test_autotune_needs_compile_and_is_checked(model):

@@ -151,25 +151,17 @@ def test_bad_prompt_types(sd):
 
 def test_embedding_from_several_threads_at_once_is_the_same_as_alone(sd):
     """A live app embeds on its render thread while the kernel embeds too; the tokenizer is shared."""
-    import threading
+    from latentlib.testing import run_in_threads
 
     prompts = ["a red circle", "", "a blue square on a black background", "a zebra"]
     alone = {p: sd.embed(p).embeds for p in prompts}
-    results, errors = [], []
+    results = []
 
     def work(k):
-        try:
-            for i in range(30):
-                p = prompts[(k + i) % len(prompts)]
-                results.append((p, sd.embed(p).embeds))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
+        for i in range(30):
+            p = prompts[(k + i) % len(prompts)]
+            results.append((p, sd.embed(p).embeds))
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and len(results) == 120
+    assert run_in_threads(work, 4) == [] and len(results) == 120
     for p, e in results:
         assert torch.equal(e, alone[p])
