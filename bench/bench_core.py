@@ -65,6 +65,14 @@ def write_report(out, report: dict, *, announce: bool = True) -> Path:
     return out
 
 
+def failure(error: BaseException) -> dict:
+    """What a benchmark records for a phase that raised (call inside the ``except``): the error and its traceback's
+    last lines."""
+    import traceback
+
+    return {"error": f"{type(error).__name__}: {error}"[:500], "traceback": traceback.format_exc().splitlines()[-12:]}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()

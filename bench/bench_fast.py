@@ -22,7 +22,6 @@ import argparse
 import os
 import sys
 import time
-import traceback
 import warnings
 from pathlib import Path
 
@@ -44,9 +43,9 @@ PROMPT = "a red circle on a black background"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import environment as _environment
+from bench_core import failure, write_report
 from bench_core import pipeline_for as _pipeline
 from bench_core import timed as _timed
-from bench_core import write_report
 
 
 def timed(fn, device, repeats: int, warmup: int = 2) -> float:
@@ -329,8 +328,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
             break
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
             out.setdefault("errors", []).append(
-                {"phase": f"fast path (cuda_graphs={graphs})", "error": f"{type(error).__name__}: {error}"[:500],
-                 "traceback": traceback.format_exc().splitlines()[-12:]})
+                {"phase": f"fast path (cuda_graphs={graphs})", **failure(error)})
             print(f"fast path (cuda_graphs={graphs}) failed: {type(error).__name__}: {error}", flush=True)
             ours_ms.clear()
             for stale in ("fast_path", "fast_warmup_s"):
@@ -383,9 +381,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
             for key, ms in out["retuned"]["ms"].items():
                 print(f"  {key} with autotune={also_autotune}: {ms:.2f} ms (untuned {out['figures'][key]['latentlib_ms']})")
         except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
-            out.setdefault("errors", []).append({"phase": f"retuned ({also_autotune})",
-                                                 "error": f"{type(error).__name__}: {error}"[:500],
-                                                 "traceback": traceback.format_exc().splitlines()[-12:]})
+            out.setdefault("errors", []).append({"phase": f"retuned ({also_autotune})", **failure(error)})
     del pipe, tiny_pipe, model
     if cuda:
         torch.cuda.empty_cache()

@@ -35,7 +35,6 @@ import gc
 import os
 import sys
 import time
-import traceback
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -48,7 +47,7 @@ import latentlib as ll
 from latentlib.fast import _ATTENTION, _sdpa_backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import environment, timed, write_report
+from bench_core import environment, failure, timed, write_report
 from bench_fast import TARGETS, _pixels_close, _sd15, _unet_inputs
 
 MODES = ("off", "coordinate-descent", "max-autotune")
@@ -212,8 +211,7 @@ def main(argv=None) -> dict:
                                                               min(repeats, 20))
             print(f"  attention per UNet step, batch {b} (ms): {report['attention'][f'b{b}']['step_ms']}", flush=True)
         except Exception as error:  # noqa: BLE001 - the variants below matter more: record and go on
-            report["attention"][f"b{b}"] = {"error": f"{type(error).__name__}: {error}"[:500],
-                                            "traceback": traceback.format_exc().splitlines()[-12:]}
+            report["attention"][f"b{b}"] = failure(error)
             print(f"  attention kernels, batch {b}, failed: {report['attention'][f'b{b}']['error']}", flush=True)
         save()
     for variant in variants:
@@ -232,8 +230,7 @@ def main(argv=None) -> dict:
                 print(f"  {variant}: batch {b} busy {row[f'profile_b{b}']['busy_ms_per_step']} ms per step; top: "
                       f"{[(k['name'][:40], k['ms_per_step']) for k in row[f'profile_b{b}']['top'][:5]]}", flush=True)
         except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
-            row["error"] = f"{type(error).__name__}: {error}"[:500]
-            row["traceback"] = traceback.format_exc().splitlines()[-12:]
+            row.update(failure(error))
             print(f"  {variant} failed: {row['error']}", flush=True)
         row["seconds"] = round(time.perf_counter() - start, 1)
         save()

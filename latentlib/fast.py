@@ -208,13 +208,10 @@ def _resolve(name: str, value, default: bool) -> bool:
 
 def _inductor_cache(folder) -> str:
     """Point Inductor's cache at ``folder``; without one, at TORCHINDUCTOR_CACHE_DIR if set, else latentlib's."""
-    if folder is not None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
-    elif "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        default = Path.home() / ".cache" / "latentlib" / "torchinductor"
-        default.mkdir(parents=True, exist_ok=True)
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(default)
+    if folder is None:
+        folder = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or Path.home() / ".cache" / "latentlib" / "torchinductor"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     try:
         import torch._inductor.config as inductor
 
@@ -349,7 +346,6 @@ class _UNetRunner:
     def __init__(self, unet, *, compile: bool, cuda_graphs: bool, options: dict | None = None,
                  attention: str = "auto"):
         self.unet, self.compile, self.cuda_graphs, self.options = unet, compile, cuda_graphs, options
-        self.attention = attention
         self.attention_order = None if attention == _AUTO else _attention_order(attention)  # fixed from now on
         self.runners: dict = {}
 
