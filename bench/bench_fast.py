@@ -151,6 +151,9 @@ def _fast_phase(model, out, ours_ms, ours, ours_sweep, z, images, image_steps, r
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         fast = model.accelerate(compile=compile_flag, cuda_graphs=graphs_flag, **tuning)
+        # the live frame's shapes one by one (compile and capture: seconds per shape), then the rest of them
+        out["fast_warmup_shapes_s"] = model.warm_up(n=1, progress=False)
+        print(f"  warm-up per shape (s): {out['fast_warmup_shapes_s']}", flush=True)
         fast_images = {"live": ours(1, 0.0), "image": ours(image_steps, 7.5), "sweep": ours_sweep()}
         with torch.no_grad():
             for batch in (1, 2, 8):  # compile and capture every shape the timings below use
@@ -331,7 +334,7 @@ def bench_model(label: str, components: dict, *, device, dtype, full: bool, repe
                 {"phase": f"fast path (cuda_graphs={graphs})", **failure(error)})
             print(f"fast path (cuda_graphs={graphs}) failed: {type(error).__name__}: {error}", flush=True)
             ours_ms.clear()
-            for stale in ("fast_path", "fast_warmup_s"):
+            for stale in ("fast_path", "fast_warmup_s", "fast_warmup_shapes_s"):
                 out.pop(stale, None)
             progress(out)
             try:

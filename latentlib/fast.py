@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FastPath", "accelerate", "load_preview_decoder"]
+__all__ = ["FastPath", "accelerate", "load_preview_decoder", "warm_up"]
 
 _AUTO = "auto"
 _FUSED_LAYERS = ("to_qkv", "to_kv", "to_added_qkv")  # what diffusers' fuse_qkv_projections adds
@@ -540,6 +541,81 @@ def _unfuse(unet) -> None:
                         delattr(module, name)
                 module.fused_projections = False
         unet.original_attn_processors = None
+
+
+def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=None,
+            progress: bool = True) -> dict[str, float]:
+    """Compile and capture the fast path's networks for the shapes a session will use, now, instead of in the
+    first frame of each shape (on a GPU with a cold compile cache, a minute or more per shape: a slider would
+    hang on its first move). Each shape runs the way :meth:`latentlib.Model.generate` runs it: one step of the
+    UNet per batch size, then each decoder on latents of each image count.
+
+    Args:
+        n: images per call, an int or a list of them (the UNet's batch is ``n``, twice that with CFG).
+        cfg: without classifier-free guidance (False), with it (True), or both (default): the live frame
+            (1 step, no guidance) and a guided frame need different UNet batches.
+        height, width: pixels (default: the model's size).
+        decoders: "full" and/or "preview" (default: the full VAE, and the preview decoder when one is set).
+        progress: show a progress bar, one tick per shape.
+
+    Returns:
+        Seconds per shape, e.g. ``{"UNet batch 1 at 512x512": 48.2, "UNet batch 2 at 512x512": 31.0,
+        "full decoder, 1 image at 512x512": 20.4}``; on a warm compile cache far less. A shape used later that
+        is not warmed here (another size, a longer prompt than 77 tokens, more images) compiles on first use.
+        ``set_preview_decoder``, ``model.to`` and ``accelerate`` build new runners: warm up after them. On the CPU
+        without ``compile`` nothing is compiled or captured; the calls just run once.
+
+    Example:
+        >>> model.accelerate()
+        >>> model.warm_up(n=[1, 4])   # live frames of 1 and 4 images, with and without guidance
+    """
+    from tqdm.auto import tqdm
+
+    from . import sampling
+    from ._checks import check_choice, check_int
+
+    if getattr(model, "fast", None) is None:
+        raise RuntimeError("warm_up compiles and captures the fast path's networks, and this model has none: "
+                           "call model.accelerate() first.")
+    counts = [check_int("n", v, minimum=1) for v in ([n] if not isinstance(n, (list, tuple)) else n)]
+    guided = [cfg] if isinstance(cfg, bool) else list(cfg) if isinstance(cfg, (list, tuple)) else None
+    if not counts or not guided or not all(isinstance(v, bool) for v in guided):
+        raise TypeError(f"`n` must be an int >= 1 or a non-empty list of them, and `cfg` True, False or a "
+                        f"non-empty list of those; got n={n!r}, cfg={cfg!r}.")
+    height, width = model._check_size(height, width)
+    if decoders is None:
+        decoders = ["full"] + (["preview"] if getattr(model, "preview_decoder", None) is not None else [])
+    decoders = [decoders] if isinstance(decoders, str) else list(decoders)
+    for value in decoders:
+        check_choice("decoders", value, sampling.DECODERS)
+    doubles = model.unet.config.time_cond_proj_dim is None  # a guidance-embedding UNet takes no CFG batch
+    size = f"{width}x{height}"
+    plan = {}  # label -> call, in order, one per shape
+    for count in counts:
+        for with_cfg in guided:
+            batch = count * (2 if with_cfg and doubles else 1)
+            plan.setdefault(f"UNet batch {batch} at {size}", lambda c=count, g=with_cfg: model.generate(
+                "", n=c, steps=1, guidance=5.0 if g else 0.0, height=height, width=width, output="latent",
+                progress=False))
+    for count in counts:
+        for which in dict.fromkeys(decoders):
+            name = "preview" if which == "preview" and getattr(model, "preview_decoder", None) is not None else "full"
+            latents = (count, model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
+            plan.setdefault(f"{name} decoder, {count} image{'s' * (count > 1)} at {size}", lambda z=latents, d=name:
+                            sampling.decode_latents(model, torch.zeros(z, device=model.device, dtype=model.dtype),
+                                                    "pt", decoder=d))
+    seconds = {}
+    with tqdm(total=len(plan), desc="warm up", disable=not progress) as bar:
+        for label, call in plan.items():
+            bar.set_postfix_str(label)
+            began = time.perf_counter()
+            with torch.no_grad():
+                call()
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)
+            seconds[label] = round(time.perf_counter() - began, 3)
+            bar.update()
+    return seconds
 
 
 def load_preview_decoder(folder, *, device=None, dtype=None):

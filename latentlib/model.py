@@ -161,6 +161,20 @@ class Model:
         self.fast = None
         self._eager_layout()
 
+    def warm_up(self, **kwargs) -> dict[str, float]:
+        """Compile and capture the fast path for the shapes a session will use, now rather than on the first frame
+        of each (after :meth:`accelerate`; a progress bar, and the seconds per shape returned).
+
+        Example:
+            >>> model.accelerate()
+            >>> model.warm_up()          # 1 image, with and without guidance, the full and preview decoders
+
+        See :func:`latentlib.fast.warm_up`.
+        """
+        from . import fast
+
+        return fast.warm_up(self, **kwargs)
+
     def set_preview_decoder(self, decoder) -> None:
         """Use ``decoder`` (an ``AutoencoderTiny``, or a local folder holding one) for ``decoder="preview"``.
 

@@ -426,14 +426,22 @@ def generate(
     # 8. Decode
     if output == "latent":
         return (x, x) if return_latents else x
+    images = decode_latents(model, x, output, decoder=decoder, batch_size=decode_batch_size)
+    return (images, x) if return_latents else images
+
+
+def decode_latents(model, latents: torch.Tensor, output: str, *, decoder: str = "full", batch_size: int = 8):
+    """Decode ``latents`` as :func:`generate` does: with the preview decoder for ``decoder="preview"`` when the
+    model has one (else the full VAE), through the fast path's compiled or graphed decoder when it can serve
+    (no hooks on the decoder), ``batch_size`` latents per call."""
     vae = model.vae
     if decoder == "preview" and getattr(model, "preview_decoder", None) is not None:
         vae = model.preview_decoder
+    fast = getattr(model, "fast", None)
     run = None if fast is None else fast._decode.get("preview" if vae is not model.vae else "full")
     if run is not None and _has_hooks(vae, fast._modules):  # the compiled or graphed decoder would not run them either
         run = None
-    images = decode_to_output(vae, x, output, batch_size=decode_batch_size, run=run)
-    return (images, x) if return_latents else images
+    return decode_to_output(vae, latents, output, batch_size=batch_size, run=run)
 
 
 def _has_hooks(module: torch.nn.Module, listed: dict) -> bool:

@@ -78,6 +78,8 @@ def test_bench_fast_quick_writes_json(tmp_path, monkeypatch):
             assert figures[key]["latentlib_ms"] > 0 and figures[key]["diffusers_ms"] is None
         assert run["fast_path"]["cuda_graphs"] is False and run["fast_path"]["compile"] is False
         assert all(v["max_abs"] == 0 for v in run["fast_matches_eager"].values()), run["fast_matches_eager"]
+        assert [k.split(" at ")[0] for k in run["fast_warmup_shapes_s"]] == [
+            "UNet batch 1", "UNet batch 2", "full decoder, 1 image", "preview decoder, 1 image"]
 
 
 def test_bench_fast_also_autotune_times_a_retuned_fast_path(tmp_path, monkeypatch):

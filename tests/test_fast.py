@@ -7,7 +7,7 @@ import torch
 
 import latentlib as ll
 from latentlib.fast import FastPath, load_preview_decoder
-from latentlib.testing import run_in_threads, tiny_preview_decoder, tiny_sd_components
+from latentlib.testing import run_in_threads, tiny_preview_decoder, tiny_sd_components, tiny_sdxl_components
 
 
 @pytest.fixture
@@ -721,3 +721,58 @@ def test_autotune_needs_compile_and_is_checked(model):
     with pytest.raises(ValueError, match=r"`autotune` must be one of 'off', 'coordinate-descent', 'max-autotune', "
                                          r"got 'fast'"):
         model.accelerate(autotune="fast")
+
+
+def _record_compiled_signatures(monkeypatch) -> set:
+    """torch.compile replaced by a recorder: each "compiled" function notes itself with the shapes and dtypes it is
+    called with (what a real compile, or a CUDA graph, would specialise on) and runs eagerly."""
+    seen = set()
+
+    def recording_compile(fn, **kwargs):
+        def compiled(*args):
+            seen.add((fn, *((tuple(a.shape), a.dtype) for a in args if torch.is_tensor(a))))
+            return fn(*args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl"])
+def test_warm_up_meets_every_shape_the_frames_then_use(monkeypatch, kind):
+    """warm_up runs each UNet batch (n images, twice that with guidance) and each decoder on n images through the
+    fast path's own compiled runners; frames made afterwards at those settings bring no new shape."""
+    model = ll.Model(**(tiny_sdxl_components() if kind == "sdxl" else tiny_sd_components()))
+    model.set_preview_decoder(tiny_preview_decoder())
+    seen = _record_compiled_signatures(monkeypatch)
+    model.accelerate(compile=True)
+    seconds = model.warm_up(n=[1, 2], progress=False)
+    assert list(seconds) == ["UNet batch 1 at 64x64", "UNet batch 2 at 64x64", "UNet batch 4 at 64x64",
+                             "full decoder, 1 image at 64x64", "preview decoder, 1 image at 64x64",
+                             "full decoder, 2 images at 64x64", "preview decoder, 2 images at 64x64"]
+    assert all(isinstance(s, float) and s >= 0 for s in seconds.values())
+    assert {sig[1][0][0] for sig in seen if len(sig) >= 4} == {1, 2, 4}  # the UNet's (sample, t, text, ...)
+    warmed = set(seen)
+    seen.clear()
+    for n, guidance, decoder in [(1, 0.0, "preview"), (1, 5.0, "full"), (2, 7.5, "preview"), (2, 0.0, "full")]:
+        model.generate("a red circle", n=n, seed=5, steps=3, guidance=guidance, decoder=decoder, progress=False)
+    assert seen and seen <= warmed
+    model.generate("a red circle", n=3, seed=5, steps=1, guidance=0.0, progress=False)
+    assert not seen <= warmed  # the check can fail: three images are a shape not warmed up
+
+
+def test_warm_up_names_bad_input(model):
+    with pytest.raises(RuntimeError, match=r"call model.accelerate\(\) first"):
+        model.warm_up()
+    model.accelerate()
+    for bad, error, message in [({"n": 0}, ValueError, "`n` must be an integer >= 1, got 0"),
+                                ({"n": [1, 2.5]}, TypeError, r"`n` must be an integer >= 1, got 2.5"),
+                                ({"n": []}, TypeError, r"`n` must be an int >= 1 or a non-empty list"),
+                                ({"cfg": "yes"}, TypeError, r"`cfg` True, False or a non-empty list.*cfg='yes'"),
+                                ({"decoders": "tiny"}, ValueError, "`decoders` must be one of 'full', 'preview'"),
+                                ({"width": 60}, ValueError, "`width` must be divisible by 8")]:
+        with pytest.raises(error, match=message):
+            model.warm_up(progress=False, **bad)
+    assert model.warm_up(cfg=False, decoders="preview", progress=False).keys() == {
+        "UNet batch 1 at 64x64", "full decoder, 1 image at 64x64"}  # no preview decoder set: "preview" is the VAE
