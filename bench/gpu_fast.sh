@@ -10,6 +10,9 @@
 #   ALSO_AUTOTUNE=coordinate-descent SD15_S=530 SDXL_S=1 WHEELS=.whl OUT=$OUT bash bench/gpu_fast.sh
 # STATIC=1 compiles SD 1.5's UNet and decoders once per batch size (accelerate's static_shapes): more warm-up.
 # ATTENTION=cudnn (or flash, efficient, math) puts that SDPA kernel first for SD 1.5's fast UNet (accelerate's attention).
+# TUNED_FROM=bench/results/gpu-tuning-last/unet_tuning.json sets AUTOTUNE, STATIC and ATTENTION from gpu_tuning.sh's
+# fastest batch-2 variant (bench/pick_tuning.py; kept as found when it cannot pick), for a second call on the
+# same warm machine right after the tuning run.
 # The whole run takes at most TOTAL_S (default 470 s, with the wheel install): SD 1.5 gets up to SD15_S (360),
 # the host bench HOST_S (30), and SDXL what is left (skipped, with a line in the log, when under SDXL_MIN_S, 60).
 # An explicit SDXL_S replaces "what is left" (SDXL_S=1 skips it in effect); then the bound is the sum.
@@ -25,6 +28,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 # SD 1.5 with everything on (compile included), then SDXL with CUDA graphs but without compile (two
 # 2.6B-parameter compiles from a cold cache would not fit the slot). Each writes its JSON after its model.
 status=0
+if [ -n "${TUNED_FROM:-}" ]; then
+  picked=$($PY bench/pick_tuning.py "$TUNED_FROM") || picked="# nothing picked from $TUNED_FROM"
+  echo "$picked" | tee "$OUT/picked.txt"
+  eval "$picked"
+fi
 also=()
 [ -n "${ALSO_AUTOTUNE:-}" ] && also=(--also-autotune "$ALSO_AUTOTUNE")
 [ -n "${STATIC:-}" ] && also+=(--static-shapes)

@@ -6,6 +6,8 @@
 # Writes unet_tuning.json, the log and nvidia-smi's view under ${OUT:-bench/results/gpu-tuning}.
 #   WHEELS=.whl OUT=$OUT bash bench/gpu_tuning.sh          # carry .whl (diffusers' wheel, see bench/README.md)
 # VARIANTS and BATCHES override the defaults; TUNING_S (default 560) bounds the whole run.
+# The JSON is also copied to KEEP (default bench/results/gpu-tuning-last, ignored by git), where a second call on
+# the same warm machine finds it: TUNED_FROM=$KEEP/unet_tuning.json bash bench/gpu_fast.sh runs the winner in full.
 set -uo pipefail
 OUT=${OUT:-bench/results/gpu-tuning}
 PY=${PY:-python3}
@@ -20,3 +22,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 timeout "${TUNING_S:-560}" $PY bench/bench_unet_tuning.py --device cuda \
   --variants "${VARIANTS:-off+static,off+static+cudnn,off}" --batches "${BATCHES:-1,2}" \
   --out "$OUT/unet_tuning.json" 2>&1 | grep -v "should be kept in float32" | tee "$OUT/tuning.log"
+status=$?
+keep=${KEEP:-bench/results/gpu-tuning-last}
+mkdir -p "$keep" && cp "$OUT/unet_tuning.json" "$keep/" 2>/dev/null || echo "no unet_tuning.json to keep in $keep"
+exit $status

@@ -156,6 +156,9 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
         assert all(v["max_abs"] == 0 for v in row["vs_eager"].values()) and "compiling" not in row
     assert any("compile is off" in n for n in report["variants"]["coordinate-descent"]["fast_path"]["notes"])
     assert any(n.startswith("static_shapes: off") for n in report["variants"]["off+static"]["fast_path"]["notes"])
+    pick = runpy.run_path(str(BENCH.parent / "pick_tuning.py"), run_name="pick")  # reads this JSON as it is
+    fastest = min(report["variants"], key=lambda v: report["variants"][v]["ms"]["unet_step_b2_ms"])
+    assert pick["pick"](report, margin=0)[0] == fastest
     for bad in (["--variants", "off,off"], ["--variants", "fast"], ["--variants", "off+cudnn+flash"],
                 ["--variants", "off+static+static"], ["--variants", "off+static+cudnn,off+cudnn+static"],
                 ["--batches", "0"]):
@@ -399,16 +402,68 @@ def test_bench_colour_refuses_bad_arguments(capsys, monkeypatch):
 
 
 def _run_gpu_fast(tmp_path, **env) -> tuple[str, str]:
-    """bench/gpu_fast.sh with a stand-in for python that logs its arguments (and sleeps FAKE_SD15_S for SD 1.5)."""
+    """bench/gpu_fast.sh with a stand-in for python that logs its arguments (and sleeps FAKE_SD15_S for SD 1.5);
+    pick_tuning.py, which needs no GPU, runs for real."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     calls, fake = tmp_path / "calls.log", tmp_path / "python"
-    fake.write_text('#!/usr/bin/env bash\ncase "$*" in *"--models sd15"*) sleep "${FAKE_SD15_S:-0}";; esac\n'
-                    'echo "$*" >> "$CALLS"\n')
+    fake.write_text('#!/usr/bin/env bash\ncase "$*" in *pick_tuning.py*) exec "$REAL_PY" "$@";; '
+                    '*"--models sd15"*) sleep "${FAKE_SD15_S:-0}";; esac\necho "$*" >> "$CALLS"\n')
     fake.chmod(0o755)
     out = tmp_path / "out"
     subprocess.run(["bash", "bench/gpu_fast.sh"], cwd=BENCH.parents[1], check=False, capture_output=True, timeout=60,
-                   env={**os.environ, "PY": str(fake), "CALLS": str(calls), "OUT": str(out), **env})
+                   env={**os.environ, "PY": str(fake), "CALLS": str(calls), "OUT": str(out), "REAL_PY": sys.executable,
+                        **env})
     return calls.read_text(), (out / "bench-sdxl.log").read_text()
+
+
+def _tuning_report(**variants) -> dict:
+    """A bench_unet_tuning JSON's variants: name -> batch-2 ms, or (ms, max_abs against eager), or an error."""
+    rows = {}
+    for name, value in variants.items():
+        name = name.replace("__", "+").replace("_", "-")
+        if value == "error":
+            rows[name] = {"warmup_s": {}, "ms": {}, "vs_eager": {}, "error": "RuntimeError: broke"}
+            continue
+        ms, close = value if isinstance(value, tuple) else (value, 0.003)
+        rows[name] = {"ms": {"unet_step_b1_ms": 4.5, "unet_step_b2_ms": ms},
+                      "vs_eager": {"b1": {"max_abs": 0.003}, "b2": {"max_abs": close}}}
+    return {"variants": rows}
+
+
+def test_pick_tuning_takes_the_fastest_batch_2_variant_that_stays_close(tmp_path):
+    pick = runpy.run_path(str(BENCH.parent / "pick_tuning.py"), run_name="pick")
+    assert pick["pick"](_tuning_report(off__static=6.0, off__static__cudnn=5.7, off=6.25))[0] == "off+static+cudnn"
+    assert pick["pick"](_tuning_report(off__static=6.22, off=6.25))[0] == "off"  # within the 1% margin: the default
+    assert pick["pick"](_tuning_report(off__static=6.1, off__static__cudnn=5.9))[0] == "off+static+cudnn"  # no "off"
+    # a failed variant, one without a batch-2 figure, one far off eager: none counts
+    report = _tuning_report(off__static__cudnn="error", off__static__flash=(4.0, 0.9), off__static=6.0, off=6.25)
+    report["variants"]["coordinate-descent"] = {"ms": {"unet_step_b1_ms": 4.0}, "vs_eager": {}}
+    variant, why = pick["pick"](report)
+    assert variant == "off+static" and "off+static 6.0 ms, off 6.25 ms" in why
+    assert pick["pick"](_tuning_report(off__static=(5.0, 0.05), off=(6.25, 0.01)))[0] == "off+static"  # 5x, not 10x
+    with pytest.raises(ValueError, match="no variant measured the batch-2 step within tolerance .*off: failed"):
+        pick["pick"](_tuning_report(off="error"))
+    assert pick["tuning_of"]("coordinate-descent+static+cudnn") == {"AUTOTUNE": "coordinate-descent", "STATIC": "1",
+                                                                    "ATTENTION": "cudnn"}
+    assert pick["tuning_of"]("off") == {}
+    tuning = runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="tuning")
+    assert pick["MODES"] == tuning["MODES"]
+
+
+def test_gpu_fast_script_takes_its_flags_from_a_tuning_run(tmp_path):
+    """TUNED_FROM: the second call on a warm machine runs the tuning run's winner without anyone choosing."""
+    report = tmp_path / "unet_tuning.json"
+    report.write_text(json.dumps(_tuning_report(off__static=6.0, off__static__cudnn=5.7, off=6.25)))
+    calls, _ = _run_gpu_fast(tmp_path / "a", TUNED_FROM=str(report), SDXL_S="1", HOST_S="1")
+    sd15 = next(line for line in calls.splitlines() if "--models sd15" in line)
+    assert "--static-shapes" in sd15 and "--attention cudnn" in sd15 and "--autotune off" in sd15
+    assert (tmp_path / "a" / "out" / "picked.txt").read_text().splitlines() == [
+        "# picked off+static+cudnn at batch 2 (off+static+cudnn 5.7 ms, off+static 6.0 ms, off 6.25 ms)",
+        "STATIC=1", "ATTENTION=cudnn"]
+    calls, _ = _run_gpu_fast(tmp_path / "b", TUNED_FROM=str(tmp_path / "missing.json"), SDXL_S="1", HOST_S="1")
+    sd15 = next(line for line in calls.splitlines() if "--models sd15" in line)
+    assert "--static-shapes" not in sd15 and "--attention" not in sd15  # nothing to pick from: the defaults
+    assert (tmp_path / "b" / "out" / "picked.txt").read_text().startswith("# nothing picked from")
 
 
 def test_gpu_fast_script_gives_sdxl_what_is_left_of_its_time(tmp_path):
@@ -422,3 +477,23 @@ def test_gpu_fast_script_gives_sdxl_what_is_left_of_its_time(tmp_path):
     assert re.match(r"SDXL skipped: [45] s of TOTAL_S=12 left after SD 1\.5 \(SDXL_MIN_S=6\)", sdxl_log)
     calls, _ = _run_gpu_fast(tmp_path / "c", FAKE_SD15_S="2", TOTAL_S="12", HOST_S="5", SDXL_S="1")
     assert "--models sdxl" in calls  # an explicit SDXL_S is used as given
+
+
+def test_gpu_tuning_script_keeps_its_json_for_the_next_call(tmp_path):
+    """gpu_tuning.sh copies its JSON into KEEP (in the working tree on the GPU machine), where gpu_fast.sh's
+    TUNED_FROM finds it on the next call; a run that wrote none says so."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\necho tuning\nprev=\nfor a; do [ "$prev" = --out ] && [ -z "${NO_JSON:-}" ] && '
+                    'echo \'{"variants": {}}\' > "$a"; prev=$a; done\n')
+    fake.chmod(0o755)
+    keep = tmp_path / "keep"
+    for case, extra in (("a", {}), ("b", {"NO_JSON": "1"})):
+        done = subprocess.run(["bash", "bench/gpu_tuning.sh"], cwd=BENCH.parents[1], check=False, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "PY": str(fake), "OUT": str(tmp_path / case),
+                                                          "KEEP": str(keep / case), **extra})
+        assert done.returncode == 0, done.stderr
+        if case == "a":
+            assert json.loads((keep / "a" / "unet_tuning.json").read_text()) == {"variants": {}}
+        else:
+            assert not (keep / "b" / "unet_tuning.json").exists() and f"no unet_tuning.json to keep in {keep / 'b'}" \
+                in done.stdout

@@ -1,0 +1,95 @@
+"""Read a bench_unet_tuning.py JSON and print, as shell assignments for gpu_fast.sh, the compile variant that
+ran the UNet step fastest at one batch size (2 by default: the CFG step of issue 8's target).
+
+The GPU budget fits a tuning run and a full benchmark only as two calls on the same warm machine, one right
+after the other; ``TUNED_FROM=... bash bench/gpu_fast.sh`` runs this between them, so the second call needs no
+one to read the first's numbers in the seconds before the machine is given back.
+
+A variant counts only when it finished that batch size without an error and its output stayed close to
+diffusers' eager UNet's: within ``--tolerance``, or within 10 times the closest variant's difference (random
+weights can give large outputs, whose fp16 rounding alone exceeds a fixed bound). The default variant ("off": automatic dynamic shapes, PyTorch's
+attention, untuned) is kept unless another beats it by more than ``--margin`` (the run-to-run noise of a
+median); when "off" was not measured, the fastest variant is taken. Prints a comment line saying why, then
+``AUTOTUNE=...``, ``STATIC=1`` and ``ATTENTION=...`` for whatever differs from the default (nothing for
+"off"); exits 1, printing nothing to stdout, when no variant qualifies.
+
+    python3 bench/pick_tuning.py bench/results/gpu-tuning-last/unet_tuning.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+MODES = ("off", "coordinate-descent", "max-autotune")  # bench_unet_tuning's modes (its test checks they agree)
+
+
+def tuning_of(name: str) -> dict:
+    """A canonical variant name ("off+static+cudnn") as gpu_fast.sh's variables."""
+    mode, *extras = name.split("+")
+    if mode not in MODES:
+        raise ValueError(f"variant {name!r} does not start with a mode ({', '.join(MODES)})")
+    env = {} if mode == "off" else {"AUTOTUNE": mode}
+    if "static" in extras:
+        env["STATIC"] = "1"
+    kernels = [e for e in extras if e != "static"]
+    if kernels:
+        env["ATTENTION"] = kernels[0]
+    return env
+
+
+def pick(report: dict, *, batch: int = 2, margin: float = 0.01, tolerance: float = 0.02) -> tuple[str, str]:
+    """(the chosen variant, why), from ``report["variants"]``; ValueError when none qualifies."""
+    key, measured, refused = f"unet_step_b{batch}_ms", {}, []
+    rows = report.get("variants", {})
+    closeness = {name: row.get("vs_eager", {}).get(f"b{batch}", {}).get("max_abs") for name, row in rows.items()}
+    known = [c for c in closeness.values() if c is not None]
+    # a random-weight UNet's outputs can be large, so fp16 rounding alone may exceed a fixed bound: a variant is
+    # refused when it is off by more than the tolerance and by more than 10 times the closest variant
+    bound = max(tolerance, 10 * min(known)) if known else tolerance
+    for name, row in rows.items():
+        ms, close = row.get("ms", {}).get(key), closeness[name]
+        if row.get("error") or ms is None:
+            refused.append(f"{name}: {'failed' if row.get('error') else f'no batch-{batch} figure'}")
+        elif close is None or close > bound:
+            refused.append(f"{name}: output off eager by {close} (bound {bound:g})")
+        else:
+            measured[name] = ms
+    if not measured:
+        raise ValueError(f"no variant measured the batch-{batch} step within tolerance ({'; '.join(refused) or 'none ran'})")
+    best = min(measured, key=measured.get)
+    figures = ", ".join(f"{name} {ms} ms" for name, ms in sorted(measured.items(), key=lambda kv: kv[1]))
+    if "off" in measured and best != "off" and measured[best] > measured["off"] * (1 - margin):
+        return "off", f"kept off: {best} is within {margin:.0%} of it at batch {batch} ({figures})"
+    return best, f"picked {best} at batch {batch} ({figures})"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report", help="bench_unet_tuning.py's JSON")
+    parser.add_argument("--batch", type=int, default=2, help="the batch size that decides (default: 2)")
+    parser.add_argument("--margin", type=float, default=0.01,
+                        help="how much faster than 'off' another variant must be, as a fraction (default: 0.01)")
+    parser.add_argument("--tolerance", type=float, default=0.02,
+                        help="|difference| from the eager UNet's output always accepted (default: 0.02)")
+    args = parser.parse_args(argv)
+    path = Path(args.report)
+    if not path.is_file():
+        print(f"pick_tuning: {path} does not exist (did the tuning run write it?)", file=sys.stderr)
+        return 1
+    try:
+        variant, why = pick(json.loads(path.read_text()), batch=args.batch, margin=args.margin,
+                            tolerance=args.tolerance)
+    except ValueError as error:
+        print(f"pick_tuning: {error}", file=sys.stderr)
+        return 1
+    print(f"# {why}")
+    for name, value in tuning_of(variant).items():
+        print(f"{name}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
