@@ -227,8 +227,10 @@ def main(argv=None) -> dict:
             if args.profile_calls:
                 b = batches[-1]
                 row[f"profile_b{b}"] = _profile_step(model, inputs[b], device, args.profile_calls)
-                print(f"  {variant}: batch {b} busy {row[f'profile_b{b}']['busy_ms_per_step']} ms per step; top: "
-                      f"{[(k['name'][:40], k['ms_per_step']) for k in row[f'profile_b{b}']['top'][:5]]}", flush=True)
+                profile = row[f"profile_b{b}"]
+                print(f"  {variant}: batch {b} busy {profile['busy_ms_per_step']} ms in {profile['launches_per_step']} "
+                      f"launches per step; by kind (ms): {({k: v['ms_per_step'] for k, v in profile['by_kind'].items()})}; "
+                      f"top: {[(k['name'][:40], k['ms_per_step']) for k in profile['top'][:5]]}", flush=True)
         except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
             row.update(failure(error))
             print(f"  {variant} failed: {row['error']}", flush=True)
@@ -299,10 +301,33 @@ def _profile_step(model, inputs, device, calls: int, top: int = 25) -> dict:
         time_of = lambda e: e.self_cpu_time_total
     kernels.sort(key=time_of, reverse=True)
     busy = sum(time_of(e) for e in kernels) / calls / 1e3
+    by_kind = {}
+    for e in kernels:
+        kind = by_kind.setdefault(_kind(e.key), {"ms_per_step": 0.0, "launches_per_step": 0.0})
+        kind["ms_per_step"] += time_of(e) / calls / 1e3
+        kind["launches_per_step"] += e.count / calls
     return {"calls": calls, "busy_ms_per_step": round(busy, 3), "what": "GPU kernels" if cuda else "CPU operators",
+            "launches_per_step": round(sum(e.count for e in kernels) / calls, 1),
+            "by_kind": {k: {name: round(v, 4) for name, v in row.items()} for k, row in
+                        sorted(by_kind.items(), key=lambda kv: -kv[1]["ms_per_step"])},
             "top": [{"name": e.key[:160], "ms_per_step": round(time_of(e) / calls / 1e3, 4),
                      "launches_per_step": round(e.count / calls, 2),
                      "share": round(time_of(e) / calls / 1e3 / busy, 4) if busy else None} for e in kernels[:top]]}
+
+
+# a kernel's (or operator's) kind by its name, first match wins. Inductor's own kernels come first, as their names
+# list the operators they fused ("triton_poi_fused_add_convolution_..."): "triton_tem" are its matmul templates,
+# the other "triton_" ones pointwise and reductions. cuDNN's convolution kernels are implicit GEMMs, so
+# "fprop"/"conv" come before "gemm"; cuBLAS on Hopper names its kernels "nvjet_..."
+_KINDS = (("matmul", ("triton_tem",)), ("inductor", ("triton",)),
+          ("attention", ("flash", "fmha", "attention", "sdpa", "attn")),
+          ("convolution", ("conv", "fprop", "dgrad", "implicit")),
+          ("matmul", ("gemm", "xmma", "cutlass", "cublas", "nvjet", "matmul", "addmm", "::mm", "::bmm")))
+
+
+def _kind(name: str) -> str:
+    lower = name.lower()
+    return next((kind for kind, marks in _KINDS if any(mark in lower for mark in marks)), "other")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,10 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
         assert profile["calls"] == 10 and profile["what"] == "CPU operators" and profile["busy_ms_per_step"] > 0
         assert len(profile["top"]) == 25 and 0 < sum(k["share"] for k in profile["top"]) <= 1.0001
         assert any("convolution" in k["name"] for k in profile["top"][:3])
+        kinds = profile["by_kind"]  # the same time, grouped by kind of kernel (CPU: operator names)
+        assert list(kinds)[0] == "convolution" and {"attention", "matmul"} <= set(kinds)
+        assert sum(k["ms_per_step"] for k in kinds.values()) == pytest.approx(profile["busy_ms_per_step"], rel=1e-3)
+        assert sum(k["launches_per_step"] for k in kinds.values()) == pytest.approx(profile["launches_per_step"], abs=0.5)
     assert report["variants"]["off+static+math"]["fast_path"]["attention"] == "auto"  # ordered on CUDA only, with a note
     assert any(n.startswith("attention: auto (the model is on cpu") for n in report["variants"]["off+static+math"]["fast_path"]["notes"])
     for row in report["variants"].values():
@@ -165,6 +169,23 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
         monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", *bad, "--out", str(out)])
         with pytest.raises(SystemExit):
             runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
+
+
+def test_bench_unet_tuning_sorts_gpu_kernels_by_kind():
+    """The profile's kinds, on kernel names a Hopper GPU shows (Inductor's fused kernels name the operators they
+    fused, so they are Inductor's, not convolutions)."""
+    kind = runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="tuning")["_kind"]
+    assert {name: kind(name) for name in (
+        "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc", "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n",
+        "nvjet_hsh_128x256_64x4_2x1_v_bz_coopB_NNT", "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits>",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", "triton_poi_fused_add_convolution_3",
+        "triton_tem_fused_mm_1", "void at::native::elementwise_kernel<128, 2>")} == {
+        "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc": "convolution",
+        "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n": "matmul", "nvjet_hsh_128x256_64x4_2x1_v_bz_coopB_NNT": "matmul",
+        "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits>": "attention",
+        "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16": "attention",
+        "triton_poi_fused_add_convolution_3": "inductor", "triton_tem_fused_mm_1": "matmul",
+        "void at::native::elementwise_kernel<128, 2>": "other"}
 
 
 def test_bench_directions_quick_writes_json(tmp_path, monkeypatch):
