@@ -563,7 +563,8 @@ def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=
         "full decoder, 1 image at 512x512": 20.4}``; on a warm compile cache far less. A shape used later that
         is not warmed here (another size, a longer prompt than 77 tokens, more images) compiles on first use.
         ``set_preview_decoder``, ``model.to`` and ``accelerate`` build new runners: warm up after them. On the CPU
-        without ``compile`` nothing is compiled or captured; the calls just run once.
+        without ``compile`` nothing is compiled or captured; the calls just run once. An inpainting UNet runs
+        eagerly (the fast UNet does not take its mask inputs), so only the decoders are warmed up for it.
 
     Example:
         >>> model.accelerate()
@@ -591,7 +592,10 @@ def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=
     doubles = model.unet.config.time_cond_proj_dim is None  # a guidance-embedding UNet takes no CFG batch
     size = f"{width}x{height}"
     plan = {}  # label -> call, in order, one per shape
-    for count in counts:
+    # an inpainting UNet (more input channels than latents) takes its mask as extra inputs, which the fast UNet
+    # does not serve (the loop runs it eagerly): only its decoders are warmed up
+    inpainting = model.unet.config.in_channels != model.latent_channels
+    for count in [] if inpainting else counts:
         for with_cfg in guided:
             batch = count * (2 if with_cfg and doubles else 1)
             plan.setdefault(f"UNet batch {batch} at {size}", lambda c=count, g=with_cfg: model.generate(

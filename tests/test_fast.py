@@ -762,6 +762,14 @@ def test_warm_up_meets_every_shape_the_frames_then_use(monkeypatch, kind):
     assert not seen <= warmed  # the check can fail: three images are a shape not warmed up
 
 
+def test_warm_up_of_an_inpainting_model_warms_its_decoders_only():
+    """The fast UNet does not serve an inpainting UNet (its mask inputs): warm_up does not run it (text-to-image
+    would refuse its channels) and warms the decoders."""
+    model = ll.Model(**tiny_sd_components(in_channels=9))
+    model.accelerate()
+    assert list(model.warm_up(progress=False)) == ["full decoder, 1 image at 64x64"]
+
+
 def test_warm_up_names_bad_input(model):
     with pytest.raises(RuntimeError, match=r"call model.accelerate\(\) first"):
         model.warm_up()
