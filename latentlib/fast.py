@@ -367,7 +367,9 @@ class _UNetRunner:
             self.runners[keys] = runner
         if not torch.is_tensor(t):
             t = torch.tensor(t, device=sample.device)
-        return runner(sample, t.to(sample.device), text, *extras.values())
+        # float32, as the UNet's timestep embedding casts it (diffusers' get_timestep_embedding: .float()), so
+        # samplers with integer timesteps (DDIM, DPM++) and float ones (Euler, Heun) share one compiled graph
+        return runner(sample, t.to(sample.device, torch.float32), text, *extras.values())
 
 
 def _sdpa_backends() -> dict:
@@ -543,7 +545,7 @@ def _unfuse(unet) -> None:
         unet.original_attn_processors = None
 
 
-def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=None,
+def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=None, decode_batch_size: int = 8,
             progress: bool = True) -> dict[str, float]:
     """Compile and capture the fast path's networks for the shapes a session will use, now, instead of in the
     first frame of each shape (on a GPU with a cold compile cache, a minute or more per shape: a slider would
@@ -556,12 +558,14 @@ def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=
             (1 step, no guidance) and a guided frame need different UNet batches.
         height, width: pixels (default: the model's size).
         decoders: "full" and/or "preview" (default: the full VAE, and the preview decoder when one is set).
+        decode_batch_size: latents per decoder call, as given to ``generate`` (default 8, as there).
         progress: show a progress bar, one tick per shape.
 
     Returns:
         Seconds per shape, e.g. ``{"UNet batch 1 at 512x512": 48.2, "UNet batch 2 at 512x512": 31.0,
         "full decoder, 1 image at 512x512": 20.4}``; on a warm compile cache far less. A shape used later that
-        is not warmed here (another size, a longer prompt than 77 tokens, more images) compiles on first use.
+        is not warmed here (another image size, another number of images) compiles on first use; every sampler
+        shares the UNet's graphs (timesteps go in as float32).
         ``set_preview_decoder``, ``model.to`` and ``accelerate`` build new runners: warm up after them. On the CPU
         without ``compile`` nothing is compiled or captured; the calls just run once. An inpainting UNet runs
         eagerly (the fast UNet does not take its mask inputs), so only the decoders are warmed up for it.
@@ -584,8 +588,13 @@ def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=
         raise TypeError(f"`n` must be an int >= 1 or a non-empty list of them, and `cfg` True, False or a "
                         f"non-empty list of those; got n={n!r}, cfg={cfg!r}.")
     height, width = model._check_size(height, width)
+    decode_batch_size = check_int("decode_batch_size", decode_batch_size, minimum=1)
+    if not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be True or False, got {progress!r}.")
     if decoders is None:
         decoders = ["full"] + (["preview"] if getattr(model, "preview_decoder", None) is not None else [])
+    if not isinstance(decoders, (str, list, tuple)) or not decoders:
+        raise TypeError(f"`decoders` must be 'full', 'preview' or a non-empty list of them, got {decoders!r}.")
     decoders = [decoders] if isinstance(decoders, str) else list(decoders)
     for value in decoders:
         check_choice("decoders", value, sampling.DECODERS)
@@ -607,7 +616,7 @@ def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=
             latents = (count, model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
             plan.setdefault(f"{name} decoder, {count} image{'s' * (count > 1)} at {size}", lambda z=latents, d=name:
                             sampling.decode_latents(model, torch.zeros(z, device=model.device, dtype=model.dtype),
-                                                    "pt", decoder=d))
+                                                    "pt", decoder=d, batch_size=decode_batch_size))
     seconds = {}
     with tqdm(total=len(plan), desc="warm up", disable=not progress) as bar:
         for label, call in plan.items():

@@ -755,9 +755,11 @@ def test_warm_up_meets_every_shape_the_frames_then_use(monkeypatch, kind):
     assert {sig[1][0][0] for sig in seen if len(sig) >= 4} == {1, 2, 4}  # the UNet's (sample, t, text, ...)
     warmed = set(seen)
     seen.clear()
-    for n, guidance, decoder in [(1, 0.0, "preview"), (1, 5.0, "full"), (2, 7.5, "preview"), (2, 0.0, "full")]:
-        model.generate("a red circle", n=n, seed=5, steps=3, guidance=guidance, decoder=decoder, progress=False)
-    assert seen and seen <= warmed
+    for n, guidance, decoder, scheduler in [(1, 0.0, "preview", "default"), (1, 5.0, "full", "euler"),
+                                            (2, 7.5, "preview", "heun"), (2, 0.0, "full", "dpm++2m")]:
+        model.generate("a red circle", n=n, seed=5, steps=3, guidance=guidance, decoder=decoder, scheduler=scheduler,
+                       progress=False)
+    assert seen and seen <= warmed  # float (Euler, Heun) and integer (DDIM, DPM++) timesteps share the graphs
     model.generate("a red circle", n=3, seed=5, steps=1, guidance=0.0, progress=False)
     assert not seen <= warmed  # the check can fail: three images are a shape not warmed up
 
@@ -779,8 +781,11 @@ def test_warm_up_names_bad_input(model):
                                 ({"n": []}, TypeError, r"`n` must be an int >= 1 or a non-empty list"),
                                 ({"cfg": "yes"}, TypeError, r"`cfg` True, False or a non-empty list.*cfg='yes'"),
                                 ({"decoders": "tiny"}, ValueError, "`decoders` must be one of 'full', 'preview'"),
+                                ({"decoders": 5}, TypeError, "`decoders` must be 'full', 'preview' or a non-empty list"),
+                                ({"decode_batch_size": 0}, ValueError, "`decode_batch_size` must be an integer >= 1"),
+                                ({"progress": "yes"}, TypeError, "`progress` must be True or False, got 'yes'"),
                                 ({"width": 60}, ValueError, "`width` must be divisible by 8")]:
         with pytest.raises(error, match=message):
-            model.warm_up(progress=False, **bad)
+            model.warm_up(**{"progress": False, **bad})
     assert model.warm_up(cfg=False, decoders="preview", progress=False).keys() == {
         "UNet batch 1 at 64x64", "full decoder, 1 image at 64x64"}  # no preview decoder set: "preview" is the VAE
