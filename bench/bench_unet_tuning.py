@@ -224,16 +224,19 @@ def main(argv=None) -> dict:
         row = report["variants"][variant] = {"warmup_s": {}, "ms": {}, "vs_eager": {}}
         try:
             _time_variant(model, variant, tunings[variant], inputs, eager, row, device, repeats, save)
-            if args.profile_calls:
-                b = batches[-1]
-                row[f"profile_b{b}"] = _profile_step(model, inputs[b], device, args.profile_calls)
-                profile = row[f"profile_b{b}"]
-                print(f"  {variant}: batch {b} busy {profile['busy_ms_per_step']} ms in {profile['launches_per_step']} "
-                      f"launches per step; by kind (ms): {({k: v['ms_per_step'] for k, v in profile['by_kind'].items()})}; "
-                      f"top: {[(k['name'][:40], k['ms_per_step']) for k in profile['top'][:5]]}", flush=True)
         except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
             row.update(failure(error))
             print(f"  {variant} failed: {row['error']}", flush=True)
+        if args.profile_calls and "error" not in row:
+            b = batches[-1]
+            try:  # apart from the timings: a profiler failure leaves them standing
+                profile = row[f"profile_b{b}"] = _profile_step(model, inputs[b], device, args.profile_calls)
+                print(f"  {variant}: batch {b} busy {profile['busy_ms_per_step']} ms in {profile['launches_per_step']} "
+                      f"launches per step; by kind (ms): {({k: v['ms_per_step'] for k, v in profile['by_kind'].items()})}; "
+                      f"top: {[(k['name'][:40], k['ms_per_step']) for k in profile['top'][:5]]}", flush=True)
+            except Exception as error:  # noqa: BLE001 - recorded beside the timings
+                row["profile_error"] = failure(error)
+                print(f"  {variant}: profile failed: {row['profile_error']['error']}", flush=True)
         row["seconds"] = round(time.perf_counter() - start, 1)
         save()
     write_report(args.out, report)
@@ -316,12 +319,12 @@ def _profile_step(model, inputs, device, calls: int, top: int = 25) -> dict:
 
 
 # a kernel's (or operator's) kind by its name, first match wins. Inductor's own kernels come first, as their names
-# list the operators they fused ("triton_poi_fused_add_convolution_..."): "triton_tem" are its matmul templates,
-# the other "triton_" ones pointwise and reductions. cuDNN's convolution kernels are implicit GEMMs, so
+# list the operators they fused ("triton_poi_fused_add_convolution_..."): "triton_tem" are its templates
+# (matmul, or convolution under max-autotune), the other "triton_" ones pointwise and reductions. cuDNN's convolution kernels are implicit GEMMs, so
 # "fprop"/"conv" come before "gemm"; cuBLAS on Hopper names its kernels "nvjet_..."
-_KINDS = (("matmul", ("triton_tem",)), ("inductor", ("triton",)),
+_KINDS = (("convolution", ("triton_tem_fused_convolution",)), ("matmul", ("triton_tem",)), ("inductor", ("triton",)),
           ("attention", ("flash", "fmha", "attention", "sdpa", "attn")),
-          ("convolution", ("conv", "fprop", "dgrad", "implicit")),
+          ("convolution", ("convolution", "convolve", "conv2d", "fprop", "dgrad", "implicit_gemm")),
           ("matmul", ("gemm", "xmma", "cutlass", "cublas", "nvjet", "matmul", "addmm", "::mm", "::bmm")))
 
 

@@ -29,7 +29,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 # 2.6B-parameter compiles from a cold cache would not fit the slot). Each writes its JSON after its model.
 status=0
 if [ -n "${TUNED_FROM:-}" ]; then
-  picked=$($PY bench/pick_tuning.py "$TUNED_FROM") || picked="# nothing picked from $TUNED_FROM"
+  # pick_tuning prints a comment and AUTOTUNE=, STATIC=, ATTENTION= (all three, shell-quoted); when it cannot
+  # pick, its reason becomes comment lines and the variables stay as they were
+  picked=$($PY bench/pick_tuning.py "$TUNED_FROM" 2> "$OUT/picked.err") \
+    || picked="# nothing picked from $TUNED_FROM"$'\n'"$(sed 's/^/# /' "$OUT/picked.err")"
   echo "$picked" | tee "$OUT/picked.txt"
   eval "$picked"
 fi

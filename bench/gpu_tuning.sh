@@ -19,10 +19,11 @@ source "$(dirname "$0")/gpu_env.sh"
 # The profiler keeps CUPTI loaded between its passes, as Inductor does next to CUDA graphs.
 export TORCHINDUCTOR_AUTOGRAD_CACHE=${TORCHINDUCTOR_AUTOGRAD_CACHE:-0} TEARDOWN_CUPTI=${TEARDOWN_CUPTI:-0}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" || true
+keep=${KEEP:-bench/results/gpu-tuning-last}
+rm -f "$OUT/unet_tuning.json" "$keep/unet_tuning.json"  # a run that writes none must not pass on an older one
 timeout "${TUNING_S:-560}" $PY bench/bench_unet_tuning.py --device cuda \
   --variants "${VARIANTS:-off+static,off+static+cudnn,off}" --batches "${BATCHES:-1,2}" \
   --out "$OUT/unet_tuning.json" 2>&1 | grep -v "should be kept in float32" | tee "$OUT/tuning.log"
 status=$?
-keep=${KEEP:-bench/results/gpu-tuning-last}
 mkdir -p "$keep" && cp "$OUT/unet_tuning.json" "$keep/" 2>/dev/null || echo "no unet_tuning.json to keep in $keep"
 exit $status

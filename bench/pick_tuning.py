@@ -5,13 +5,14 @@ The GPU budget fits a tuning run and a full benchmark only as two calls on the s
 after the other; ``TUNED_FROM=... bash bench/gpu_fast.sh`` runs this between them, so the second call needs no
 one to read the first's numbers in the seconds before the machine is given back.
 
-A variant counts only when it finished that batch size without an error and its output stayed close to
+A variant counts only when it timed that batch size (an error after it, e.g. at a larger batch, does not void
+the figure) and its output stayed close to
 diffusers' eager UNet's: within ``--tolerance``, or within 10 times the closest variant's difference (random
 weights can give large outputs, whose fp16 rounding alone exceeds a fixed bound). The default variant ("off": automatic dynamic shapes, PyTorch's
 attention, untuned) is kept unless another beats it by more than ``--margin`` (the run-to-run noise of a
 median); when "off" was not measured, the fastest variant is taken. Prints a comment line saying why, then
-``AUTOTUNE=...``, ``STATIC=1`` and ``ATTENTION=...`` for whatever differs from the default (nothing for
-"off"); exits 1, printing nothing to stdout, when no variant qualifies.
+``AUTOTUNE=...``, ``STATIC=...`` and ``ATTENTION=...`` (empty when off), all three, so nothing the caller had
+set mixes in; exits 1, printing nothing to stdout, when no variant qualifies.
 
     python3 bench/pick_tuning.py bench/results/gpu-tuning-last/unet_tuning.json
 """
@@ -20,24 +21,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import sys
 from pathlib import Path
 
-MODES = ("off", "coordinate-descent", "max-autotune")  # bench_unet_tuning's modes (its test checks they agree)
+# bench_unet_tuning's modes and attention kernels (a test checks they agree; importing it would import torch)
+MODES = ("off", "coordinate-descent", "max-autotune")
+KERNELS = ("cudnn", "flash", "efficient", "math")
 
 
 def tuning_of(name: str) -> dict:
-    """A canonical variant name ("off+static+cudnn") as gpu_fast.sh's variables."""
+    """A canonical variant name ("off+static+cudnn") as all three of gpu_fast.sh's variables (empty: not set), so
+    what the caller had set does not mix in."""
     mode, *extras = name.split("+")
-    if mode not in MODES:
-        raise ValueError(f"variant {name!r} does not start with a mode ({', '.join(MODES)})")
-    env = {} if mode == "off" else {"AUTOTUNE": mode}
-    if "static" in extras:
-        env["STATIC"] = "1"
-    kernels = [e for e in extras if e != "static"]
-    if kernels:
-        env["ATTENTION"] = kernels[0]
-    return env
+    kernels = [e for e in extras if e in KERNELS]
+    if mode not in MODES or len(kernels) > 1 or any(e not in ("static", *KERNELS) for e in extras):
+        raise ValueError(f"{name!r} is not a variant: a mode ({', '.join(MODES)}), then optionally +static and one "
+                         f"of {', '.join('+' + k for k in KERNELS)}")
+    return {"AUTOTUNE": mode, "STATIC": "1" if "static" in extras else "", "ATTENTION": kernels[0] if kernels else ""}
 
 
 def pick(report: dict, *, batch: int = 2, margin: float = 0.01, tolerance: float = 0.02) -> tuple[str, str]:
@@ -45,15 +47,17 @@ def pick(report: dict, *, batch: int = 2, margin: float = 0.01, tolerance: float
     key, measured, refused = f"unet_step_b{batch}_ms", {}, []
     rows = report.get("variants", {})
     closeness = {name: row.get("vs_eager", {}).get(f"b{batch}", {}).get("max_abs") for name, row in rows.items()}
-    known = [c for c in closeness.values() if c is not None]
+    finite = {name: c for name, c in closeness.items() if isinstance(c, (int, float)) and math.isfinite(c)}
     # a random-weight UNet's outputs can be large, so fp16 rounding alone may exceed a fixed bound: a variant is
-    # refused when it is off by more than the tolerance and by more than 10 times the closest variant
-    bound = max(tolerance, 10 * min(known)) if known else tolerance
+    # refused when it is off by more than the tolerance and by more than 10 times the default's difference (the
+    # closest variant's when the default has none); NaN or inf is always refused
+    reference = finite.get("off", min(finite.values(), default=None))
+    bound = tolerance if reference is None else max(tolerance, 10 * reference)
     for name, row in rows.items():
         ms, close = row.get("ms", {}).get(key), closeness[name]
-        if row.get("error") or ms is None:
+        if ms is None:
             refused.append(f"{name}: {'failed' if row.get('error') else f'no batch-{batch} figure'}")
-        elif close is None or close > bound:
+        elif name not in finite or close > bound:
             refused.append(f"{name}: output off eager by {close} (bound {bound:g})")
         else:
             measured[name] = ms
@@ -75,6 +79,12 @@ def main(argv=None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="|difference| from the eager UNet's output always accepted (default: 0.02)")
     args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error(f"--batch must be at least 1, got {args.batch}")
+    if not 0 <= args.margin < 1:
+        parser.error(f"--margin must be in [0, 1), got {args.margin}")
+    if not args.tolerance > 0:
+        parser.error(f"--tolerance must be > 0, got {args.tolerance}")
     path = Path(args.report)
     if not path.is_file():
         print(f"pick_tuning: {path} does not exist (did the tuning run write it?)", file=sys.stderr)
@@ -82,12 +92,13 @@ def main(argv=None) -> int:
     try:
         variant, why = pick(json.loads(path.read_text()), batch=args.batch, margin=args.margin,
                             tolerance=args.tolerance)
-    except ValueError as error:
+        assignments = tuning_of(variant)
+    except ValueError as error:  # json's errors are ValueErrors too
         print(f"pick_tuning: {error}", file=sys.stderr)
         return 1
-    print(f"# {why}")
-    for name, value in tuning_of(variant).items():
-        print(f"{name}={value}")
+    print("# " + why.replace("\n", " "))
+    for name, value in assignments.items():  # quoted: gpu_fast.sh evaluates these lines
+        print(f"{name}={shlex.quote(value)}")
     return 0
 
 

@@ -149,7 +149,7 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
         assert len(profile["top"]) == 25 and 0 < sum(k["share"] for k in profile["top"]) <= 1.0001
         assert any("convolution" in k["name"] for k in profile["top"][:3])
         kinds = profile["by_kind"]  # the same time, grouped by kind of kernel (CPU: operator names)
-        assert list(kinds)[0] == "convolution" and {"attention", "matmul"} <= set(kinds)
+        assert {"convolution", "attention", "matmul"} <= set(kinds) and kinds["convolution"]["ms_per_step"] > 0
         assert sum(k["ms_per_step"] for k in kinds.values()) == pytest.approx(profile["busy_ms_per_step"], rel=1e-3)
         assert sum(k["launches_per_step"] for k in kinds.values()) == pytest.approx(profile["launches_per_step"], abs=0.5)
     assert report["variants"]["off+static+math"]["fast_path"]["attention"] == "auto"  # ordered on CUDA only, with a note
@@ -179,13 +179,15 @@ def test_bench_unet_tuning_sorts_gpu_kernels_by_kind():
         "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc", "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n",
         "nvjet_hsh_128x256_64x4_2x1_v_bz_coopB_NNT", "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits>",
         "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", "triton_poi_fused_add_convolution_3",
-        "triton_tem_fused_mm_1", "void at::native::elementwise_kernel<128, 2>")} == {
+        "triton_tem_fused_mm_1", "void at::native::elementwise_kernel<128, 2>",
+        "triton_tem_fused_convolution_0", "void at::native::unrolled_elementwise_kernel<convert_fp16>")} == {
         "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc": "convolution",
         "sm90_xmma_gemm_f16f16_f16f32_f32_tn_n": "matmul", "nvjet_hsh_128x256_64x4_2x1_v_bz_coopB_NNT": "matmul",
         "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits>": "attention",
         "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16": "attention",
         "triton_poi_fused_add_convolution_3": "inductor", "triton_tem_fused_mm_1": "matmul",
-        "void at::native::elementwise_kernel<128, 2>": "other"}
+        "void at::native::elementwise_kernel<128, 2>": "other", "triton_tem_fused_convolution_0": "convolution",
+        "void at::native::unrolled_elementwise_kernel<convert_fp16>": "other"}
 
 
 def test_bench_directions_quick_writes_json(tmp_path, monkeypatch):
@@ -464,11 +466,24 @@ def test_pick_tuning_takes_the_fastest_batch_2_variant_that_stays_close(tmp_path
     assert pick["pick"](_tuning_report(off__static=(5.0, 0.05), off=(6.25, 0.01)))[0] == "off+static"  # 5x, not 10x
     with pytest.raises(ValueError, match="no variant measured the batch-2 step within tolerance .*off: failed"):
         pick["pick"](_tuning_report(off="error"))
+    nan = _tuning_report(off__static__cudnn=(5.0, float("nan")), off=6.25)  # NaN compares False with any bound
+    assert pick["pick"](json.loads(json.dumps(nan)))[0] == "off"
+    timed_then_failed = _tuning_report(off__static=6.0, off=6.25)  # e.g. out of memory at a larger batch after b2
+    timed_then_failed["variants"]["off+static"]["error"] = "OutOfMemoryError: at batch 8"
+    assert pick["pick"](timed_then_failed)[0] == "off+static"
     assert pick["tuning_of"]("coordinate-descent+static+cudnn") == {"AUTOTUNE": "coordinate-descent", "STATIC": "1",
                                                                     "ATTENTION": "cudnn"}
-    assert pick["tuning_of"]("off") == {}
+    assert pick["tuning_of"]("off") == {"AUTOTUNE": "off", "STATIC": "", "ATTENTION": ""}  # all three, always
+    with pytest.raises(ValueError, match=r"'off\+x; rm -rf' is not a variant"):
+        pick["tuning_of"]("off+x; rm -rf")
     tuning = runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="tuning")
-    assert pick["MODES"] == tuning["MODES"]
+    assert pick["MODES"] == tuning["MODES"] and pick["KERNELS"] == tuning["KERNELS"]
+    report = tmp_path / "tuning.json"
+    report.write_text(json.dumps(_tuning_report(off=6.25)))
+    for argv, message in ((["--margin", "1"], "--margin must be in [0, 1), got 1.0"),
+                          (["--tolerance", "0"], "--tolerance must be > 0, got 0.0"), (["--batch", "0"], "--batch must")):
+        with pytest.raises(SystemExit):
+            pick["main"]([str(report), *argv])
 
 
 def test_gpu_fast_script_takes_its_flags_from_a_tuning_run(tmp_path):
@@ -480,11 +495,18 @@ def test_gpu_fast_script_takes_its_flags_from_a_tuning_run(tmp_path):
     assert "--static-shapes" in sd15 and "--attention cudnn" in sd15 and "--autotune off" in sd15
     assert (tmp_path / "a" / "out" / "picked.txt").read_text().splitlines() == [
         "# picked off+static+cudnn at batch 2 (off+static+cudnn 5.7 ms, off+static 6.0 ms, off 6.25 ms)",
-        "STATIC=1", "ATTENTION=cudnn"]
+        "AUTOTUNE=off", "STATIC=1", "ATTENTION=cudnn"]
     calls, _ = _run_gpu_fast(tmp_path / "b", TUNED_FROM=str(tmp_path / "missing.json"), SDXL_S="1", HOST_S="1")
     sd15 = next(line for line in calls.splitlines() if "--models sd15" in line)
     assert "--static-shapes" not in sd15 and "--attention" not in sd15  # nothing to pick from: the defaults
-    assert (tmp_path / "b" / "out" / "picked.txt").read_text().startswith("# nothing picked from")
+    assert (tmp_path / "b" / "out" / "picked.txt").read_text().splitlines() == [
+        f"# nothing picked from {tmp_path / 'missing.json'}",
+        f"# pick_tuning: {tmp_path / 'missing.json'} does not exist (did the tuning run write it?)"]
+    report.write_text(json.dumps(_tuning_report(off__static=6.22, off=6.25)))  # off kept: the caller's flags go
+    calls, _ = _run_gpu_fast(tmp_path / "c", TUNED_FROM=str(report), STATIC="1", ATTENTION="math", SDXL_S="1",
+                             HOST_S="1")
+    sd15 = next(line for line in calls.splitlines() if "--models sd15" in line)
+    assert "--static-shapes" not in sd15 and "--attention" not in sd15 and "--autotune off" in sd15
 
 
 def test_gpu_fast_script_gives_sdxl_what_is_left_of_its_time(tmp_path):
@@ -508,6 +530,8 @@ def test_gpu_tuning_script_keeps_its_json_for_the_next_call(tmp_path):
                     'echo \'{"variants": {}}\' > "$a"; prev=$a; done\n')
     fake.chmod(0o755)
     keep = tmp_path / "keep"
+    (keep / "b").mkdir(parents=True)
+    (keep / "b" / "unet_tuning.json").write_text("{}")  # an older run's, still in the warm machine's tree
     for case, extra in (("a", {}), ("b", {"NO_JSON": "1"})):
         done = subprocess.run(["bash", "bench/gpu_tuning.sh"], cwd=BENCH.parents[1], check=False, capture_output=True,
                               text=True, timeout=60, env={**os.environ, "PY": str(fake), "OUT": str(tmp_path / case),
