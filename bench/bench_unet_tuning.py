@@ -8,7 +8,9 @@ for ``--also-autotune``; on an H200 the whole of it left 320 s for the tuned com
 order given. A variant is an autotune mode ("off", "coordinate-descent", "max-autotune"), with "+static" for
 ``static_shapes=True`` (each batch size compiled on its own; by default the second size recompiles with a
 symbolic batch, as in bench_fast, which compiles batch 1 first) and "+cudnn", "+flash", "+efficient" or
-"+math" for accelerate's ``attention`` (the scaled-dot-product attention kernel tried first). Dynamo's state
+"+math" for accelerate's ``attention`` (the scaled-dot-product attention kernel tried first), or "+best": the
+kernel whose attention timings (below) at the last batch size beat PyTorch's choice by more than 5%, run under
+its own name (e.g. "off+static+efficient", with ``chosen_as``), or skipped with the reason. Dynamo's state
 is reset between variants, so each compiles as a fresh process would; a variant that fails is recorded with
 its error and the next one runs. The JSON is written after every measurement (and names the shape being
 compiled), so a run cut short keeps what it finished.
@@ -52,17 +54,18 @@ from bench_fast import TARGETS, _pixels_close, _sd15, _unet_inputs
 
 MODES = ("off", "coordinate-descent", "max-autotune")
 KERNELS = tuple(k for k in _ATTENTION if k != "auto")  # accelerate's ``attention`` kernels
+BEST = "best"  # a variant's kernel chosen by the attention timings (see _best_kernel)
 GRAMMAR = (f"a mode ({', '.join(MODES)}), then optionally +static and one of "
-           f"{', '.join('+' + k for k in KERNELS)}, e.g. off+static+cudnn")
+           f"{', '.join('+' + k for k in (*KERNELS, BEST))}, e.g. off+static+cudnn")
 
 
 def _variant(text: str) -> tuple[str, dict]:
     """A variant's name in canonical order ("off+cudnn+static" -> "off+static+cudnn") and accelerate's tuning
     arguments for it."""
     mode, *extras = text.split("+")
-    kernels = [e for e in extras if e in KERNELS]
+    kernels = [e for e in extras if e in (*KERNELS, BEST)]
     if mode not in MODES or len(set(extras)) != len(extras) or len(kernels) > 1 \
-            or any(e not in ("static", *KERNELS) for e in extras):
+            or any(e not in ("static", *KERNELS, BEST) for e in extras):
         raise SystemExit(f"--variants: {text!r} is not a variant; each is {GRAMMAR}")
     name = "+".join([mode, *(["static"] if "static" in extras else []), *kernels])
     return name, {"autotune": mode, "static_shapes": "static" in extras, "attention": kernels[0] if kernels else "auto"}
@@ -115,7 +118,7 @@ def _attention_kernels(calls: Counter, device, dtype, repeats: int, inner: int =
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
     backends = {name: backend for name, (backend, _) in _sdpa_backends().items()}
-    rows, step, skipped = [], dict.fromkeys(["auto", *backends], 0.0), 0
+    rows, step, skipped, identical = [], dict.fromkeys(["auto", *backends], 0.0), 0, {}
     for (layout, masked), count in calls.items():
         row = {"q": list(layout[0][0]), "k": list(layout[1][0]), "q_stride": list(layout[0][1]),
                "calls_per_step": count, "ms": {}, "max_abs_vs_auto": {}}
@@ -141,6 +144,7 @@ def _attention_kernels(calls: Counter, device, dtype, repeats: int, inner: int =
                     continue
                 try:
                     row["max_abs_vs_auto"][name] = round(float((out.float() - reference.float()).abs().max()), 5)
+                    identical.setdefault(name, []).append(bool(torch.equal(out, reference)))
                     row["ms"][name] = per_call()
                 except Exception as error:  # noqa: BLE001 - e.g. a CUDA error surfacing at the sync: record it
                     row["ms"][name] = None
@@ -148,8 +152,28 @@ def _attention_kernels(calls: Counter, device, dtype, repeats: int, inner: int =
         for name in step:
             step[name] += count * (row["ms"][name] if row["ms"][name] is not None else row["ms"]["auto"])
         row["ms"] = {name: None if ms is None else round(ms, 4) for name, ms in row["ms"].items()}
+    # a kernel whose output equals PyTorch's choice's bit for bit on every call it served is that choice
     return {"calls": rows, "step_ms": {name: round(ms, 3) for name, ms in step.items()},
+            "same_as_auto": [name for name in backends if identical.get(name) and all(identical[name])],
             "calls_not_timed": skipped}
+
+
+def _best_kernel(attention: dict, margin: float = 0.05) -> tuple[str | None, str]:
+    """The SDPA kernel whose attention part of a step (``attention["step_ms"]``, from :func:`_attention_kernels`)
+    beats PyTorch's own choice by more than ``margin``, fastest first, and why; None when none does (or the
+    attention timings failed). The kernel PyTorch chose itself (``same_as_auto``: the same output bit for bit) is
+    not a candidate, whatever the timing noise says."""
+    step = attention.get("step_ms") or {}
+    auto = step.get("auto")
+    same = set(attention.get("same_as_auto", ()))
+    timed_kernels = {k: ms for k, ms in step.items() if k in KERNELS and ms is not None and k not in same}
+    if auto is None or not timed_kernels:
+        return None, f"no attention timings ({attention.get('error', 'none recorded')})"
+    best = min(timed_kernels, key=timed_kernels.get)
+    figures = ", ".join(f"{k} {ms} ms" for k, ms in sorted(timed_kernels.items(), key=lambda kv: kv[1]))
+    if timed_kernels[best] < auto * (1 - margin):
+        return best, f"{best} beats PyTorch's choice ({auto} ms per step) by more than {margin:.0%}: {figures}"
+    return None, f"no kernel beats PyTorch's choice ({auto} ms per step) by more than {margin:.0%}: {figures}"
 
 
 def main(argv=None) -> dict:
@@ -214,7 +238,19 @@ def main(argv=None) -> dict:
             report["attention"][f"b{b}"] = failure(error)
             print(f"  attention kernels, batch {b}, failed: {report['attention'][f'b{b}']['error']}", flush=True)
         save()
-    for variant in variants:
+    for requested in variants:
+        variant, tuning = requested, tunings[requested]
+        if tuning["attention"] == BEST:  # the kernel the attention timings of the deciding (last) batch favour
+            kernel, why = _best_kernel(report["attention"].get(f"b{batches[-1]}", {}))
+            resolved = None if kernel is None else variant.replace(BEST, kernel)
+            if resolved is None or resolved in report["variants"] or resolved in variants:
+                report["variants"][variant] = {"skipped": why if resolved is None else f"{why}; {resolved} is "
+                                               f"listed already"}
+                print(f"  {variant} skipped: {report['variants'][variant]['skipped']}", flush=True)
+                save()
+                continue
+            print(f"  {variant} is {resolved}: {why}", flush=True)
+            variant, tuning = resolved, {**tuning, "attention": kernel}
         start = time.perf_counter()
         torch._dynamo.reset()  # no compiled code or automatic-dynamic memory from the previous variant
         model.decelerate()
@@ -222,8 +258,10 @@ def main(argv=None) -> dict:
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the previous variant's graphs and their memory pool go
         row = report["variants"][variant] = {"warmup_s": {}, "ms": {}, "vs_eager": {}}
+        if variant != requested:
+            row["chosen_as"] = requested
         try:
-            _time_variant(model, variant, tunings[variant], inputs, eager, row, device, repeats, save)
+            _time_variant(model, variant, tuning, inputs, eager, row, device, repeats, save)
         except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
             row.update(failure(error))
             print(f"  {variant} failed: {row['error']}", flush=True)

@@ -56,7 +56,8 @@ def pick(report: dict, *, batch: int = 2, margin: float = 0.01, tolerance: float
     for name, row in rows.items():
         ms, close = row.get("ms", {}).get(key), closeness[name]
         if ms is None:
-            refused.append(f"{name}: {'failed' if row.get('error') else f'no batch-{batch} figure'}")
+            reason = "skipped" if row.get("skipped") else "failed" if row.get("error") else f"no batch-{batch} figure"
+            refused.append(f"{name}: {reason}")
         elif name not in finite or close > bound:
             refused.append(f"{name}: output off eager by {close} (bound {bound:g})")
         else:

@@ -171,6 +171,40 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
             runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
 
 
+def test_bench_unet_tuning_best_kernel_follows_the_attention_timings(tmp_path, monkeypatch):
+    """+best runs the kernel whose attention part of a step beats PyTorch's choice by more than 2% (under its own
+    name), and is skipped, saying why, when none does: on this CPU flash is PyTorch's choice, math slower, cuDNN
+    and efficient unsupported."""
+    ns = runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="tuning")
+    best = ns["_best_kernel"]
+    timings = {"step_ms": {"auto": 1.0, "cudnn": 0.9, "flash": 1.0, "efficient": 0.85, "math": 3.0}}
+    assert best(timings)[0] == "efficient" and "efficient beats PyTorch's choice (1.0 ms per step)" in best(timings)[1]
+    assert best({"step_ms": {"auto": 1.0, "cudnn": 0.97, "flash": 1.0, "efficient": None, "math": 3.0}})[0] is None
+    noisy = {"step_ms": {"auto": 1.0, "cudnn": 0.97, "flash": 0.9, "efficient": None, "math": 3.0},
+             "same_as_auto": ["flash"]}  # PyTorch's own choice, timed faster by chance
+    assert best(noisy)[0] is None
+    assert best({"error": "RuntimeError: no GPU"}) == (None, "no attention timings (RuntimeError: no GPU)")
+    out = tmp_path / "tuning.json"
+    monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants", "off+best+static,off",
+                                      "--batches", "2", "--profile-calls", "0", "--out", str(out)])
+    runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
+    report = json.loads(out.read_text())
+    assert report["attention"]["b2"]["same_as_auto"] == ["flash"]  # on the CPU PyTorch's choice is its flash kernel
+    assert list(report["variants"]) == ["off+static+best", "off"]
+    assert report["variants"]["off+static+best"]["skipped"].startswith("no kernel beats PyTorch's choice")
+    monkeypatch.setitem(ns["_best_kernel"].__globals__, "_best_kernel", lambda attention: ("math", "forced"))
+    monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants", "off+static+best,off+static+math",
+                                      "--batches", "2", "--profile-calls", "0", "--out", str(out)])
+    ns["main"]()
+    report = json.loads(out.read_text())
+    assert report["variants"]["off+static+best"] == {"skipped": "forced; off+static+math is listed already"}
+    monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants", "off+static+best",
+                                      "--batches", "2", "--profile-calls", "0", "--out", str(out)])
+    ns["main"]()
+    row = json.loads(out.read_text())["variants"]["off+static+math"]
+    assert row["chosen_as"] == "off+static+best" and row["ms"]["unet_step_b2_ms"] > 0
+
+
 def test_bench_unet_tuning_sorts_gpu_kernels_by_kind():
     """The profile's kinds, on kernel names a Hopper GPU shows (Inductor's fused kernels name the operators they
     fused, so they are Inductor's, not convolutions)."""
@@ -464,8 +498,10 @@ def test_pick_tuning_takes_the_fastest_batch_2_variant_that_stays_close(tmp_path
     variant, why = pick["pick"](report)
     assert variant == "off+static" and "off+static 6.0 ms, off 6.25 ms" in why
     assert pick["pick"](_tuning_report(off__static=(5.0, 0.05), off=(6.25, 0.01)))[0] == "off+static"  # 5x, not 10x
-    with pytest.raises(ValueError, match="no variant measured the batch-2 step within tolerance .*off: failed"):
-        pick["pick"](_tuning_report(off="error"))
+    skipped = _tuning_report(off="error")
+    skipped["variants"]["off+static+best"] = {"skipped": "no kernel beats PyTorch's choice"}
+    with pytest.raises(ValueError, match="within tolerance .*off: failed; off[+]static[+]best: skipped"):
+        pick["pick"](skipped)
     nan = _tuning_report(off__static__cudnn=(5.0, float("nan")), off=6.25)  # NaN compares False with any bound
     assert pick["pick"](json.loads(json.dumps(nan)))[0] == "off"
     timed_then_failed = _tuning_report(off__static=6.0, off=6.25)  # e.g. out of memory at a larger batch after b2
