@@ -43,6 +43,11 @@ kernel on the UNet's own attention calls). It needs CUDA: PyTorch's CPU attentio
 it. The order is process-wide while it is set (the UNet's eager calls, and its compile and capture):
 attention on another thread at that moment follows it too.
 
+``inductor`` passes more Inductor options to ``torch.compile`` for these networks (names from
+``torch._inductor.config``, e.g. ``{"combo_kernels": True}``, which fuses independent small kernels into one
+launch); they are checked against that config, and the CUDA-graph ones are refused (the fast path captures
+its own). None is on by default; ``bench/bench_unet_tuning.py`` measures candidates (``+combo``).
+
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
 is turned on: after changing the UNet's weights (a LoRA, a fine-tune), call ``model.accelerate(...)``
@@ -108,6 +113,7 @@ class FastPath:
         autotune: how the compiled kernels are tuned ("off", "coordinate-descent", "max-autotune").
         static_shapes: whether each batch size is compiled on its own rather than with a symbolic batch.
         attention: the SDPA kernel the fast UNet tries first ("auto": PyTorch's order).
+        inductor: extra Inductor options the networks were compiled with (empty: none).
         notes: one line per flag that was asked for but is off, and why.
     """
 
@@ -123,6 +129,7 @@ class FastPath:
     autotune: str = "off"
     static_shapes: bool = False
     attention: str = "auto"
+    inductor: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # runtime state, not part of the report
     _unet: object = field(default=None, repr=False)
@@ -152,7 +159,7 @@ class FastPath:
                 notes.append(f"compile: the {what} runs eagerly ({runner.error})")
         return {"dtype": self.dtype, **{flag: getattr(self, flag) for flag in _FLAGS}, "compile": compiled,
                 "compile_cache": self.compile_cache, "autotune": self.autotune,
-                "static_shapes": self.static_shapes, "attention": self.attention, "notes": notes}
+                "static_shapes": self.static_shapes, "attention": self.attention, "inductor": dict(self.inductor), "notes": notes}
 
     def _runners(self) -> list:
         """Every UNet (one per set of extra inputs) and decoder runner."""
@@ -390,9 +397,40 @@ def _attention_order(first: str) -> list:
     return [backends[first][0]] + [backend for name, (backend, enabled) in backends.items() if name != first and enabled]
 
 
-def _compile_options(autotune: str, static_shapes: bool) -> dict:
-    """torch.compile's keyword arguments for the fast path's ``autotune`` and ``static_shapes``."""
-    return {**({"dynamic": False} if static_shapes else {}), **_AUTOTUNE[autotune]}
+def _compile_options(autotune: str, static_shapes: bool, inductor: dict | None = None) -> dict:
+    """torch.compile's keyword arguments for the fast path's ``autotune``, ``static_shapes`` and ``inductor``
+    options. torch.compile takes a ``mode`` or ``options``, not both: with extra options, a mode becomes the
+    options it stands for (``torch._inductor.list_mode_options``)."""
+    tuned = _AUTOTUNE[autotune]
+    if inductor:
+        from torch._inductor import list_mode_options
+
+        base = list_mode_options(tuned["mode"]) if "mode" in tuned else tuned.get("options", {})
+        tuned = {"options": {**base, **inductor}}
+    return {**({"dynamic": False} if static_shapes else {}), **tuned}
+
+
+def _check_inductor(inductor) -> dict:
+    """``accelerate``'s ``inductor`` argument: Inductor option names (``torch._inductor.config``, dotted for nested
+    ones) mapped to plain values; the CUDA-graph options are the fast path's own (``cuda_graphs``)."""
+    if inductor is None:
+        return {}
+    if not isinstance(inductor, dict):
+        raise TypeError(f"`inductor` must be a dict of Inductor options (torch._inductor.config), e.g. "
+                        f"{{'combo_kernels': True}}; got {inductor!r}.")
+    from torch._inductor import config
+
+    known = config.get_config_copy()  # every option, nested ones dotted ("triton.unique_kernel_names")
+    for key, value in inductor.items():
+        if key not in known:
+            raise ValueError(f"`inductor` has {key!r}, which is not an option of torch._inductor.config "
+                             f"(names as there, dotted for nested ones, e.g. 'triton.unique_kernel_names').")
+        if key.startswith("triton.cudagraph"):
+            raise ValueError(f"`inductor` has {key!r}: the fast path captures its own CUDA graphs "
+                             f"(`cuda_graphs`); Inductor's would nest inside them.")
+        if not isinstance(value, (bool, int, float, str)):
+            raise TypeError(f"`inductor[{key!r}]` must be a bool, int, float or str, got {value!r}.")
+    return dict(inductor)
 
 
 def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, options: dict | None = None):
@@ -409,7 +447,7 @@ def _decode_runner(vae, *, compile: bool, cuda_graphs: bool, options: dict | Non
 
 def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_AUTO, cuda_graphs=_AUTO,
                fuse_qkv=_AUTO, cudnn_benchmark=_AUTO, cache=True, compile_cache=None, autotune="off",
-               static_shapes=False, attention="auto") -> FastPath:
+               static_shapes=False, attention="auto", inductor=None) -> FastPath:
     """Turn on the fast path for ``model`` (in place) and return what is on; see the module docstring.
 
     Args:
@@ -422,6 +460,8 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
         static_shapes: compile each batch size on its own (module docstring); applies only with ``compile``.
         attention: "auto" (PyTorch's order), "cudnn", "flash", "efficient" or "math": the scaled-dot-product
             attention kernel the fast UNet tries first (module docstring); needs ``sdpa``.
+        inductor: more Inductor options for torch.compile, e.g. ``{"combo_kernels": True}`` (names from
+            ``torch._inductor.config``; they apply to these networks' compiles only); with ``compile`` only.
 
     Returns:
         :class:`FastPath`, also stored as ``model.fast``. ``model.accelerate(...)`` is the same call;
@@ -434,7 +474,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     asked = {"dtype": dtype, "sdpa": sdpa, "channels_last": channels_last, "compile": compile,
              "cuda_graphs": cuda_graphs, "fuse_qkv": fuse_qkv, "cudnn_benchmark": cudnn_benchmark, "cache": cache,
              "compile_cache": compile_cache, "autotune": autotune, "static_shapes": static_shapes,
-             "attention": attention}
+             "attention": attention, "inductor": inductor}
     cuda = model.device.type == "cuda"
     notes = []
     dtype = (torch.float16 if cuda else model.dtype) if dtype == _AUTO else _resolve_dtype(dtype, model.device)
@@ -458,6 +498,10 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     if static_shapes and not want_compile:
         notes.append("static_shapes: off (it shapes compiled graphs, and compile is off)")
         static_shapes = False
+    inductor = _check_inductor(inductor)
+    if inductor and not want_compile:
+        notes.append("inductor: off (its options shape compiled code, and compile is off)")
+        inductor = {}
     if not isinstance(attention, str) or attention not in _ATTENTION:
         raise ValueError(f"`attention` must be one of {', '.join(map(repr, _ATTENTION))}, got {attention!r}.")
     if want_graphs and not cuda:
@@ -516,10 +560,10 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     fast = FastPath(dtype=str(model.dtype).replace("torch.", ""), sdpa=sdpa, channels_last=channels_last,
                     compile=want_compile, cuda_graphs=want_graphs, cache=cache, fuse_qkv=fuse_qkv,
                     cudnn_benchmark=cudnn_benchmark, compile_cache=cache_dir, autotune=autotune,
-                    static_shapes=static_shapes, attention=attention, notes=notes, _cudnn_before=cudnn_before,
-                    _asked=asked)
+                    static_shapes=static_shapes, attention=attention, inductor=inductor, notes=notes,
+                    _cudnn_before=cudnn_before, _asked=asked)
     if want_compile or want_graphs or attention != _AUTO:
-        options = _compile_options(autotune, static_shapes)
+        options = _compile_options(autotune, static_shapes, inductor)
         fast._unet = _UNetRunner(model.unet, compile=want_compile, cuda_graphs=want_graphs, options=options,
                                  attention=attention)
         for which, module in (("full", model.vae), ("preview", getattr(model, "preview_decoder", None))):

@@ -27,7 +27,7 @@ def test_auto_on_cpu_is_eager_with_caches_and_changes_no_pixel(model):
     assert fast.report() == {"dtype": "float32", "sdpa": True, "channels_last": False, "compile": False,
                              "cuda_graphs": False, "fuse_qkv": False, "cudnn_benchmark": False, "cache": True,
                              "compile_cache": None, "autotune": "off", "static_shapes": False,
-                             "attention": "auto", "notes": []}
+                             "attention": "auto", "inductor": {}, "notes": []}
     assert torch.equal(_gen(model), before)
     assert torch.equal(_gen(model), before)  # from the caches this time
     model.decelerate()
@@ -789,3 +789,33 @@ def test_warm_up_names_bad_input(model):
             model.warm_up(**{"progress": False, **bad})
     assert model.warm_up(cfg=False, decoders="preview", progress=False).keys() == {
         "UNet batch 1 at 64x64", "full decoder, 1 image at 64x64"}  # no preview decoder set: "preview" is the VAE
+
+
+def test_inductor_options_reach_torch_compile_with_the_tuning(model, monkeypatch):
+    """``inductor`` adds Inductor options to the UNet's and decoder's compiles; with a tuning mode, the mode becomes
+    its options (torch.compile takes one or the other); it is re-applied with the rest (set_preview_decoder), off
+    with a note without compile, and checked against torch._inductor.config."""
+    from torch._inductor import list_mode_options
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: calls.append(kwargs) or fn)
+    before = _gen(model, steps=2)
+    fast = model.accelerate(compile=True, inductor={"combo_kernels": True})
+    assert torch.equal(_gen(model, steps=2), before) and fast.report()["inductor"] == {"combo_kernels": True}
+    assert len(calls) >= 2 and all(call == {"options": {"combo_kernels": True}} for call in calls)
+    calls.clear()
+    model.accelerate(compile=True, autotune="max-autotune", static_shapes=True, inductor={"combo_kernels": True})
+    assert calls and all(call == {"dynamic": False, "options": {**list_mode_options("max-autotune-no-cudagraphs"),
+                                                                 "combo_kernels": True}} for call in calls)
+    calls.clear()
+    model.set_preview_decoder(tiny_preview_decoder())
+    assert calls and all(call["options"]["combo_kernels"] is True for call in calls)
+    fast = model.accelerate(compile=False, inductor={"combo_kernels": True})
+    assert fast.inductor == {} and "inductor: off (its options shape compiled code, and compile is off)" in fast.notes
+    for bad, error, message in [("combo", TypeError, "`inductor` must be a dict of Inductor options"),
+                                ({"combo_kernel": True}, ValueError, "'combo_kernel', which is not an option"),
+                                ({"triton": True}, ValueError, "'triton', which is not an option"),
+                                ({"triton.cudagraphs": True}, ValueError, "captures its own CUDA graphs"),
+                                ({"combo_kernels": [True]}, TypeError, r"`inductor\['combo_kernels'\]` must be a bool")]:
+        with pytest.raises(error, match=message):
+            model.accelerate(compile=True, inductor=bad)
