@@ -137,6 +137,30 @@ def _unet_flops(model) -> float | None:
     return float(counter.get_total_flops())
 
 
+def inductor_options(text: str) -> dict:
+    """``name=value,name=value`` -> Inductor options for ``accelerate(inductor=...)``: 1/0 and true/false are
+    booleans, other numbers ints or floats, anything else a string (names are checked by accelerate)."""
+    options = {}
+    for pair in filter(None, text.split(",")):
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"{pair!r} is not name=value (e.g. combo_kernels=1)")
+        value = raw.strip()
+        lowered = value.lower()
+        if lowered in ("1", "true", "0", "false"):
+            options[name.strip()] = lowered in ("1", "true")
+            continue
+        for kind in (int, float):
+            try:
+                options[name.strip()] = kind(value)
+                break
+            except ValueError:
+                pass
+        else:
+            options[name.strip()] = value
+    return options
+
+
 def _pixels_close(a: torch.Tensor, b: torch.Tensor) -> dict:
     d = (a.float() - b.float()).abs()
     return {"max_abs": round(float(d.max()), 5), "mean_abs": round(float(d.mean()), 6)}
@@ -426,6 +450,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--attention", default="auto", choices=_ATTENTION,
                         help="the attention kernel the fast UNet tries first (latentlib.fast.accelerate's attention; "
                              "default auto: PyTorch's order)")
+    parser.add_argument("--inductor", default="", type=inductor_options,
+                        help="more Inductor options, name=value pairs separated by commas, e.g. combo_kernels=1 "
+                             "(latentlib.fast.accelerate's inductor; 1/0 and true/false are booleans; default none)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fast.json"), help="JSON to write")
     args = parser.parse_args(argv)
@@ -452,7 +479,7 @@ def main(argv=None) -> dict:
                                 repeats=repeats, image_steps=image_steps, sweep_frames=frames,
                                 compile_flag=compile_flag, graphs_flag="auto", also_autotune=args.also_autotune,
                                 tuning={"autotune": args.autotune, "static_shapes": args.static_shapes,
-                                        "attention": args.attention},
+                                        "attention": args.attention, "inductor": args.inductor},
                                 progress=lambda part: _write(args, device, [*runs, part], skipped, began)))
         _print(runs[-1])
         _write(args, device, runs, skipped, began)  # after every model: a run stopped later keeps this one
@@ -465,7 +492,7 @@ def _write(args, device, runs, skipped, began, final: bool = False) -> dict:
         **_environment(),
         "threads": torch.get_num_threads(), "device": str(device), "quick": args.quick, "skipped": skipped,
         "complete": final, "compile": args.compile, "autotune": args.autotune, "also_autotune": args.also_autotune,
-        "static_shapes": args.static_shapes, "attention": args.attention,
+        "static_shapes": args.static_shapes, "attention": args.attention, "inductor": args.inductor,
         "targets_sd15": TARGETS, "runs": runs, "seconds": round(time.perf_counter() - began, 1),
     }
     sd = next((r for r in runs if r["model"] == "sd15-full"), None)

@@ -10,7 +10,10 @@ order given. A variant is an autotune mode ("off", "coordinate-descent", "max-au
 symbolic batch, as in bench_fast, which compiles batch 1 first) and "+cudnn", "+flash", "+efficient" or
 "+math" for accelerate's ``attention`` (the scaled-dot-product attention kernel tried first), or "+best": the
 kernel whose attention timings (below) at the last batch size beat PyTorch's choice by more than 5%, run under
-its own name (e.g. "off+static+efficient", with ``chosen_as``), or skipped with the reason. Dynamo's state
+its own name (e.g. "off+static+efficient", with ``chosen_as``), or skipped with the reason; and "+combo" for
+Inductor's combo kernels (independent small kernels launched as one: accelerate's ``inductor``). A static variant
+times only the last batch size (its smaller ones would compile exactly as the default's first shape does; all
+of them with ``--all-batches``). Dynamo's state
 is reset between variants, so each compiles as a fresh process would; a variant that fails is recorded with
 its error and the next one runs. The JSON is written after every measurement (and names the shape being
 compiled), so a run cut short keeps what it finished.
@@ -55,8 +58,10 @@ from bench_fast import TARGETS, _pixels_close, _sd15, _unet_inputs
 MODES = ("off", "coordinate-descent", "max-autotune")
 KERNELS = tuple(k for k in _ATTENTION if k != "auto")  # accelerate's ``attention`` kernels
 BEST = "best"  # a variant's kernel chosen by the attention timings (see _best_kernel)
-GRAMMAR = (f"a mode ({', '.join(MODES)}), then optionally +static and one of "
-           f"{', '.join('+' + k for k in (*KERNELS, BEST))}, e.g. off+static+cudnn")
+INDUCTOR = {"combo": {"combo_kernels": True}}  # variant tokens for accelerate's ``inductor`` options
+GRAMMAR = (f"a mode ({', '.join(MODES)}), then optionally +static, one of "
+           f"{', '.join('+' + k for k in (*KERNELS, BEST))}, and {', '.join('+' + k for k in INDUCTOR)}, "
+           f"e.g. off+static+cudnn")
 
 
 def _variant(text: str) -> tuple[str, dict]:
@@ -65,10 +70,12 @@ def _variant(text: str) -> tuple[str, dict]:
     mode, *extras = text.split("+")
     kernels = [e for e in extras if e in (*KERNELS, BEST)]
     if mode not in MODES or len(set(extras)) != len(extras) or len(kernels) > 1 \
-            or any(e not in ("static", *KERNELS, BEST) for e in extras):
+            or any(e not in ("static", *KERNELS, BEST, *INDUCTOR) for e in extras):
         raise SystemExit(f"--variants: {text!r} is not a variant; each is {GRAMMAR}")
-    name = "+".join([mode, *(["static"] if "static" in extras else []), *kernels])
-    return name, {"autotune": mode, "static_shapes": "static" in extras, "attention": kernels[0] if kernels else "auto"}
+    options = [e for e in INDUCTOR if e in extras]
+    name = "+".join([mode, *(["static"] if "static" in extras else []), *kernels, *options])
+    return name, {"autotune": mode, "static_shapes": "static" in extras, "attention": kernels[0] if kernels else "auto",
+                  "inductor": {k: v for e in options for k, v in INDUCTOR[e].items()}}
 
 
 def _listed(text: str, kind, name: str) -> list:
@@ -186,6 +193,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=50, help="timed steps per figure (default: 50)")
     parser.add_argument("--profile-calls", type=int, default=10,
                         help="steps profiled per variant at the last batch size (0: no profile; default: 10)")
+    parser.add_argument("--all-batches", action="store_true",
+                        help="static variants time every batch size, not only the last (default: the last only)")
     parser.add_argument("--quick", action="store_true", help="tiny layout, 3 repeats: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "unet_tuning.json"))
     args = parser.parse_args(argv)
@@ -261,7 +270,12 @@ def main(argv=None) -> dict:
         if variant != requested:
             row["chosen_as"] = requested
         try:
-            _time_variant(model, variant, tuning, inputs, eager, row, device, repeats, save)
+            timed_inputs = inputs
+            if tuning["static_shapes"] and not args.all_batches and len(batches) > 1:
+                # a static compile of a smaller batch is the default's first-shape compile: only the last decides
+                timed_inputs = {batches[-1]: inputs[batches[-1]]}
+                row["not_timed"] = [f"b{b}" for b in batches[:-1]]
+            _time_variant(model, variant, tuning, timed_inputs, eager, row, device, repeats, save)
         except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
             row.update(failure(error))
             print(f"  {variant} failed: {row['error']}", flush=True)

@@ -10,7 +10,8 @@
 #   ALSO_AUTOTUNE=coordinate-descent SD15_S=530 SDXL_S=1 WHEELS=.whl OUT=$OUT bash bench/gpu_fast.sh
 # STATIC=1 compiles SD 1.5's UNet and decoders once per batch size (accelerate's static_shapes): more warm-up.
 # ATTENTION=cudnn (or flash, efficient, math) puts that SDPA kernel first for SD 1.5's fast UNet (accelerate's attention).
-# TUNED_FROM=bench/results/gpu-tuning-last/unet_tuning.json sets AUTOTUNE, STATIC and ATTENTION from gpu_tuning.sh's
+# INDUCTOR=combo_kernels=1 (name=value,...) adds Inductor options to SD 1.5's compiles (accelerate's inductor).
+# TUNED_FROM=bench/results/gpu-tuning-last/unet_tuning.json sets AUTOTUNE, STATIC, ATTENTION, INDUCTOR from gpu_tuning.sh's
 # fastest batch-2 variant (bench/pick_tuning.py; kept as found when it cannot pick), for a second call on the
 # same warm machine right after the tuning run.
 # The whole run takes at most TOTAL_S (default 470 s, with the wheel install): SD 1.5 gets up to SD15_S (360),
@@ -29,7 +30,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 # 2.6B-parameter compiles from a cold cache would not fit the slot). Each writes its JSON after its model.
 status=0
 if [ -n "${TUNED_FROM:-}" ]; then
-  # pick_tuning prints a comment and AUTOTUNE=, STATIC=, ATTENTION= (all three, shell-quoted); when it cannot
+  # pick_tuning prints a comment and AUTOTUNE=, STATIC=, ATTENTION=, INDUCTOR= (all four, shell-quoted); when it cannot
   # pick, its reason becomes comment lines and the variables stay as they were
   picked=$($PY bench/pick_tuning.py "$TUNED_FROM" 2> "$OUT/picked.err") \
     || picked="# nothing picked from $TUNED_FROM"$'\n'"$(sed 's/^/# /' "$OUT/picked.err")"
@@ -40,6 +41,7 @@ also=()
 [ -n "${ALSO_AUTOTUNE:-}" ] && also=(--also-autotune "$ALSO_AUTOTUNE")
 [ -n "${STATIC:-}" ] && also+=(--static-shapes)
 [ -n "${ATTENTION:-}" ] && also+=(--attention "$ATTENTION")
+[ -n "${INDUCTOR:-}" ] && also+=(--inductor "$INDUCTOR")
 timeout "${SD15_S:-360}" $PY bench/bench_fast.py --device cuda --models sd15 --autotune "${AUTOTUNE:-off}" ${also[@]+"${also[@]}"} \
   --out "$OUT/fast-sd15.json" 2>&1 \
   | tee "$OUT/bench-sd15.log" || status=1

@@ -2,7 +2,8 @@
 # The prepared GPU run for issue 8's batch-2 (CFG) UNet step: bench_unet_tuning.py alone, on SD 1.5's layout.
 # First the UNet's attention calls timed with each SDPA kernel (seconds, no compile); then static-shape compiles,
 # with PyTorch's attention and with the kernel those timings favour first (+best: skipped when none beats
-# PyTorch's choice by 5%), and the default (symbolic-batch) compile, untuned, like for like.
+# PyTorch's choice by 5%), the default (symbolic-batch) compile, untuned, like for like, and static with Inductor's
+# combo kernels. Static variants compile and time batch 2 only (their batch 1 is the default's first compile).
 # The JSON is rewritten after every measurement, so a cut-short run keeps what it finished.
 # Writes unet_tuning.json, the log and nvidia-smi's view under ${OUT:-bench/results/gpu-tuning}.
 #   WHEELS=.whl OUT=$OUT bash bench/gpu_tuning.sh          # carry .whl (diffusers' wheel, see bench/README.md)
@@ -23,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 keep=${KEEP:-bench/results/gpu-tuning-last}
 rm -f "$OUT/unet_tuning.json" "$keep/unet_tuning.json"  # a run that writes none must not pass on an older one
 timeout "${TUNING_S:-560}" $PY bench/bench_unet_tuning.py --device cuda \
-  --variants "${VARIANTS:-off+static,off+static+best,off}" --batches "${BATCHES:-1,2}" \
+  --variants "${VARIANTS:-off+static,off+static+best,off,off+static+combo}" --batches "${BATCHES:-1,2}" \
   --out "$OUT/unet_tuning.json" 2>&1 | grep -v "should be kept in float32" | tee "$OUT/tuning.log"
 status=$?
 mkdir -p "$keep" && cp "$OUT/unet_tuning.json" "$keep/" 2>/dev/null || echo "no unet_tuning.json to keep in $keep"

@@ -11,8 +11,8 @@ diffusers' eager UNet's: within ``--tolerance``, or within 10 times the closest 
 weights can give large outputs, whose fp16 rounding alone exceeds a fixed bound). The default variant ("off": automatic dynamic shapes, PyTorch's
 attention, untuned) is kept unless another beats it by more than ``--margin`` (the run-to-run noise of a
 median); when "off" was not measured, the fastest variant is taken. Prints a comment line saying why, then
-``AUTOTUNE=...``, ``STATIC=...`` and ``ATTENTION=...`` (empty when off), all three, so nothing the caller had
-set mixes in; exits 1, printing nothing to stdout, when no variant qualifies.
+``AUTOTUNE=...``, ``STATIC=...``, ``ATTENTION=...`` and ``INDUCTOR=...`` (empty when off), all four, so nothing
+the caller had set mixes in; exits 1, printing nothing to stdout, when no variant qualifies.
 
     python3 bench/pick_tuning.py bench/results/gpu-tuning-last/unet_tuning.json
 """
@@ -26,20 +26,23 @@ import shlex
 import sys
 from pathlib import Path
 
-# bench_unet_tuning's modes and attention kernels (a test checks they agree; importing it would import torch)
+# bench_unet_tuning's modes, attention kernels and Inductor-option tokens as bench_fast's --inductor (a test checks
+# they agree; importing it would import torch)
 MODES = ("off", "coordinate-descent", "max-autotune")
 KERNELS = ("cudnn", "flash", "efficient", "math")
+INDUCTOR = {"combo": "combo_kernels=1"}
 
 
 def tuning_of(name: str) -> dict:
-    """A canonical variant name ("off+static+cudnn") as all three of gpu_fast.sh's variables (empty: not set), so
+    """A canonical variant name ("off+static+cudnn") as all four of gpu_fast.sh's variables (empty: not set), so
     what the caller had set does not mix in."""
     mode, *extras = name.split("+")
     kernels = [e for e in extras if e in KERNELS]
-    if mode not in MODES or len(kernels) > 1 or any(e not in ("static", *KERNELS) for e in extras):
-        raise ValueError(f"{name!r} is not a variant: a mode ({', '.join(MODES)}), then optionally +static and one "
-                         f"of {', '.join('+' + k for k in KERNELS)}")
-    return {"AUTOTUNE": mode, "STATIC": "1" if "static" in extras else "", "ATTENTION": kernels[0] if kernels else ""}
+    if mode not in MODES or len(kernels) > 1 or any(e not in ("static", *KERNELS, *INDUCTOR) for e in extras):
+        raise ValueError(f"{name!r} is not a variant: a mode ({', '.join(MODES)}), then optionally +static, one "
+                         f"of {', '.join('+' + k for k in KERNELS)}, and {', '.join('+' + k for k in INDUCTOR)}")
+    return {"AUTOTUNE": mode, "STATIC": "1" if "static" in extras else "", "ATTENTION": kernels[0] if kernels else "",
+            "INDUCTOR": ",".join(INDUCTOR[e] for e in extras if e in INDUCTOR)}
 
 
 def pick(report: dict, *, batch: int = 2, margin: float = 0.01, tolerance: float = 0.02) -> tuple[str, str]:

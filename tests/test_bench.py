@@ -1,5 +1,6 @@
 """The core benchmark runs (quick mode) and writes the JSON it promises. No timing is asserted."""
 
+import argparse
 import gzip
 import json
 import os
@@ -129,7 +130,8 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
     (same output) with notes."""
     out = tmp_path / "tuning.json"
     monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", "--variants",
-                                      "coordinate-descent,off+static,off+math+static", "--batches", "1,2", "--out", str(out)])
+                                      "coordinate-descent,off+static,off+math+static,off+combo", "--batches", "1,2",
+                                      "--out", str(out)])
     runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="__main__")
     report = json.loads(out.read_text())
     assert set(report["diffusers_ms"]) == {"unet_step_b1_ms", "unet_step_b2_ms"}
@@ -142,7 +144,7 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
         assert all(row["q"][0] == b and row["ms"]["cudnn"] is None and row["ms"]["math"] > 0
                    and row["max_abs_vs_auto"]["math"] < 1e-5 for row in attention["calls"])
         assert attention["step_ms"]["cudnn"] == attention["step_ms"]["auto"] < attention["step_ms"]["math"]
-    assert list(report["variants"]) == ["coordinate-descent", "off+static", "off+static+math"]  # names in canonical order
+    assert list(report["variants"]) == ["coordinate-descent", "off+static", "off+static+math", "off+combo"]  # canonical
     for row in report["variants"].values():  # each variant's last batch profiled (CPU: operators by self time)
         profile = row["profile_b2"]
         assert profile["calls"] == 10 and profile["what"] == "CPU operators" and profile["busy_ms_per_step"] > 0
@@ -154,12 +156,15 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
         assert sum(k["launches_per_step"] for k in kinds.values()) == pytest.approx(profile["launches_per_step"], abs=0.5)
     assert report["variants"]["off+static+math"]["fast_path"]["attention"] == "auto"  # ordered on CUDA only, with a note
     assert any(n.startswith("attention: auto (the model is on cpu") for n in report["variants"]["off+static+math"]["fast_path"]["notes"])
-    for row in report["variants"].values():
+    for name, row in report["variants"].items():  # a static variant times the deciding (last) batch only
         assert row["fast_path"]["autotune"] == "off" and row["fast_path"]["compile"] is False
-        assert list(row["ms"]) == ["unet_step_b1_ms", "unet_step_b2_ms"] and all(ms > 0 for ms in row["ms"].values())
+        static = "static" in name
+        assert list(row["ms"]) == ["unet_step_b2_ms"] if static else ["unet_step_b1_ms", "unet_step_b2_ms"]
+        assert row.get("not_timed") == (["b1"] if static else None) and all(ms > 0 for ms in row["ms"].values())
         assert all(v["max_abs"] == 0 for v in row["vs_eager"].values()) and "compiling" not in row
     assert any("compile is off" in n for n in report["variants"]["coordinate-descent"]["fast_path"]["notes"])
     assert any(n.startswith("static_shapes: off") for n in report["variants"]["off+static"]["fast_path"]["notes"])
+    assert any(n.startswith("inductor: off") for n in report["variants"]["off+combo"]["fast_path"]["notes"])
     pick = runpy.run_path(str(BENCH.parent / "pick_tuning.py"), run_name="pick")  # reads this JSON as it is
     fastest = min(report["variants"], key=lambda v: report["variants"][v]["ms"]["unet_step_b2_ms"])
     assert pick["pick"](report, margin=0)[0] == fastest
@@ -203,6 +208,15 @@ def test_bench_unet_tuning_best_kernel_follows_the_attention_timings(tmp_path, m
     ns["main"]()
     row = json.loads(out.read_text())["variants"]["off+static+math"]
     assert row["chosen_as"] == "off+static+best" and row["ms"]["unet_step_b2_ms"] > 0
+
+
+def test_bench_fast_reads_inductor_options():
+    options = runpy.run_path(str(BENCH.parent / "bench_fast.py"), run_name="fast")["inductor_options"]
+    assert options("combo_kernels=1,benchmark_combo_kernel=false,combo_kernel_max_num_nodes=4,x=1.5,y=a") == {
+        "combo_kernels": True, "benchmark_combo_kernel": False, "combo_kernel_max_num_nodes": 4, "x": 1.5, "y": "a"}
+    assert options("") == {}
+    with pytest.raises(argparse.ArgumentTypeError, match="'combo_kernels' is not name=value"):
+        options("combo_kernels")
 
 
 def test_bench_unet_tuning_sorts_gpu_kernels_by_kind():
@@ -507,13 +521,15 @@ def test_pick_tuning_takes_the_fastest_batch_2_variant_that_stays_close(tmp_path
     timed_then_failed = _tuning_report(off__static=6.0, off=6.25)  # e.g. out of memory at a larger batch after b2
     timed_then_failed["variants"]["off+static"]["error"] = "OutOfMemoryError: at batch 8"
     assert pick["pick"](timed_then_failed)[0] == "off+static"
-    assert pick["tuning_of"]("coordinate-descent+static+cudnn") == {"AUTOTUNE": "coordinate-descent", "STATIC": "1",
-                                                                    "ATTENTION": "cudnn"}
-    assert pick["tuning_of"]("off") == {"AUTOTUNE": "off", "STATIC": "", "ATTENTION": ""}  # all three, always
+    assert pick["tuning_of"]("coordinate-descent+static+cudnn+combo") == {
+        "AUTOTUNE": "coordinate-descent", "STATIC": "1", "ATTENTION": "cudnn", "INDUCTOR": "combo_kernels=1"}
+    assert pick["tuning_of"]("off") == {"AUTOTUNE": "off", "STATIC": "", "ATTENTION": "", "INDUCTOR": ""}  # all four
     with pytest.raises(ValueError, match=r"'off\+x; rm -rf' is not a variant"):
         pick["tuning_of"]("off+x; rm -rf")
     tuning = runpy.run_path(str(BENCH.parent / "bench_unet_tuning.py"), run_name="tuning")
     assert pick["MODES"] == tuning["MODES"] and pick["KERNELS"] == tuning["KERNELS"]
+    fast = runpy.run_path(str(BENCH.parent / "bench_fast.py"), run_name="fast")  # the tokens mean the same options
+    assert {k: fast["inductor_options"](v) for k, v in pick["INDUCTOR"].items()} == tuning["INDUCTOR"]
     report = tmp_path / "tuning.json"
     report.write_text(json.dumps(_tuning_report(off=6.25)))
     for argv, message in ((["--margin", "1"], "--margin must be in [0, 1), got 1.0"),
@@ -531,7 +547,7 @@ def test_gpu_fast_script_takes_its_flags_from_a_tuning_run(tmp_path):
     assert "--static-shapes" in sd15 and "--attention cudnn" in sd15 and "--autotune off" in sd15
     assert (tmp_path / "a" / "out" / "picked.txt").read_text().splitlines() == [
         "# picked off+static+cudnn at batch 2 (off+static+cudnn 5.7 ms, off+static 6.0 ms, off 6.25 ms)",
-        "AUTOTUNE=off", "STATIC=1", "ATTENTION=cudnn"]
+        "AUTOTUNE=off", "STATIC=1", "ATTENTION=cudnn", "INDUCTOR=''"]
     calls, _ = _run_gpu_fast(tmp_path / "b", TUNED_FROM=str(tmp_path / "missing.json"), SDXL_S="1", HOST_S="1")
     sd15 = next(line for line in calls.splitlines() if "--models sd15" in line)
     assert "--static-shapes" not in sd15 and "--attention" not in sd15  # nothing to pick from: the defaults
@@ -539,10 +555,15 @@ def test_gpu_fast_script_takes_its_flags_from_a_tuning_run(tmp_path):
         f"# nothing picked from {tmp_path / 'missing.json'}",
         f"# pick_tuning: {tmp_path / 'missing.json'} does not exist (did the tuning run write it?)"]
     report.write_text(json.dumps(_tuning_report(off__static=6.22, off=6.25)))  # off kept: the caller's flags go
-    calls, _ = _run_gpu_fast(tmp_path / "c", TUNED_FROM=str(report), STATIC="1", ATTENTION="math", SDXL_S="1",
-                             HOST_S="1")
+    calls, _ = _run_gpu_fast(tmp_path / "c", TUNED_FROM=str(report), STATIC="1", ATTENTION="math",
+                             INDUCTOR="combo_kernels=1", SDXL_S="1", HOST_S="1")
     sd15 = next(line for line in calls.splitlines() if "--models sd15" in line)
-    assert "--static-shapes" not in sd15 and "--attention" not in sd15 and "--autotune off" in sd15
+    assert "--static-shapes" not in sd15 and "--attention" not in sd15 and "--inductor" not in sd15
+    assert "--autotune off" in sd15
+    report.write_text(json.dumps(_tuning_report(off__static__combo=5.8, off__static=6.0, off=6.25)))
+    calls, _ = _run_gpu_fast(tmp_path / "d", TUNED_FROM=str(report), SDXL_S="1", HOST_S="1")
+    sd15 = next(line for line in calls.splitlines() if "--models sd15" in line)
+    assert "--static-shapes" in sd15 and "--inductor combo_kernels=1" in sd15
 
 
 def test_gpu_fast_script_gives_sdxl_what_is_left_of_its_time(tmp_path):
