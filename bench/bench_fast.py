@@ -452,7 +452,8 @@ def main(argv=None) -> dict:
                              "default auto: PyTorch's order)")
     parser.add_argument("--inductor", default="", type=inductor_options,
                         help="more Inductor options, name=value pairs separated by commas, e.g. combo_kernels=1 "
-                             "(latentlib.fast.accelerate's inductor; 1/0 and true/false are booleans; default none)")
+                             "(latentlib.fast.accelerate's inductor; 1/0 and true/false are booleans, so a value "
+                             "cannot hold a comma; default none)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 2-step image, 4-frame sweep: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fast.json"), help="JSON to write")
     args = parser.parse_args(argv)

@@ -9,11 +9,12 @@ order given. A variant is an autotune mode ("off", "coordinate-descent", "max-au
 ``static_shapes=True`` (each batch size compiled on its own; by default the second size recompiles with a
 symbolic batch, as in bench_fast, which compiles batch 1 first) and "+cudnn", "+flash", "+efficient" or
 "+math" for accelerate's ``attention`` (the scaled-dot-product attention kernel tried first), or "+best": the
-kernel whose attention timings (below) at the last batch size beat PyTorch's choice by more than 5%, run under
+kernel whose attention timings (below) at the deciding batch size (``--decide-batch``: 2 when listed) beat
+PyTorch's choice by more than 5%, run under
 its own name (e.g. "off+static+efficient", with ``chosen_as``), or skipped with the reason; and "+combo" for
 Inductor's combo kernels (independent small kernels launched as one: accelerate's ``inductor``). A static variant
-times only the last batch size (its smaller ones would compile exactly as the default's first shape does; all
-of them with ``--all-batches``). Dynamo's state
+times only the deciding batch size (its batch 1 would compile exactly as the default's first shape does; all of
+them with ``--all-batches``). Dynamo's state
 is reset between variants, so each compiles as a fresh process would; a variant that fails is recorded with
 its error and the next one runs. The JSON is written after every measurement (and names the shape being
 compiled), so a run cut short keeps what it finished.
@@ -21,8 +22,8 @@ compiled), so a run cut short keeps what it finished.
 Before the variants (no compile, a few seconds) it records the UNet's own attention calls (shapes and
 strides of q, k and v, counted over one eager step at each batch size) and times each call with every SDPA
 kernel alone ("unsupported" where a kernel cannot serve it) and with PyTorch's own choice: the attention
-part of a step per kernel, the quick answer to whether "+cudnn" can pay. After timing each variant's last
-batch size, it profiles ``--profile-calls`` steps of the compiled UNet (without the CUDA graph, whose kernels
+part of a step per kernel, the quick answer to whether "+cudnn" can pay. After timing each variant, at the
+deciding batch size it profiles ``--profile-calls`` steps of the compiled UNet (without the CUDA graph, whose kernels
 are the same): the GPU's busy time per step and the kernels that take most of it.
 
     python bench/bench_unet_tuning.py --device cuda --variants off+static,off+static+cudnn --batches 1,2
@@ -192,9 +193,12 @@ def main(argv=None) -> dict:
                         "(default: 1,2, as bench_fast and a live app meet them)")
     parser.add_argument("--repeats", type=int, default=50, help="timed steps per figure (default: 50)")
     parser.add_argument("--profile-calls", type=int, default=10,
-                        help="steps profiled per variant at the last batch size (0: no profile; default: 10)")
+                        help="steps profiled per variant at the deciding batch size (0: no profile; default: 10)")
+    parser.add_argument("--decide-batch", type=int, default=None,
+                        help="the batch size that decides (+best's kernel, what static variants time, the profile; "
+                             "default: 2 when listed, else the last of --batches)")
     parser.add_argument("--all-batches", action="store_true",
-                        help="static variants time every batch size, not only the last (default: the last only)")
+                        help="static variants time every batch size, not only the deciding one")
     parser.add_argument("--quick", action="store_true", help="tiny layout, 3 repeats: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "unet_tuning.json"))
     args = parser.parse_args(argv)
@@ -205,6 +209,9 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--variants got {args.variants!r}; each variant once (the order of +static and the "
                          f"kernel does not matter)")
     batches = _listed(args.batches, int, "batches")
+    decide = args.decide_batch if args.decide_batch is not None else 2 if 2 in batches else batches[-1]
+    if decide not in batches:
+        parser.error(f"--decide-batch {decide} is not among --batches {args.batches}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.profile_calls < 0:
@@ -223,7 +230,8 @@ def main(argv=None) -> dict:
     inputs = {b: _unet_inputs(model, b) for b in batches}
     report = {"benchmark": "unet_tuning", **environment(), "device": str(device), "model": model.name,
               "dtype": str(dtype).replace("torch.", ""), "quick": args.quick, "repeats": repeats,
-              "target_unet_step_b2_ms": TARGETS["unet_step_b2_ms"], "diffusers_ms": {}, "attention": {},
+              "target_unet_step_b2_ms": TARGETS["unet_step_b2_ms"], "decide_batch": decide, "diffusers_ms": {},
+              "attention": {},
               "variants": {}}
 
     def save():
@@ -250,7 +258,7 @@ def main(argv=None) -> dict:
     for requested in variants:
         variant, tuning = requested, tunings[requested]
         if tuning["attention"] == BEST:  # the kernel the attention timings of the deciding (last) batch favour
-            kernel, why = _best_kernel(report["attention"].get(f"b{batches[-1]}", {}))
+            kernel, why = _best_kernel(report["attention"].get(f"b{decide}", {}))
             resolved = None if kernel is None else variant.replace(BEST, kernel)
             if resolved is None or resolved in report["variants"] or resolved in variants:
                 report["variants"][variant] = {"skipped": why if resolved is None else f"{why}; {resolved} is "
@@ -272,15 +280,15 @@ def main(argv=None) -> dict:
         try:
             timed_inputs = inputs
             if tuning["static_shapes"] and not args.all_batches and len(batches) > 1:
-                # a static compile of a smaller batch is the default's first-shape compile: only the last decides
-                timed_inputs = {batches[-1]: inputs[batches[-1]]}
-                row["not_timed"] = [f"b{b}" for b in batches[:-1]]
+                # a static compile of another batch size decides nothing (batch 1's is the default's first compile)
+                timed_inputs = {decide: inputs[decide]}
+                row["not_timed"] = [f"b{b}" for b in batches if b != decide]
             _time_variant(model, variant, tuning, timed_inputs, eager, row, device, repeats, save)
         except Exception as error:  # noqa: BLE001 - a benchmark records what broke and goes on to the next variant
             row.update(failure(error))
             print(f"  {variant} failed: {row['error']}", flush=True)
         if args.profile_calls and "error" not in row:
-            b = batches[-1]
+            b = decide
             try:  # apart from the timings: a profiler failure leaves them standing
                 profile = row[f"profile_b{b}"] = _profile_step(model, inputs[b], device, args.profile_calls)
                 print(f"  {variant}: batch {b} busy {profile['busy_ms_per_step']} ms in {profile['launches_per_step']} "

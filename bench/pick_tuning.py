@@ -77,13 +77,14 @@ def pick(report: dict, *, batch: int = 2, margin: float = 0.01, tolerance: float
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report", help="bench_unet_tuning.py's JSON")
-    parser.add_argument("--batch", type=int, default=2, help="the batch size that decides (default: 2)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="the batch size that decides (default: the report's decide_batch, else 2)")
     parser.add_argument("--margin", type=float, default=0.01,
                         help="how much faster than 'off' another variant must be, as a fraction (default: 0.01)")
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="|difference| from the eager UNet's output always accepted (default: 0.02)")
     args = parser.parse_args(argv)
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         parser.error(f"--batch must be at least 1, got {args.batch}")
     if not 0 <= args.margin < 1:
         parser.error(f"--margin must be in [0, 1), got {args.margin}")
@@ -94,8 +95,9 @@ def main(argv=None) -> int:
         print(f"pick_tuning: {path} does not exist (did the tuning run write it?)", file=sys.stderr)
         return 1
     try:
-        variant, why = pick(json.loads(path.read_text()), batch=args.batch, margin=args.margin,
-                            tolerance=args.tolerance)
+        report = json.loads(path.read_text())
+        batch = args.batch if args.batch is not None else report.get("decide_batch", 2)
+        variant, why = pick(report, batch=batch, margin=args.margin, tolerance=args.tolerance)
         assignments = tuning_of(variant)
     except ValueError as error:  # json's errors are ValueErrors too
         print(f"pick_tuning: {error}", file=sys.stderr)

@@ -45,8 +45,8 @@ attention on another thread at that moment follows it too.
 
 ``inductor`` passes more Inductor options to ``torch.compile`` for these networks (names from
 ``torch._inductor.config``, e.g. ``{"combo_kernels": True}``, which fuses independent small kernels into one
-launch); they are checked against that config, and the CUDA-graph ones are refused (the fast path captures
-its own). None is on by default; ``bench/bench_unet_tuning.py`` measures candidates (``+combo``).
+launch); their names and types are checked against that config, and the CUDA-graph ones are refused (the fast
+path captures its own). They override what an ``autotune`` mode sets (e.g. ``coordinate_descent_tuning``). None is on by default; ``bench/bench_unet_tuning.py`` measures candidates (``+combo``).
 
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
@@ -83,6 +83,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import typing
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -430,6 +431,10 @@ def _check_inductor(inductor) -> dict:
                              f"(`cuda_graphs`); Inductor's would nest inside them.")
         if not isinstance(value, (bool, int, float, str)):
             raise TypeError(f"`inductor[{key!r}]` must be a bool, int, float or str, got {value!r}.")
+        kind = config.get_type(key)  # as torch.compile checks it (a generic such as "float | None" it does not)
+        if typing.get_origin(kind) is None and isinstance(kind, type) and not isinstance(value, kind):
+            raise TypeError(f"`inductor[{key!r}]` must be a {kind.__name__} (torch._inductor.config.{key}), got "
+                            f"{value!r} ({type(value).__name__}).")
     return dict(inductor)
 
 
@@ -474,7 +479,7 @@ def accelerate(model, *, dtype=_AUTO, sdpa=_AUTO, channels_last=_AUTO, compile=_
     asked = {"dtype": dtype, "sdpa": sdpa, "channels_last": channels_last, "compile": compile,
              "cuda_graphs": cuda_graphs, "fuse_qkv": fuse_qkv, "cudnn_benchmark": cudnn_benchmark, "cache": cache,
              "compile_cache": compile_cache, "autotune": autotune, "static_shapes": static_shapes,
-             "attention": attention, "inductor": inductor}
+             "attention": attention, "inductor": dict(inductor) if isinstance(inductor, dict) else inductor}
     cuda = model.device.type == "cuda"
     notes = []
     dtype = (torch.float16 if cuda else model.dtype) if dtype == _AUTO else _resolve_dtype(dtype, model.device)

@@ -159,7 +159,7 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
     for name, row in report["variants"].items():  # a static variant times the deciding (last) batch only
         assert row["fast_path"]["autotune"] == "off" and row["fast_path"]["compile"] is False
         static = "static" in name
-        assert list(row["ms"]) == ["unet_step_b2_ms"] if static else ["unet_step_b1_ms", "unet_step_b2_ms"]
+        assert list(row["ms"]) == (["unet_step_b2_ms"] if static else ["unet_step_b1_ms", "unet_step_b2_ms"])
         assert row.get("not_timed") == (["b1"] if static else None) and all(ms > 0 for ms in row["ms"].values())
         assert all(v["max_abs"] == 0 for v in row["vs_eager"].values()) and "compiling" not in row
     assert any("compile is off" in n for n in report["variants"]["coordinate-descent"]["fast_path"]["notes"])
@@ -168,7 +168,8 @@ def test_bench_unet_tuning_quick_times_each_variant(tmp_path, monkeypatch):
     pick = runpy.run_path(str(BENCH.parent / "pick_tuning.py"), run_name="pick")  # reads this JSON as it is
     fastest = min(report["variants"], key=lambda v: report["variants"][v]["ms"]["unet_step_b2_ms"])
     assert pick["pick"](report, margin=0)[0] == fastest
-    for bad in (["--variants", "off,off"], ["--variants", "fast"], ["--variants", "off+cudnn+flash"],
+    assert report["decide_batch"] == 2
+    for bad in (["--variants", "off,off"], ["--variants", "fast"], ["--variants", "off+cudnn+flash"], ["--decide-batch", "8"],
                 ["--variants", "off+static+static"], ["--variants", "off+static+cudnn,off+cudnn+static"],
                 ["--batches", "0"]):
         monkeypatch.setattr(sys, "argv", ["bench_unet_tuning.py", "--quick", *bad, "--out", str(out)])
@@ -501,7 +502,7 @@ def _tuning_report(**variants) -> dict:
     return {"variants": rows}
 
 
-def test_pick_tuning_takes_the_fastest_batch_2_variant_that_stays_close(tmp_path):
+def test_pick_tuning_takes_the_fastest_batch_2_variant_that_stays_close(tmp_path, capsys):
     pick = runpy.run_path(str(BENCH.parent / "pick_tuning.py"), run_name="pick")
     assert pick["pick"](_tuning_report(off__static=6.0, off__static__cudnn=5.7, off=6.25))[0] == "off+static+cudnn"
     assert pick["pick"](_tuning_report(off__static=6.22, off=6.25))[0] == "off"  # within the 1% margin: the default
@@ -531,6 +532,12 @@ def test_pick_tuning_takes_the_fastest_batch_2_variant_that_stays_close(tmp_path
     fast = runpy.run_path(str(BENCH.parent / "bench_fast.py"), run_name="fast")  # the tokens mean the same options
     assert {k: fast["inductor_options"](v) for k, v in pick["INDUCTOR"].items()} == tuning["INDUCTOR"]
     report = tmp_path / "tuning.json"
+    by_batch = _tuning_report(off__static=6.5, off=6.25)
+    by_batch["variants"]["off+static"]["ms"]["unet_step_b1_ms"] = 4.0
+    for decide, expected in ((None, "off"), (1, "off+static")):  # the report's deciding batch, 2 without one
+        report.write_text(json.dumps({**by_batch, **({} if decide is None else {"decide_batch": decide})}))
+        assert pick["main"]([str(report)]) == 0
+        assert f"# picked {expected} at batch {decide or 2}" in capsys.readouterr().out
     report.write_text(json.dumps(_tuning_report(off=6.25)))
     for argv, message in ((["--margin", "1"], "--margin must be in [0, 1), got 1.0"),
                           (["--tolerance", "0"], "--tolerance must be > 0, got 0.0"), (["--batch", "0"], "--batch must")):

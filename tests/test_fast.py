@@ -797,7 +797,7 @@ def test_inductor_options_reach_torch_compile_with_the_tuning(model, monkeypatch
     with a note without compile, and checked against torch._inductor.config."""
     from torch._inductor import list_mode_options
 
-    calls = []
+    calls, real_compile = [], torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: calls.append(kwargs) or fn)
     before = _gen(model, steps=2)
     fast = model.accelerate(compile=True, inductor={"combo_kernels": True})
@@ -807,6 +807,8 @@ def test_inductor_options_reach_torch_compile_with_the_tuning(model, monkeypatch
     model.accelerate(compile=True, autotune="max-autotune", static_shapes=True, inductor={"combo_kernels": True})
     assert calls and all(call == {"dynamic": False, "options": {**list_mode_options("max-autotune-no-cudagraphs"),
                                                                  "combo_kernels": True}} for call in calls)
+    for call in calls:  # torch.compile itself takes them (it checks names and types when called, compiling nothing)
+        real_compile(lambda x: x, **call)
     calls.clear()
     model.set_preview_decoder(tiny_preview_decoder())
     assert calls and all(call["options"]["combo_kernels"] is True for call in calls)
@@ -816,6 +818,8 @@ def test_inductor_options_reach_torch_compile_with_the_tuning(model, monkeypatch
                                 ({"combo_kernel": True}, ValueError, "'combo_kernel', which is not an option"),
                                 ({"triton": True}, ValueError, "'triton', which is not an option"),
                                 ({"triton.cudagraphs": True}, ValueError, "captures its own CUDA graphs"),
-                                ({"combo_kernels": [True]}, TypeError, r"`inductor\['combo_kernels'\]` must be a bool")]:
+                                ({"combo_kernels": [True]}, TypeError, r"`inductor\['combo_kernels'\]` must be a bool"),
+                                ({"combo_kernels": 1}, TypeError, r"must be a bool \(torch._inductor.config.combo_kernels\)"),
+                                ({"partitioned_scatter_memory_budget": 1}, TypeError, "must be a float")]:
         with pytest.raises(error, match=message):
             model.accelerate(compile=True, inductor=bad)
