@@ -10,12 +10,11 @@ order given. A variant is an autotune mode ("off", "coordinate-descent", "max-au
 symbolic batch, as in bench_fast, which compiles batch 1 first) and "+cudnn", "+flash", "+efficient" or
 "+math" for accelerate's ``attention`` (the scaled-dot-product attention kernel tried first), or "+best": the
 kernel whose attention timings (below) at the deciding batch size (``--decide-batch``: 2 when listed) beat
-PyTorch's choice by more than 5%, run under
-its own name (e.g. "off+static+efficient", with ``chosen_as``), or skipped with the reason; and "+combo" for
-Inductor's combo kernels (independent small kernels launched as one: accelerate's ``inductor``). A static variant
-times only the deciding batch size (its batch 1 would compile exactly as the default's first shape does; all of
-them with ``--all-batches``). Dynamo's state
-is reset between variants, so each compiles as a fresh process would; a variant that fails is recorded with
+PyTorch's choice by more than 5%, run under its own name (e.g. "off+static+efficient", with ``chosen_as``), or
+skipped with the reason; and "+combo" for Inductor's combo kernels (independent small kernels launched as one:
+accelerate's ``inductor``). A static variant times only the deciding batch size (its batch 1 would compile
+exactly as the default's first shape does; all of them with ``--all-batches``). Dynamo's state is reset
+between variants, so each compiles as a fresh process would; a variant that fails is recorded with
 its error and the next one runs. The JSON is written after every measurement (and names the shape being
 compiled), so a run cut short keeps what it finished.
 
@@ -23,8 +22,8 @@ Before the variants (no compile, a few seconds) it records the UNet's own attent
 strides of q, k and v, counted over one eager step at each batch size) and times each call with every SDPA
 kernel alone ("unsupported" where a kernel cannot serve it) and with PyTorch's own choice: the attention
 part of a step per kernel, the quick answer to whether "+cudnn" can pay. After timing each variant, at the
-deciding batch size it profiles ``--profile-calls`` steps of the compiled UNet (without the CUDA graph, whose kernels
-are the same): the GPU's busy time per step and the kernels that take most of it.
+deciding batch size it profiles ``--profile-calls`` steps of the compiled UNet (without the CUDA graph, whose
+kernels are the same): the GPU's busy time per step and the kernels that take most of it.
 
     python bench/bench_unet_tuning.py --device cuda --variants off+static,off+static+cudnn --batches 1,2
     python bench/bench_unet_tuning.py --device cuda --variants coordinate-descent --batches 1,2
@@ -231,8 +230,7 @@ def main(argv=None) -> dict:
     report = {"benchmark": "unet_tuning", **environment(), "device": str(device), "model": model.name,
               "dtype": str(dtype).replace("torch.", ""), "quick": args.quick, "repeats": repeats,
               "target_unet_step_b2_ms": TARGETS["unet_step_b2_ms"], "decide_batch": decide, "diffusers_ms": {},
-              "attention": {},
-              "variants": {}}
+              "attention": {}, "variants": {}}
 
     def save():
         report["seconds"] = round(time.perf_counter() - began, 1)
@@ -257,7 +255,7 @@ def main(argv=None) -> dict:
         save()
     for requested in variants:
         variant, tuning = requested, tunings[requested]
-        if tuning["attention"] == BEST:  # the kernel the attention timings of the deciding (last) batch favour
+        if tuning["attention"] == BEST:  # the kernel the attention timings of the deciding batch favour
             kernel, why = _best_kernel(report["attention"].get(f"b{decide}", {}))
             resolved = None if kernel is None else variant.replace(BEST, kernel)
             if resolved is None or resolved in report["variants"] or resolved in variants:
@@ -288,10 +286,9 @@ def main(argv=None) -> dict:
             row.update(failure(error))
             print(f"  {variant} failed: {row['error']}", flush=True)
         if args.profile_calls and "error" not in row:
-            b = decide
             try:  # apart from the timings: a profiler failure leaves them standing
-                profile = row[f"profile_b{b}"] = _profile_step(model, inputs[b], device, args.profile_calls)
-                print(f"  {variant}: batch {b} busy {profile['busy_ms_per_step']} ms in {profile['launches_per_step']} "
+                profile = row[f"profile_b{decide}"] = _profile_step(model, inputs[decide], device, args.profile_calls)
+                print(f"  {variant}: batch {decide} busy {profile['busy_ms_per_step']} ms in {profile['launches_per_step']} "
                       f"launches per step; by kind (ms): {({k: v['ms_per_step'] for k, v in profile['by_kind'].items()})}; "
                       f"top: {[(k['name'][:40], k['ms_per_step']) for k in profile['top'][:5]]}", flush=True)
             except Exception as error:  # noqa: BLE001 - recorded beside the timings
@@ -379,9 +376,9 @@ def _profile_step(model, inputs, device, calls: int, top: int = 25) -> dict:
 
 
 # a kernel's (or operator's) kind by its name, first match wins. Inductor's own kernels come first, as their names
-# list the operators they fused ("triton_poi_fused_add_convolution_..."): "triton_tem" are its templates
-# (matmul, or convolution under max-autotune), the other "triton_" ones pointwise and reductions. cuDNN's convolution kernels are implicit GEMMs, so
-# "fprop"/"conv" come before "gemm"; cuBLAS on Hopper names its kernels "nvjet_..."
+# list the operators they fused ("triton_poi_fused_add_convolution_..."): "triton_tem" are its templates (matmul,
+# or convolution under max-autotune), the other "triton_" ones pointwise and reductions. cuDNN's convolution
+# kernels are implicit GEMMs, so "fprop"/"conv" come before "gemm"; cuBLAS on Hopper names its kernels "nvjet_..."
 _KINDS = (("convolution", ("triton_tem_fused_convolution",)), ("matmul", ("triton_tem",)), ("inductor", ("triton",)),
           ("attention", ("flash", "fmha", "attention", "sdpa", "attn")),
           ("convolution", ("convolution", "convolve", "conv2d", "fprop", "dgrad", "implicit_gemm")),

@@ -6,10 +6,10 @@ after the other; ``TUNED_FROM=... bash bench/gpu_fast.sh`` runs this between the
 one to read the first's numbers in the seconds before the machine is given back.
 
 A variant counts only when it timed that batch size (an error after it, e.g. at a larger batch, does not void
-the figure) and its output stayed close to
-diffusers' eager UNet's: within ``--tolerance``, or within 10 times the closest variant's difference (random
-weights can give large outputs, whose fp16 rounding alone exceeds a fixed bound). The default variant ("off": automatic dynamic shapes, PyTorch's
-attention, untuned) is kept unless another beats it by more than ``--margin`` (the run-to-run noise of a
+the figure) and its output stayed close to diffusers' eager UNet's, never NaN: within ``--tolerance``, or
+within 10 times the default variant's difference (the closest variant's without one; random weights can give
+large outputs, whose fp16 rounding alone exceeds a fixed bound). The default variant ("off": automatic dynamic
+shapes, PyTorch's attention, untuned) is kept unless another beats it by more than ``--margin`` (the run-to-run noise of a
 median); when "off" was not measured, the fastest variant is taken. Prints a comment line saying why, then
 ``AUTOTUNE=...``, ``STATIC=...``, ``ATTENTION=...`` and ``INDUCTOR=...`` (empty when off), all four, so nothing
 the caller had set mixes in; exits 1, printing nothing to stdout, when no variant qualifies.

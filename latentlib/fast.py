@@ -46,7 +46,8 @@ attention on another thread at that moment follows it too.
 ``inductor`` passes more Inductor options to ``torch.compile`` for these networks (names from
 ``torch._inductor.config``, e.g. ``{"combo_kernels": True}``, which fuses independent small kernels into one
 launch); their names and types are checked against that config, and the CUDA-graph ones are refused (the fast
-path captures its own). They override what an ``autotune`` mode sets (e.g. ``coordinate_descent_tuning``). None is on by default; ``bench/bench_unet_tuning.py`` measures candidates (``+combo``).
+path captures its own). They override what an ``autotune`` mode sets (e.g. ``coordinate_descent_tuning``).
+None is on by default; ``bench/bench_unet_tuning.py`` measures candidates (``+combo``).
 
 ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark``, which is process-wide (``model.decelerate()``
 puts back the value it found). ``fuse_qkv`` copies the attention weights into fused projections when it
@@ -640,8 +641,9 @@ def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=
     decode_batch_size = check_int("decode_batch_size", decode_batch_size, minimum=1)
     if not isinstance(progress, bool):
         raise TypeError(f"`progress` must be True or False, got {progress!r}.")
+    has_preview = getattr(model, "preview_decoder", None) is not None  # else "preview" decodes with the VAE
     if decoders is None:
-        decoders = ["full"] + (["preview"] if getattr(model, "preview_decoder", None) is not None else [])
+        decoders = ["full", "preview"] if has_preview else ["full"]
     if not isinstance(decoders, (str, list, tuple)) or not decoders:
         raise TypeError(f"`decoders` must be 'full', 'preview' or a non-empty list of them, got {decoders!r}.")
     decoders = [decoders] if isinstance(decoders, str) else list(decoders)
@@ -661,7 +663,7 @@ def warm_up(model, *, n=1, cfg=(False, True), height=None, width=None, decoders=
                 progress=False))
     for count in counts:
         for which in dict.fromkeys(decoders):
-            name = "preview" if which == "preview" and getattr(model, "preview_decoder", None) is not None else "full"
+            name = which if has_preview else "full"
             latents = (count, model.latent_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
             plan.setdefault(f"{name} decoder, {count} image{'s' * (count > 1)} at {size}", lambda z=latents, d=name:
                             sampling.decode_latents(model, torch.zeros(z, device=model.device, dtype=model.dtype),
